@@ -1,0 +1,283 @@
+//! Vordr's configuration: the TOML schema, the embedded defaults, and validation.
+
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// The configuration compiled into the binary, used when no `--config` is given.
+pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
+
+/// Errors from loading or validating a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("parsing config {origin}: {source}")]
+    Parse {
+        origin: String,
+        source: toml::de::Error,
+    },
+    #[error("invalid config: {field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+}
+
+/// The whole configuration of `vordr serve`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub cgroup: CgroupConfig,
+    pub network: NetworkConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub socket: PathBuf,
+    pub root: PathBuf,
+    pub run_dir: PathBuf,
+    pub log_level: String,
+    pub registries_config: PathBuf,
+    pub gatekeeper_profile: String,
+}
+
+/// How pod and container cgroups are named and created.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CgroupDriver {
+    Cgroupfs,
+    Systemd,
+}
+
+impl CgroupDriver {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CgroupDriver::Cgroupfs => "cgroupfs",
+            CgroupDriver::Systemd => "systemd",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CgroupConfig {
+    pub driver: CgroupDriver,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkConfig {
+    pub netavark_path: PathBuf,
+    pub firewall_driver: String,
+    pub network_name: String,
+    pub bridge: String,
+    pub subnet: IpNet,
+    pub use_pod_cidr: bool,
+    pub host_resolv_conf: PathBuf,
+}
+
+/// A user's file, parsed only to reject unknown sections by name.
+#[allow(dead_code)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PartialConfig {
+    #[serde(default)]
+    server: toml::Table,
+    #[serde(default)]
+    cgroup: toml::Table,
+    #[serde(default)]
+    network: toml::Table,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::from_toml_str(EMBEDDED_DEFAULT, "embedded default")
+            .expect("the embedded default config is valid")
+    }
+}
+
+impl Config {
+    /// Parses a complete configuration.
+    fn from_toml_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            origin: origin.to_string(),
+            source,
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Loads the embedded defaults, then overlays the keys set in `text`.
+    pub fn from_overlay_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let parse_err = |source| ConfigError::Parse {
+            origin: origin.to_string(),
+            source,
+        };
+        // Reject unknown sections early with a clear message.
+        let _: PartialConfig = toml::from_str(text).map_err(parse_err)?;
+        let mut base: toml::Table = toml::from_str(EMBEDDED_DEFAULT).map_err(parse_err)?;
+        let overlay: toml::Table = toml::from_str(text).map_err(parse_err)?;
+        for (section, value) in overlay {
+            match (base.get_mut(&section), value) {
+                (Some(toml::Value::Table(dst)), toml::Value::Table(src)) => {
+                    for (k, v) in src {
+                        dst.insert(k, v);
+                    }
+                }
+                (_, v) => {
+                    base.insert(section, v);
+                }
+            }
+        }
+        let merged = toml::to_string(&base).expect("a TOML table serialises");
+        Config::from_toml_str(&merged, origin)
+    }
+
+    /// Loads the configuration from `path`, or the embedded default when `None`.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        match path {
+            None => Ok(Config::default()),
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_path_buf(),
+                    source,
+                })?;
+                Config::from_overlay_str(&text, &p.display().to_string())
+            }
+        }
+    }
+
+    /// Checks values that TOML types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field, reason: &str| {
+            Err(ConfigError::Invalid {
+                field,
+                reason: reason.to_string(),
+            })
+        };
+        for (field, p) in [
+            ("server.socket", &self.server.socket),
+            ("server.root", &self.server.root),
+            ("server.run_dir", &self.server.run_dir),
+        ] {
+            if !p.is_absolute() {
+                return invalid(field, "must be an absolute path");
+            }
+        }
+        let subnet = &self.network.subnet;
+        match subnet {
+            IpNet::V4(n) if n.prefix_len() > 30 => {
+                return invalid(
+                    "network.subnet",
+                    "an IPv4 subnet needs a prefix of /30 or shorter",
+                )
+            }
+            IpNet::V6(n) if n.prefix_len() > 126 => {
+                return invalid(
+                    "network.subnet",
+                    "an IPv6 subnet needs a prefix of /126 or shorter",
+                )
+            }
+            _ => {}
+        }
+        if subnet.network() != subnet.addr() {
+            return invalid("network.subnet", "host bits must be zero");
+        }
+        let b = &self.network.bridge;
+        if b.is_empty() || b.len() > 15 || b.contains('/') || b.contains(char::is_whitespace) {
+            return invalid(
+                "network.bridge",
+                "must be a Linux interface name (1-15 characters, no '/' or spaces)",
+            );
+        }
+        let n = &self.network.network_name;
+        if n.is_empty()
+            || !n.chars().next().unwrap().is_ascii_alphanumeric()
+            || !n
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        {
+            return invalid(
+                "network.network_name",
+                "must match [a-zA-Z0-9][a-zA-Z0-9_.-]*",
+            );
+        }
+        if !matches!(
+            self.network.firewall_driver.as_str(),
+            "" | "iptables" | "nftables" | "firewalld"
+        ) {
+            return invalid(
+                "network.firewall_driver",
+                "must be empty, \"iptables\", \"nftables\" or \"firewalld\"",
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let c = Config::default();
+        assert_eq!(c.server.socket, PathBuf::from("/run/vordr/vordr.sock"));
+        assert_eq!(c.server.root, PathBuf::from("/var/lib/vordr"));
+        assert_eq!(c.cgroup.driver, CgroupDriver::Cgroupfs);
+        assert_eq!(c.network.subnet.to_string(), "10.88.0.0/16");
+    }
+
+    #[test]
+    fn overlay_replaces_only_given_keys() {
+        let c = Config::from_overlay_str(
+            "[network]\nsubnet = \"10.99.0.0/24\"\n[cgroup]\ndriver = \"systemd\"\n",
+            "test",
+        )
+        .unwrap();
+        assert_eq!(c.network.subnet.to_string(), "10.99.0.0/24");
+        assert_eq!(c.network.bridge, "vordr0");
+        assert_eq!(c.cgroup.driver, CgroupDriver::Systemd);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let e = Config::from_overlay_str("[network]\nsubnett = \"10.0.0.0/8\"\n", "t").unwrap_err();
+        assert!(e.to_string().contains("subnett"), "{e}");
+        let e = Config::from_overlay_str("[netwrk]\n", "t").unwrap_err();
+        assert!(e.to_string().contains("netwrk"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_the_field() {
+        for (text, field) in [
+            ("[network]\nsubnet = \"10.0.0.1/8\"", "network.subnet"),
+            ("[network]\nsubnet = \"10.0.0.0/31\"", "network.subnet"),
+            (
+                "[network]\nbridge = \"a-very-long-bridge-name\"",
+                "network.bridge",
+            ),
+            ("[network]\nnetwork_name = \"-x\"", "network.network_name"),
+            ("[server]\nroot = \"relative\"", "server.root"),
+            (
+                "[network]\nfirewall_driver = \"pf\"",
+                "network.firewall_driver",
+            ),
+        ] {
+            let e = Config::from_overlay_str(text, "t").unwrap_err();
+            assert!(e.to_string().contains(field), "{text}: {e}");
+        }
+        let e = Config::from_overlay_str("[cgroup]\ndriver = \"cgroupv3\"", "t").unwrap_err();
+        assert!(e.to_string().contains("cgroupv3"), "{e}");
+    }
+
+    #[test]
+    fn missing_file_is_an_error() {
+        let e = Config::load(Some(Path::new("/nonexistent/vordr.toml"))).unwrap_err();
+        assert!(matches!(e, ConfigError::Read { .. }));
+    }
+}

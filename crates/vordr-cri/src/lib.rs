@@ -1,0 +1,24 @@
+//! Vordr's CRI v1 gRPC services. Each RPC lives in its own file, as in
+//! CRI-O's `server/` and containerd's `pkg/cri/server/`; the wire types are
+//! converted at the edge and the work is done over the store and the network.
+
+mod cgroup;
+mod errors;
+mod reconcile;
+mod runtime;
+mod runtime_config;
+mod sandbox_cleanup;
+mod sandbox_list;
+mod sandbox_remove;
+mod sandbox_run;
+mod sandbox_status;
+mod sandbox_stop;
+mod sandbox_validate;
+mod serve;
+mod service;
+mod status;
+mod update_runtime_config;
+mod version;
+
+pub use runtime::{Runtime, RuntimeOptions};
+pub use serve::{serve, ServeError};

@@ -1,0 +1,219 @@
+//! The shared state behind every RPC: configuration, store, network.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex as StdMutex, RwLock};
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use vordr_config::Config;
+use vordr_net::netavark::{BridgeNetwork, Netavark};
+use vordr_store::{Lookup, PodRecord, Store};
+
+/// Settings key of the pod CIDR kubelet sent with UpdateRuntimeConfig.
+pub const POD_CIDR_KEY: &str = "pod_cidr";
+
+/// What the daemon was started with, beyond the config file.
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    pub config: Config,
+}
+
+/// Failure to resolve a pod id.
+#[derive(Debug)]
+pub enum PodLookupError {
+    NotFound(String),
+    Ambiguous(String),
+    Store(vordr_store::StoreError),
+}
+
+/// Everything the RPCs share.
+pub struct Runtime {
+    pub config: Config,
+    pub store: Store,
+    pub netavark: Netavark,
+    /// The network new pods attach to (changes with UpdateRuntimeConfig).
+    network: RwLock<BridgeNetwork>,
+    /// Serialises lifecycle operations on one pod.
+    pod_locks: StdMutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Cached netavark health: (checked at, result).
+    net_health: StdMutex<Option<(Instant, Result<String, String>)>>,
+}
+
+impl Runtime {
+    /// Opens the store and prepares the directories.
+    pub fn open(opts: RuntimeOptions) -> Result<Runtime, crate::ServeError> {
+        let config = opts.config;
+        for dir in [
+            &config.server.root,
+            &config.server.run_dir,
+            &config.server.root.join("pods"),
+            &config.server.run_dir.join("ns"),
+            &config.server.run_dir.join("netavark"),
+        ] {
+            std::fs::create_dir_all(dir).map_err(|source| crate::ServeError::Dir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let store = Store::open(&config.server.root)?;
+        let netavark = Netavark {
+            binary: config.network.netavark_path.clone(),
+            config_dir: config.server.run_dir.join("netavark"),
+            firewall_driver: config.network.firewall_driver.clone(),
+        };
+        let pod_cidr = store.get_setting(POD_CIDR_KEY)?;
+        let network = bridge_network(&config, pod_cidr.as_deref());
+        Ok(Runtime {
+            config,
+            store,
+            netavark,
+            network: RwLock::new(network),
+            pod_locks: StdMutex::new(HashMap::new()),
+            net_health: StdMutex::new(None),
+        })
+    }
+
+    /// The network new pods attach to.
+    pub fn network(&self) -> BridgeNetwork {
+        self.network
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set_network(&self, n: BridgeNetwork) {
+        *self.network.write().unwrap_or_else(|e| e.into_inner()) = n;
+    }
+
+    /// Directory of a pod's pinned namespaces (volatile).
+    pub fn ns_dir(&self, pod_id: &str) -> PathBuf {
+        self.config.server.run_dir.join("ns").join(pod_id)
+    }
+
+    /// Directory of a pod's files: resolv.conf, hostname, hosts (persistent).
+    pub fn pod_dir(&self, pod_id: &str) -> PathBuf {
+        self.config.server.root.join("pods").join(pod_id)
+    }
+
+    /// Takes the lifecycle lock of one pod.
+    pub async fn lock_pod(&self, pod_id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let m = {
+            let mut locks = self.pod_locks.lock().unwrap_or_else(|e| e.into_inner());
+            locks.retain(|_, m| Arc::strong_count(m) > 1 || m.try_lock().is_err());
+            locks.entry(pod_id.to_string()).or_default().clone()
+        };
+        m.lock_owned().await
+    }
+
+    /// Resolves a full or unique-prefix pod id.
+    pub fn find_pod(&self, id: &str) -> Result<PodRecord, PodLookupError> {
+        match self.store.find_pod(id).map_err(PodLookupError::Store)? {
+            Lookup::Found(p) => Ok(p),
+            Lookup::NotFound => Err(PodLookupError::NotFound(id.to_string())),
+            Lookup::Ambiguous => Err(PodLookupError::Ambiguous(id.to_string())),
+        }
+    }
+
+    /// Whether netavark can run, checked at most every 10 seconds.
+    pub async fn network_health(&self) -> Result<String, String> {
+        if let Some((at, res)) = self
+            .net_health
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            if at.elapsed() < Duration::from_secs(10) {
+                return res.clone();
+            }
+        }
+        let res = self.netavark.version().await.map_err(|e| e.to_string());
+        *self.net_health.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((Instant::now(), res.clone()));
+        res
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.config.server.root
+    }
+}
+
+/// The bridge network from the config, with the pod CIDR from kubelet when
+/// the config says to use it.
+pub fn bridge_network(config: &Config, pod_cidr: Option<&str>) -> BridgeNetwork {
+    let subnet = pod_cidr
+        .filter(|_| config.network.use_pod_cidr)
+        .and_then(|c| first_cidr(c).ok())
+        .unwrap_or(config.network.subnet);
+    BridgeNetwork {
+        name: config.network.network_name.clone(),
+        bridge: config.network.bridge.clone(),
+        subnet,
+        gateway: vordr_net::ipam::gateway(&subnet),
+    }
+}
+
+/// The first CIDR of kubelet's (possibly comma-separated, dual-stack) pod
+/// CIDR, IPv4 preferred, normalised to its network address.
+pub fn first_cidr(pod_cidr: &str) -> Result<IpNet, String> {
+    let mut nets = Vec::new();
+    for part in pod_cidr.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let n: IpNet = part
+            .parse()
+            .map_err(|_| format!("{part:?} is not a CIDR"))?;
+        let too_small = match n {
+            IpNet::V4(v) => v.prefix_len() > 30,
+            IpNet::V6(v) => v.prefix_len() > 126,
+        };
+        if too_small {
+            return Err(format!("{part:?} is too small for pods"));
+        }
+        nets.push(n.trunc());
+    }
+    nets.iter()
+        .find(|n| n.addr().is_ipv4())
+        .or(nets.first())
+        .copied()
+        .ok_or_else(|| "empty pod CIDR".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_cidr_parsing() {
+        assert_eq!(
+            first_cidr("10.244.1.0/24").unwrap().to_string(),
+            "10.244.1.0/24"
+        );
+        assert_eq!(
+            first_cidr("fd00::/64, 10.244.1.7/24").unwrap().to_string(),
+            "10.244.1.0/24"
+        );
+        assert_eq!(first_cidr("fd00::/64").unwrap().to_string(), "fd00::/64");
+        assert!(first_cidr("").is_err());
+        assert!(first_cidr("10.0.0.0/31").is_err());
+        assert!(first_cidr("banana").is_err());
+    }
+
+    #[test]
+    fn pod_cidr_only_used_when_configured() {
+        let mut c = Config::default();
+        c.network.use_pod_cidr = true;
+        assert_eq!(
+            bridge_network(&c, Some("10.5.0.0/16")).subnet.to_string(),
+            "10.5.0.0/16"
+        );
+        assert_eq!(
+            bridge_network(&c, Some("10.5.0.0/16")).gateway.to_string(),
+            "10.5.0.1"
+        );
+        assert_eq!(bridge_network(&c, None).subnet.to_string(), "10.88.0.0/16");
+        c.network.use_pod_cidr = false;
+        assert_eq!(
+            bridge_network(&c, Some("10.5.0.0/16")).subnet.to_string(),
+            "10.88.0.0/16"
+        );
+    }
+}

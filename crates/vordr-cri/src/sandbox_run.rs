@@ -1,0 +1,215 @@
+//! RunPodSandbox: validate, record, pin namespaces, allocate an address,
+//! attach the network, write the pod's files. A failure at any step undoes
+//! every earlier one.
+
+use std::os::unix::fs::DirBuilderExt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use k8s_cri::v1::{PodSandboxConfig, RunPodSandboxRequest, RunPodSandboxResponse};
+use tonic::Status;
+use vordr_net::netavark::Attachment;
+use vordr_net::netns::{self, NsRequest};
+use vordr_net::{ipam, resolv};
+use vordr_store::{NewPod, PodState, StoreError};
+
+use crate::errors::{internal, invalid};
+use crate::runtime::Runtime;
+use crate::sandbox_cleanup::{self, PodNetwork};
+use crate::sandbox_validate::{plan, PodPlan};
+
+/// A new random 64-hex-digit id, as containerd and CRI-O use.
+pub fn new_id() -> String {
+    let mut b = [0u8; 32];
+    getrandom::getrandom(&mut b).expect("the kernel's random source works");
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+pub fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+const HOSTS_BASE: &str = "127.0.0.1\tlocalhost\n\
+::1\tlocalhost ip6-localhost ip6-loopback\n\
+fe00::0\tip6-localnet\n\
+ff00::0\tip6-mcastprefix\n\
+ff02::1\tip6-allnodes\n\
+ff02::2\tip6-allrouters\n";
+
+pub async fn run_pod_sandbox(
+    rt: &Runtime,
+    req: RunPodSandboxRequest,
+) -> Result<RunPodSandboxResponse, Status> {
+    let cfg = req.config.ok_or_else(|| invalid("config", "is required"))?;
+    if !req.runtime_handler.is_empty() {
+        return Err(invalid(
+            "runtime_handler",
+            format!("no runtime handler {:?} is configured", req.runtime_handler),
+        ));
+    }
+    let plan = plan(&cfg, rt.config.cgroup.driver)?;
+    let id = new_id();
+    let net = PodNetwork {
+        network: rt.network(),
+        ports: plan.ports.clone(),
+    };
+    let record = NewPod {
+        id: id.clone(),
+        name: plan.name.clone(),
+        namespace: plan.namespace.clone(),
+        uid: plan.uid.clone(),
+        attempt: plan.attempt,
+        created_at: now_ns(),
+        runtime_handler: req.runtime_handler.clone(),
+        config: json(&cfg),
+        labels: json(&cfg.labels),
+        annotations: json(&cfg.annotations),
+        host_network: plan.host_network,
+        cgroup_parent: plan.cgroup_parent.clone(),
+        network: serde_json::to_string(&net).expect("network serialises"),
+    };
+    let _lock = rt.lock_pod(&id).await;
+    rt.store.insert_pod(&record).map_err(|e| match e {
+        StoreError::PodExists(name) => Status::already_exists(format!(
+            "pod sandbox {name} already exists (same name, namespace, uid and attempt)"
+        )),
+        e => internal("recording pod sandbox", e),
+    })?;
+    tracing::debug!(pod = %id, name = %plan.name, namespace = %plan.namespace, "creating pod sandbox");
+    match build(rt, &id, &cfg, &plan, &net).await {
+        Ok(()) => {
+            tracing::info!(pod = %id, name = %plan.name, namespace = %plan.namespace, "pod sandbox ready");
+            Ok(RunPodSandboxResponse { pod_sandbox_id: id })
+        }
+        Err(status) => {
+            tracing::warn!(pod = %id, "RunPodSandbox failed, undoing: {}", status.message());
+            match rt.store.get_pod(&id) {
+                Ok(Some(rec)) => {
+                    if let Err(e) = sandbox_cleanup::destroy(rt, &rec).await {
+                        tracing::error!(pod = %id, "undoing a failed RunPodSandbox: {e}; restart will retry");
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::error!(pod = %id, "undoing a failed RunPodSandbox: {e}"),
+            }
+            Err(status)
+        }
+    }
+}
+
+async fn build(
+    rt: &Runtime,
+    id: &str,
+    cfg: &PodSandboxConfig,
+    plan: &PodPlan,
+    net: &PodNetwork,
+) -> Result<(), Status> {
+    let req = NsRequest {
+        net: !plan.host_network,
+        ipc: !plan.host_ipc,
+        uts: !plan.host_network,
+        hostname: plan.hostname.clone(),
+        sysctls: plan.sysctls.clone(),
+    };
+    let dir = rt.ns_dir(id);
+    let pins = tokio::task::spawn_blocking(move || netns::create(&dir, &req))
+        .await
+        .map_err(|e| internal("pinning namespaces", e))?
+        .map_err(|e| match e {
+            netns::NsError::Sysctl { .. } => invalid("config.linux.sysctls", e),
+            e => internal("pinning namespaces", e),
+        })?;
+    let s = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.to_string_lossy().into_owned());
+    rt.store
+        .set_pod_namespaces(
+            id,
+            s(&pins.net).as_deref(),
+            s(&pins.ipc).as_deref(),
+            s(&pins.uts).as_deref(),
+        )
+        .map_err(|e| internal("recording namespaces", e))?;
+
+    let mut ip = None;
+    if let Some(netns_path) = &pins.net {
+        let subnet = net.network.subnet;
+        let addr = rt
+            .store
+            .allocate_ip(id, &net.network.name, |used, last| {
+                ipam::pick(&subnet, used, last)
+            })
+            .map_err(|e| internal("allocating an IP address", e))?
+            .ok_or_else(|| {
+                Status::resource_exhausted(format!("no free IP address left in {subnet}"))
+            })?;
+        ip = Some(addr);
+        rt.netavark
+            .setup(&Attachment {
+                pod_id: id,
+                pod_name: &plan.name,
+                netns: netns_path,
+                network: &net.network,
+                ip: addr,
+                ports: &net.ports,
+            })
+            .await
+            .map_err(|e| {
+                let msg = e.to_string();
+                if msg.contains("address already in use") || msg.contains("port is already") {
+                    Status::already_exists(msg)
+                } else {
+                    internal("attaching the pod network", msg)
+                }
+            })?;
+        rt.store
+            .set_pod_network_attached(id, true)
+            .map_err(|e| internal("recording the network attachment", e))?;
+    }
+
+    write_pod_files(rt, id, cfg, plan, ip).map_err(|e| internal("writing pod files", e))?;
+    if let Some(dir) = &plan.log_directory {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
+            .map_err(|e| internal(&format!("creating log directory {}", dir.display()), e))?;
+    }
+    rt.store
+        .set_pod_state(id, PodState::Ready)
+        .map_err(|e| internal("recording pod state", e))
+}
+
+fn write_pod_files(
+    rt: &Runtime,
+    id: &str,
+    cfg: &PodSandboxConfig,
+    plan: &PodPlan,
+    ip: Option<std::net::IpAddr>,
+) -> std::io::Result<()> {
+    let dir = rt.pod_dir(id);
+    std::fs::create_dir_all(&dir)?;
+    let resolv_conf = match &plan.dns {
+        Some((servers, searches, options)) => resolv::render(servers, searches, options),
+        None => std::fs::read_to_string(&rt.config.network.host_resolv_conf).unwrap_or_default(),
+    };
+    std::fs::write(dir.join("resolv.conf"), resolv_conf)?;
+    let hostname = match &plan.hostname {
+        Some(h) => h.clone(),
+        None if plan.host_network || cfg.hostname.is_empty() => {
+            nix::unistd::gethostname()?.to_string_lossy().into_owned()
+        }
+        None => cfg.hostname.clone(),
+    };
+    std::fs::write(dir.join("hostname"), format!("{hostname}\n"))?;
+    let mut hosts = HOSTS_BASE.to_string();
+    if let Some(ip) = ip {
+        hosts.push_str(&format!("{ip}\t{hostname}\n"));
+    }
+    std::fs::write(dir.join("hosts"), hosts)
+}
+
+/// The CRI types derive serde; none of them can fail to serialise.
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("CRI types serialise")
+}

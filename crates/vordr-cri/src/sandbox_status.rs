@@ -1,0 +1,102 @@
+//! PodSandboxStatus, and the conversion of a stored pod into CRI's views of it.
+
+use std::collections::HashMap;
+
+use k8s_cri::v1::{
+    LinuxPodSandboxStatus, Namespace, PodSandbox, PodSandboxConfig, PodSandboxNetworkStatus,
+    PodSandboxState, PodSandboxStatus, PodSandboxStatusRequest, PodSandboxStatusResponse,
+};
+use tonic::Status;
+use vordr_store::{PodRecord, PodState};
+
+use crate::errors::internal;
+use crate::runtime::Runtime;
+use crate::sandbox_run::now_ns;
+
+/// CRI's state for a stored state: only `ready` is ready.
+pub fn cri_state(s: PodState) -> PodSandboxState {
+    match s {
+        PodState::Ready => PodSandboxState::SandboxReady,
+        PodState::Creating | PodState::NotReady => PodSandboxState::SandboxNotready,
+    }
+}
+
+fn map(json: &str) -> HashMap<String, String> {
+    serde_json::from_str(json).unwrap_or_default()
+}
+
+pub fn config_of(pod: &PodRecord) -> Result<PodSandboxConfig, Status> {
+    serde_json::from_str(&pod.config)
+        .map_err(|e| internal(&format!("pod {} has an unreadable config", pod.id), e))
+}
+
+/// The ListPodSandbox view.
+pub fn to_pod_sandbox(pod: &PodRecord) -> Result<PodSandbox, Status> {
+    let cfg = config_of(pod)?;
+    Ok(PodSandbox {
+        id: pod.id.clone(),
+        metadata: cfg.metadata,
+        state: cri_state(pod.state) as i32,
+        created_at: pod.created_at,
+        labels: map(&pod.labels),
+        annotations: map(&pod.annotations),
+        runtime_handler: pod.runtime_handler.clone(),
+    })
+}
+
+pub async fn pod_sandbox_status(
+    rt: &Runtime,
+    req: PodSandboxStatusRequest,
+) -> Result<PodSandboxStatusResponse, Status> {
+    let pod = rt.find_pod(&req.pod_sandbox_id)?;
+    let cfg = config_of(&pod)?;
+    let ns_options = cfg
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.clone())
+        .unwrap_or_default();
+    let status = PodSandboxStatus {
+        id: pod.id.clone(),
+        metadata: cfg.metadata.clone(),
+        state: cri_state(pod.state) as i32,
+        created_at: pod.created_at,
+        network: Some(PodSandboxNetworkStatus {
+            ip: pod.ip.map(|ip| ip.to_string()).unwrap_or_default(),
+            additional_ips: vec![],
+        }),
+        linux: Some(LinuxPodSandboxStatus {
+            namespaces: Some(Namespace {
+                options: Some(ns_options),
+            }),
+        }),
+        labels: map(&pod.labels),
+        annotations: map(&pod.annotations),
+        runtime_handler: pod.runtime_handler.clone(),
+    };
+    let mut info = HashMap::new();
+    if req.verbose {
+        let network: serde_json::Value = serde_json::from_str(&pod.network).unwrap_or_default();
+        let v = serde_json::json!({
+            "id": pod.id,
+            "state": pod.state.as_str(),
+            "hostNetwork": pod.host_network,
+            "netNamespacePath": pod.netns_path,
+            "ipcNamespacePath": pod.ipc_path,
+            "utsNamespacePath": pod.uts_path,
+            "netNamespaceClosed": pod.netns_path.is_none() && !pod.host_network,
+            "networkAttached": pod.network_attached,
+            "network": network,
+            "cgroupParent": pod.cgroup_parent,
+            "podFiles": rt.pod_dir(&pod.id),
+            "config": cfg,
+        });
+        info.insert("info".to_string(), v.to_string());
+    }
+    Ok(PodSandboxStatusResponse {
+        status: Some(status),
+        info,
+        containers_statuses: vec![],
+        timestamp: now_ns(),
+    })
+}

@@ -1,0 +1,52 @@
+//! StopPodSandbox: detach the network and release the pod's namespaces.
+//! Idempotent, and success for an unknown pod, as kubelet requires.
+
+use k8s_cri::v1::{StopPodSandboxRequest, StopPodSandboxResponse};
+use tonic::Status;
+use vordr_store::{PodRecord, PodState};
+
+use crate::errors::internal;
+use crate::runtime::{PodLookupError, Runtime};
+use crate::sandbox_cleanup;
+
+pub async fn stop_pod_sandbox(
+    rt: &Runtime,
+    req: StopPodSandboxRequest,
+) -> Result<StopPodSandboxResponse, Status> {
+    let pod = match rt.find_pod(&req.pod_sandbox_id) {
+        Ok(p) => p,
+        Err(PodLookupError::NotFound(_)) => return Ok(StopPodSandboxResponse {}),
+        Err(e) => return Err(e.into()),
+    };
+    let _lock = rt.lock_pod(&pod.id).await;
+    // Re-read under the lock: a concurrent Remove may have won.
+    let Some(pod) = rt
+        .store
+        .get_pod(&pod.id)
+        .map_err(|e| internal("reading pod", e))?
+    else {
+        return Ok(StopPodSandboxResponse {});
+    };
+    stop_locked(rt, &pod).await?;
+    Ok(StopPodSandboxResponse {})
+}
+
+/// Stops `pod`; the caller holds its lock.
+pub async fn stop_locked(rt: &Runtime, pod: &PodRecord) -> Result<(), Status> {
+    if pod.state == PodState::NotReady && !pod.network_attached && !rt.ns_dir(&pod.id).exists() {
+        return Ok(());
+    }
+    sandbox_cleanup::detach_network(rt, pod)
+        .await
+        .map_err(|e| internal("detaching the pod network", e))?;
+    sandbox_cleanup::release_namespaces(rt, &pod.id)
+        .await
+        .map_err(|e| internal("releasing pod namespaces", e))?;
+    if pod.state != PodState::NotReady {
+        rt.store
+            .set_pod_state(&pod.id, PodState::NotReady)
+            .map_err(|e| internal("recording pod state", e))?;
+        tracing::info!(pod = %pod.id, "pod sandbox stopped");
+    }
+    Ok(())
+}

@@ -1,0 +1,431 @@
+//! Checking a PodSandboxConfig before anything is created, and turning it
+//! into a plan the rest of RunPodSandbox follows.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use k8s_cri::v1::{NamespaceMode, PodSandboxConfig, Protocol};
+use tonic::Status;
+use vordr_config::CgroupDriver;
+use vordr_net::netavark::PortMapping;
+use vordr_net::resolv;
+use vordr_net::sysctl::{self, Sysctl};
+
+use crate::cgroup;
+use crate::errors::invalid;
+
+/// What RunPodSandbox will build.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodPlan {
+    pub name: String,
+    pub namespace: String,
+    pub uid: String,
+    pub attempt: u32,
+    pub host_network: bool,
+    pub host_ipc: bool,
+    pub host_pid: bool,
+    pub hostname: Option<String>,
+    pub sysctls: Vec<Sysctl>,
+    pub ports: Vec<PortMapping>,
+    /// servers, searches, options; `None` copies the host's resolv.conf.
+    pub dns: Option<(Vec<String>, Vec<String>, Vec<String>)>,
+    pub cgroup_parent: String,
+    pub log_directory: Option<PathBuf>,
+}
+
+fn mode(field: &str, v: i32) -> Result<NamespaceMode, Status> {
+    NamespaceMode::try_from(v).map_err(|_| invalid(field, format!("unknown namespace mode {v}")))
+}
+
+fn valid_hostname(h: &str) -> bool {
+    h.len() <= 64
+        && h.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
+/// Validates `cfg` and returns the plan, or InvalidArgument naming the field.
+pub fn plan(cfg: &PodSandboxConfig, driver: CgroupDriver) -> Result<PodPlan, Status> {
+    let md = cfg
+        .metadata
+        .as_ref()
+        .ok_or_else(|| invalid("config.metadata", "is required"))?;
+    if md.name.is_empty() {
+        return Err(invalid("config.metadata.name", "must not be empty"));
+    }
+    if md.uid.is_empty() {
+        return Err(invalid("config.metadata.uid", "must not be empty"));
+    }
+    for (field, v) in [
+        ("config.metadata.name", &md.name),
+        ("config.metadata.namespace", &md.namespace),
+        ("config.metadata.uid", &md.uid),
+    ] {
+        if v.len() > 253 || v.chars().any(|c| c.is_control() || c == '/') {
+            return Err(invalid(
+                field,
+                format!("{v:?} has a control character or '/' or is too long"),
+            ));
+        }
+    }
+    let linux = cfg.linux.clone().unwrap_or_default();
+    let ns = linux
+        .security_context
+        .as_ref()
+        .and_then(|s| s.namespace_options.clone())
+        .unwrap_or_default();
+    let net_mode = mode(
+        "config.linux.security_context.namespace_options.network",
+        ns.network,
+    )?;
+    let ipc_mode = mode(
+        "config.linux.security_context.namespace_options.ipc",
+        ns.ipc,
+    )?;
+    let pid_mode = mode(
+        "config.linux.security_context.namespace_options.pid",
+        ns.pid,
+    )?;
+    for (field, m) in [
+        (
+            "config.linux.security_context.namespace_options.network",
+            net_mode,
+        ),
+        (
+            "config.linux.security_context.namespace_options.ipc",
+            ipc_mode,
+        ),
+        (
+            "config.linux.security_context.namespace_options.pid",
+            pid_mode,
+        ),
+    ] {
+        if m == NamespaceMode::Target {
+            return Err(invalid(
+                field,
+                "mode TARGET is only valid for a container's PID namespace",
+            ));
+        }
+    }
+    if let Some(u) = &ns.userns_options {
+        mode(
+            "config.linux.security_context.namespace_options.userns_options.mode",
+            u.mode,
+        )?;
+    }
+    let host_network = net_mode == NamespaceMode::Node;
+    let host_ipc = ipc_mode == NamespaceMode::Node;
+    let host_pid = pid_mode == NamespaceMode::Node;
+
+    let hostname = if cfg.hostname.is_empty() || host_network {
+        None
+    } else if valid_hostname(&cfg.hostname) {
+        Some(cfg.hostname.clone())
+    } else {
+        return Err(invalid(
+            "config.hostname",
+            format!("{:?} is not a valid hostname", cfg.hostname),
+        ));
+    };
+
+    let mut names: Vec<_> = linux.sysctls.iter().collect();
+    names.sort();
+    let mut sysctls = Vec::with_capacity(names.len());
+    for (k, v) in names {
+        let s = sysctl::check(k, v, host_network, host_ipc)
+            .map_err(|e| invalid(&format!("config.linux.sysctls[{k:?}]"), e))?;
+        sysctls.push(s);
+    }
+
+    let mut ports = Vec::new();
+    for (i, p) in cfg.port_mappings.iter().enumerate() {
+        let field = |f: &str| format!("config.port_mappings[{i}].{f}");
+        let protocol = match Protocol::try_from(p.protocol) {
+            Ok(Protocol::Tcp) => "tcp",
+            Ok(Protocol::Udp) => "udp",
+            Ok(Protocol::Sctp) => "sctp",
+            Err(_) => {
+                return Err(invalid(
+                    &field("protocol"),
+                    format!("unknown protocol {}", p.protocol),
+                ))
+            }
+        };
+        if !(1..=65535).contains(&p.container_port) {
+            return Err(invalid(
+                &field("container_port"),
+                format!("{} is out of range 1-65535", p.container_port),
+            ));
+        }
+        if !(0..=65535).contains(&p.host_port) {
+            return Err(invalid(
+                &field("host_port"),
+                format!("{} is out of range 0-65535", p.host_port),
+            ));
+        }
+        if !p.host_ip.is_empty() && p.host_ip.parse::<IpAddr>().is_err() {
+            return Err(invalid(
+                &field("host_ip"),
+                format!("{:?} is not an IP address", p.host_ip),
+            ));
+        }
+        // As with CNI's portmap plugin: host port 0 publishes nothing, and a
+        // pod on the host network needs no mapping.
+        if p.host_port == 0 || host_network {
+            continue;
+        }
+        ports.push(PortMapping {
+            container_port: p.container_port as u16,
+            host_ip: p.host_ip.clone(),
+            host_port: p.host_port as u16,
+            protocol: protocol.into(),
+            range: 1,
+        });
+    }
+
+    let dns = match &cfg.dns_config {
+        None => None,
+        Some(d) => {
+            for (i, s) in d.servers.iter().enumerate() {
+                if s.parse::<IpAddr>().is_err() {
+                    return Err(invalid(
+                        &format!("config.dns_config.servers[{i}]"),
+                        format!("{s:?} is not an IP address"),
+                    ));
+                }
+            }
+            for (name, list) in [("searches", &d.searches), ("options", &d.options)] {
+                for (i, s) in list.iter().enumerate() {
+                    if !resolv::valid_entry(s) {
+                        return Err(invalid(
+                            &format!("config.dns_config.{name}[{i}]"),
+                            format!("{s:?} is empty or has whitespace"),
+                        ));
+                    }
+                }
+            }
+            Some((d.servers.clone(), d.searches.clone(), d.options.clone()))
+        }
+    };
+
+    let cgroup_parent = cgroup::resolve_parent(driver, &linux.cgroup_parent)
+        .map_err(|e| invalid("config.linux.cgroup_parent", e))?;
+
+    let log_directory = if cfg.log_directory.is_empty() {
+        None
+    } else {
+        let p = PathBuf::from(&cfg.log_directory);
+        if !p.is_absolute() {
+            return Err(invalid(
+                "config.log_directory",
+                format!("{:?} must be an absolute path", cfg.log_directory),
+            ));
+        }
+        Some(p)
+    };
+
+    Ok(PodPlan {
+        name: md.name.clone(),
+        namespace: md.namespace.clone(),
+        uid: md.uid.clone(),
+        attempt: md.attempt,
+        host_network,
+        host_ipc,
+        host_pid,
+        hostname,
+        sysctls,
+        ports,
+        dns,
+        cgroup_parent,
+        log_directory,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_cri::v1::{
+        DnsConfig, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceOption,
+        PodSandboxMetadata,
+    };
+
+    fn base() -> PodSandboxConfig {
+        PodSandboxConfig {
+            metadata: Some(PodSandboxMetadata {
+                name: "web".into(),
+                uid: "u1".into(),
+                namespace: "default".into(),
+                attempt: 0,
+            }),
+            hostname: "web-0".into(),
+            ..Default::default()
+        }
+    }
+
+    fn with_ns(net: i32, ipc: i32, pid: i32) -> PodSandboxConfig {
+        let mut c = base();
+        c.linux = Some(LinuxPodSandboxConfig {
+            security_context: Some(LinuxSandboxSecurityContext {
+                namespace_options: Some(NamespaceOption {
+                    network: net,
+                    ipc,
+                    pid,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        c
+    }
+
+    fn err_of(c: &PodSandboxConfig) -> Status {
+        plan(c, CgroupDriver::Cgroupfs).unwrap_err()
+    }
+
+    #[test]
+    fn minimal_pod() {
+        let p = plan(&base(), CgroupDriver::Cgroupfs).unwrap();
+        assert!(!p.host_network && !p.host_ipc && !p.host_pid);
+        assert_eq!(p.hostname.as_deref(), Some("web-0"));
+        assert_eq!(p.cgroup_parent, "/vordr");
+        assert_eq!(p.dns, None);
+    }
+
+    #[test]
+    fn metadata_is_required() {
+        let mut c = base();
+        c.metadata = None;
+        assert!(err_of(&c).message().contains("config.metadata"));
+        let mut c = base();
+        c.metadata.as_mut().unwrap().name.clear();
+        let e = err_of(&c);
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert!(
+            e.message().contains("config.metadata.name"),
+            "{}",
+            e.message()
+        );
+        let mut c = base();
+        c.metadata.as_mut().unwrap().uid.clear();
+        assert!(err_of(&c).message().contains("config.metadata.uid"));
+        let mut c = base();
+        c.metadata.as_mut().unwrap().namespace = "a/b".into();
+        assert!(err_of(&c).message().contains("config.metadata.namespace"));
+    }
+
+    #[test]
+    fn namespace_modes() {
+        let p = plan(&with_ns(2, 2, 2), CgroupDriver::Cgroupfs).unwrap();
+        assert!(p.host_network && p.host_ipc && p.host_pid);
+        assert_eq!(p.hostname, None, "host network keeps the host's name");
+        let e = err_of(&with_ns(7, 0, 0));
+        assert!(
+            e.message().contains("namespace_options.network")
+                && e.message().contains("unknown namespace mode 7")
+        );
+        let e = err_of(&with_ns(0, 9, 0));
+        assert!(e.message().contains("namespace_options.ipc"));
+        let e = err_of(&with_ns(0, 0, 3));
+        assert!(e.message().contains("namespace_options.pid"));
+    }
+
+    #[test]
+    fn sysctls_checked_against_modes() {
+        let mut c = with_ns(0, 0, 0);
+        let l = c.linux.as_mut().unwrap();
+        l.sysctls
+            .insert("net.ipv4.ip_unprivileged_port_start".into(), "0".into());
+        l.sysctls
+            .insert("kernel.shm_rmid_forced".into(), "1".into());
+        assert_eq!(plan(&c, CgroupDriver::Cgroupfs).unwrap().sysctls.len(), 2);
+        let mut c = with_ns(2, 0, 0);
+        c.linux
+            .as_mut()
+            .unwrap()
+            .sysctls
+            .insert("net.core.somaxconn".into(), "1".into());
+        let e = err_of(&c);
+        assert!(
+            e.message()
+                .contains("config.linux.sysctls[\"net.core.somaxconn\"]"),
+            "{}",
+            e.message()
+        );
+        let mut c = base();
+        c.linux = Some(Default::default());
+        c.linux
+            .as_mut()
+            .unwrap()
+            .sysctls
+            .insert("kernel.pid_max".into(), "1".into());
+        assert!(err_of(&c).message().contains("not namespaced"));
+    }
+
+    #[test]
+    fn ports() {
+        use k8s_cri::v1::PortMapping as P;
+        let mut c = base();
+        c.port_mappings = vec![
+            P {
+                protocol: 0,
+                container_port: 80,
+                host_port: 8080,
+                host_ip: "127.0.0.1".into(),
+            },
+            P {
+                protocol: 1,
+                container_port: 53,
+                host_port: 0,
+                host_ip: String::new(),
+            },
+        ];
+        let p = plan(&c, CgroupDriver::Cgroupfs).unwrap();
+        assert_eq!(p.ports.len(), 1);
+        assert_eq!(p.ports[0].protocol, "tcp");
+        c.port_mappings[0].container_port = 0;
+        assert!(err_of(&c)
+            .message()
+            .contains("port_mappings[0].container_port"));
+        c.port_mappings[0].container_port = 80;
+        c.port_mappings[0].host_ip = "localhost".into();
+        assert!(err_of(&c).message().contains("port_mappings[0].host_ip"));
+        c.port_mappings[0].host_ip.clear();
+        c.port_mappings[1].protocol = 5;
+        assert!(err_of(&c).message().contains("port_mappings[1].protocol"));
+    }
+
+    #[test]
+    fn dns_and_hostname_and_paths() {
+        let mut c = base();
+        c.dns_config = Some(DnsConfig {
+            servers: vec!["10.96.0.10".into()],
+            searches: vec!["svc.cluster.local".into()],
+            options: vec!["ndots:5".into()],
+        });
+        assert!(plan(&c, CgroupDriver::Cgroupfs).unwrap().dns.is_some());
+        c.dns_config
+            .as_mut()
+            .unwrap()
+            .servers
+            .push("dns.google".into());
+        assert!(err_of(&c).message().contains("dns_config.servers[1]"));
+        let mut c = base();
+        c.hostname = "bad_host name".into();
+        assert!(err_of(&c).message().contains("config.hostname"));
+        let mut c = base();
+        c.log_directory = "relative/logs".into();
+        assert!(err_of(&c).message().contains("config.log_directory"));
+        let mut c = base();
+        c.linux = Some(LinuxPodSandboxConfig {
+            cgroup_parent: "kubepods.slice".into(),
+            ..Default::default()
+        });
+        assert!(err_of(&c).message().contains("config.linux.cgroup_parent"));
+        assert!(plan(&c, CgroupDriver::Systemd).is_ok());
+    }
+}

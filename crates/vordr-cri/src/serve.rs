@@ -1,0 +1,90 @@
+//! `vordr serve`: open the state, reconcile, and answer CRI on a unix socket
+//! until told to stop. Pods outlive the daemon: stopping it touches none.
+
+use std::future::Future;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use k8s_cri::v1::image_service_server::ImageServiceServer;
+use k8s_cri::v1::runtime_service_server::RuntimeServiceServer;
+use tokio_stream::wrappers::UnixListenerStream;
+
+use crate::reconcile::reconcile;
+use crate::runtime::{Runtime, RuntimeOptions};
+use crate::service::Vordr;
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("creating directory {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("opening state: {0}")]
+    Store(#[from] vordr_store::StoreError),
+    #[error("socket {path}: {source}")]
+    Socket {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("socket {0} is in use: another runtime is serving on it")]
+    InUse(PathBuf),
+    #[error("serving gRPC: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Binds `path` with mode 0600, replacing a stale socket but never a live one.
+fn bind(path: &Path) -> Result<tokio::net::UnixListener, ServeError> {
+    let err = |source| ServeError::Socket {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(err)?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(ServeError::InUse(path.to_path_buf()));
+        }
+        std::fs::remove_file(path).map_err(err)?;
+        tracing::info!(socket = %path.display(), "replaced a stale socket");
+    }
+    // Create the socket 0600 from the start: no window where others may connect.
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let res = tokio::net::UnixListener::bind(path);
+    nix::sys::stat::umask(old);
+    let listener = res.map_err(err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+    Ok(listener)
+}
+
+/// Runs the CRI server until `shutdown` resolves.
+pub async fn serve(
+    opts: RuntimeOptions,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let socket = opts.config.server.socket.clone();
+    let rt = Arc::new(Runtime::open(opts)?);
+    let report = reconcile(&rt).await;
+    for e in &report.errors {
+        tracing::error!("reconcile: {e}");
+    }
+    tracing::info!(?report, "reconciled state with the machine");
+    match rt.network_health().await {
+        Ok(v) => tracing::info!(netavark = %v, "network plugin ready"),
+        Err(e) => tracing::warn!("network not ready: {e}"),
+    }
+    let listener = bind(&socket)?;
+    tracing::info!(socket = %socket.display(), root = %rt.root().display(), "vordr serving CRI v1");
+    let svc = Vordr(rt.clone());
+    let res = tonic::transport::Server::builder()
+        .add_service(RuntimeServiceServer::new(svc.clone()).max_decoding_message_size(16 << 20))
+        .add_service(ImageServiceServer::new(svc).max_decoding_message_size(16 << 20))
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .await;
+    let _ = std::fs::remove_file(&socket);
+    tracing::info!("vordr stopped; pods keep running");
+    res.map_err(ServeError::from)
+}

@@ -1,0 +1,342 @@
+//! Pod namespaces without a pause process: a short-lived thread unshares the
+//! network, IPC and UTS namespaces, sets the hostname and the pod's sysctls
+//! inside them, and bind-mounts each namespace onto a pin file. The pins keep
+//! the namespaces alive until they are unmounted.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::{unshare, CloneFlags};
+
+use crate::sysctl::{Sysctl, SysctlNs};
+
+/// statfs magic of nsfs, the file system of /proc/*/ns/* and their bind mounts.
+const NSFS_MAGIC: i64 = 0x6e736673;
+
+/// Errors from namespace pinning.
+#[derive(Debug, thiserror::Error)]
+pub enum NsError {
+    #[error("unshare({what}): {source}")]
+    Unshare { what: String, source: nix::Error },
+    #[error("setting hostname {hostname:?}: {source}")]
+    Hostname {
+        hostname: String,
+        source: nix::Error,
+    },
+    #[error("setting sysctl {name}={value}: {source}")]
+    Sysctl {
+        name: String,
+        value: String,
+        source: std::io::Error,
+    },
+    #[error("pinning {path}: {source}")]
+    Pin {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("releasing {path}: {source}")]
+    Unpin {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the namespace thread panicked")]
+    ThreadPanicked,
+}
+
+/// Which namespaces a pod gets of its own, and what goes in them.
+#[derive(Debug, Clone, Default)]
+pub struct NsRequest {
+    pub net: bool,
+    pub ipc: bool,
+    pub uts: bool,
+    /// Set in the new UTS namespace (ignored without one).
+    pub hostname: Option<String>,
+    /// Applied inside the new namespaces.
+    pub sysctls: Vec<Sysctl>,
+}
+
+/// Where a pod's namespaces are pinned. `None` means the host's namespace.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pins {
+    pub net: Option<PathBuf>,
+    pub ipc: Option<PathBuf>,
+    pub uts: Option<PathBuf>,
+}
+
+impl Pins {
+    fn all(&self) -> impl Iterator<Item = &PathBuf> {
+        [&self.net, &self.ipc, &self.uts].into_iter().flatten()
+    }
+}
+
+/// Creates the requested namespaces and pins them under `dir` (created if
+/// missing) as `net`, `ipc` and `uts`. On failure nothing is left behind.
+pub fn create(dir: &Path, req: &NsRequest) -> Result<Pins, NsError> {
+    std::fs::create_dir_all(dir).map_err(|source| NsError::Pin {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let dir = dir.to_path_buf();
+    let req = req.clone();
+    // The thread's namespaces change for good, so it must never run anything
+    // else: a dedicated thread that ends when done.
+    let handle = std::thread::Builder::new()
+        .name("vordr-netns".into())
+        .spawn(move || pin_in_new_thread(&dir, &req))
+        .map_err(|source| NsError::Pin {
+            path: PathBuf::from("thread"),
+            source,
+        })?;
+    handle.join().map_err(|_| NsError::ThreadPanicked)?
+}
+
+fn pin_in_new_thread(dir: &Path, req: &NsRequest) -> Result<Pins, NsError> {
+    let mut flags = CloneFlags::empty();
+    let mut names = Vec::new();
+    if req.net {
+        flags |= CloneFlags::CLONE_NEWNET;
+        names.push("net");
+    }
+    if req.ipc {
+        flags |= CloneFlags::CLONE_NEWIPC;
+        names.push("ipc");
+    }
+    if req.uts {
+        flags |= CloneFlags::CLONE_NEWUTS;
+        names.push("uts");
+    }
+    if flags.is_empty() {
+        return Ok(Pins::default());
+    }
+    unshare(flags).map_err(|source| NsError::Unshare {
+        what: names.join("|"),
+        source,
+    })?;
+    if req.uts {
+        if let Some(h) = req.hostname.as_deref().filter(|h| !h.is_empty()) {
+            nix::unistd::sethostname(h).map_err(|source| NsError::Hostname {
+                hostname: h.to_string(),
+                source,
+            })?;
+        }
+    }
+    for s in &req.sysctls {
+        let applies = match s.ns {
+            SysctlNs::Net => req.net,
+            SysctlNs::Ipc => req.ipc,
+            SysctlNs::Uts => req.uts,
+        };
+        if applies {
+            write_sysctl(s).map_err(|source| NsError::Sysctl {
+                name: s.name.clone(),
+                value: s.value.clone(),
+                source,
+            })?;
+        }
+    }
+    let mut pins = Pins::default();
+    for name in names {
+        let target = dir.join(name);
+        if let Err(e) = pin_one(name, &target) {
+            release(&pins).ok();
+            return Err(e);
+        }
+        match name {
+            "net" => pins.net = Some(target),
+            "ipc" => pins.ipc = Some(target),
+            _ => pins.uts = Some(target),
+        }
+    }
+    Ok(pins)
+}
+
+fn write_sysctl(s: &Sysctl) -> std::io::Result<()> {
+    // /proc/sys resolves network and IPC sysctls through the calling
+    // thread's namespaces, which are the pod's here.
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(s.proc_path())?;
+    f.write_all(s.value.as_bytes())
+}
+
+fn pin_one(name: &str, target: &Path) -> Result<(), NsError> {
+    let err = |source| NsError::Pin {
+        path: target.to_path_buf(),
+        source,
+    };
+    File::options()
+        .write(true)
+        .create_new(true)
+        .mode(0o444)
+        .open(target)
+        .map_err(err)?;
+    let source = PathBuf::from(format!("/proc/thread-self/ns/{name}"));
+    if let Err(e) = mount(
+        Some(&source),
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    ) {
+        let _ = std::fs::remove_file(target);
+        return Err(err(e.into()));
+    }
+    Ok(())
+}
+
+/// Whether `path` is a live namespace pin (an nsfs bind mount).
+pub fn is_pinned(path: &Path) -> bool {
+    nix::sys::statfs::statfs(path)
+        .map(|s| s.filesystem_type().0 as i64 == NSFS_MAGIC)
+        .unwrap_or(false)
+}
+
+/// Unmounts and deletes one pin. Idempotent: a missing pin is success.
+pub fn unpin(path: &Path) -> Result<(), NsError> {
+    let err = |source| NsError::Unpin {
+        path: path.to_path_buf(),
+        source,
+    };
+    // Unmount every layer (a pin mounted twice by a crashed retry).
+    while is_pinned(path) {
+        match umount2(path, MntFlags::MNT_DETACH) {
+            Ok(()) => {}
+            Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => break,
+            Err(e) => return Err(err(e.into())),
+        }
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(err(e)),
+    }
+}
+
+/// Releases every pin in `pins`.
+pub fn release(pins: &Pins) -> Result<(), NsError> {
+    let mut first = Ok(());
+    for p in pins.all() {
+        if let Err(e) = unpin(p) {
+            if first.is_ok() {
+                first = Err(e);
+            }
+        }
+    }
+    first
+}
+
+/// Releases whatever is pinned in `dir` and removes the directory.
+pub fn release_dir(dir: &Path) -> Result<(), NsError> {
+    for name in ["net", "ipc", "uts"] {
+        unpin(&dir.join(name))?;
+    }
+    match std::fs::remove_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(NsError::Unpin {
+            path: dir.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Runs `f` on a dedicated thread inside the network namespace pinned at
+/// `netns` (for tests and diagnostics).
+pub fn in_netns<T: Send + 'static>(
+    netns: &Path,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::io::Result<T> {
+    let file = File::open(netns)?;
+    std::thread::spawn(move || {
+        nix::sched::setns(&file, CloneFlags::CLONE_NEWNET)?;
+        Ok(f())
+    })
+    .join()
+    .map_err(|_| std::io::Error::other("netns thread panicked"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sysctl;
+
+    fn root() -> bool {
+        nix::unistd::geteuid().is_root()
+    }
+
+    #[test]
+    fn pins_namespaces_sets_hostname_and_sysctls_then_releases() {
+        if !root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("pod");
+        let req = NsRequest {
+            net: true,
+            ipc: true,
+            uts: true,
+            hostname: Some("pinned-pod".into()),
+            sysctls: vec![
+                sysctl::check("net.ipv4.ip_unprivileged_port_start", "42", false, false).unwrap(),
+                sysctl::check("kernel.shm_rmid_forced", "1", false, false).unwrap(),
+            ],
+        };
+        let pins = create(&dir, &req).unwrap();
+        for p in pins.all() {
+            assert!(is_pinned(p), "{} not pinned", p.display());
+        }
+        // The sysctl landed in the pod's namespace, not the host's.
+        let host =
+            std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start").unwrap();
+        assert_ne!(host.trim(), "42");
+        let inside = in_netns(pins.net.as_ref().unwrap(), || {
+            std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start").unwrap()
+        })
+        .unwrap();
+        assert_eq!(inside.trim(), "42");
+        // The hostname is the pod's inside its UTS namespace.
+        let uts = File::open(pins.uts.as_ref().unwrap()).unwrap();
+        let name = std::thread::spawn(move || {
+            nix::sched::unshare(CloneFlags::CLONE_FS).unwrap();
+            nix::sched::setns(&uts, CloneFlags::CLONE_NEWUTS).unwrap();
+            nix::unistd::gethostname().unwrap()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(name, "pinned-pod");
+        release_dir(&dir).unwrap();
+        assert!(!dir.exists());
+        // Idempotent.
+        release_dir(&dir).unwrap();
+    }
+
+    #[test]
+    fn failed_sysctl_leaves_nothing() {
+        if !root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("pod");
+        let bad = Sysctl {
+            name: "net.ipv4.no_such_sysctl".into(),
+            value: "1".into(),
+            ns: SysctlNs::Net,
+        };
+        let req = NsRequest {
+            net: true,
+            ipc: true,
+            sysctls: vec![bad],
+            ..Default::default()
+        };
+        let e = create(&dir, &req).unwrap_err();
+        assert!(e.to_string().contains("no_such_sysctl"), "{e}");
+        assert!(!dir.join("net").exists());
+        assert!(!dir.join("ipc").exists());
+    }
+}

@@ -1,0 +1,215 @@
+//! Vordr's durable state: one SQLite database with versioned migrations and
+//! typed queries. This is the only crate that writes SQL.
+
+mod migrations;
+mod pods;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::Connection;
+
+pub use pods::{Lookup, NewPod, PodRecord, PodState};
+
+/// File name of the database under the daemon's root directory.
+pub const DB_FILE: &str = "vordr.db";
+
+/// statfs magic of NFS file systems.
+const NFS_SUPER_MAGIC: i64 = 0x6969;
+
+/// Errors from the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("creating state directory {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("database schema version {found} is newer than this vordr knows ({known})")]
+    SchemaTooNew { found: i64, known: i64 },
+    #[error("a pod named {0} already exists")]
+    PodExists(String),
+    #[error("corrupt row in {table}: {reason}")]
+    Corrupt { table: &'static str, reason: String },
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// The journal mode chosen for the database file system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JournalMode {
+    /// Write-ahead log: the default on local file systems.
+    Wal,
+    /// Rollback journal: used on NFS, where WAL's shared memory does not work.
+    Delete,
+}
+
+/// A handle to the database. Cheap to share behind an `Arc`; calls are
+/// serialised on one connection, each short.
+pub struct Store {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+    journal: JournalMode,
+}
+
+/// Whether `dir` lives on NFS.
+pub fn is_nfs(dir: &Path) -> bool {
+    match nix::sys::statfs::statfs(dir) {
+        Ok(s) => s.filesystem_type().0 as i64 == NFS_SUPER_MAGIC,
+        Err(_) => false,
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the database under `root` and migrates it
+    /// to the newest schema.
+    pub fn open(root: &Path) -> Result<Store> {
+        std::fs::create_dir_all(root).map_err(|source| StoreError::Dir {
+            path: root.to_path_buf(),
+            source,
+        })?;
+        let journal = if is_nfs(root) {
+            JournalMode::Delete
+        } else {
+            JournalMode::Wal
+        };
+        Store::open_with(&root.join(DB_FILE), journal)
+    }
+
+    /// Opens the database at `path` with an explicit journal mode.
+    pub fn open_with(path: &Path, journal: JournalMode) -> Result<Store> {
+        let mut conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let mode = match journal {
+            JournalMode::Wal => "WAL",
+            JournalMode::Delete => "DELETE",
+        };
+        let _: String = conn.query_row(&format!("PRAGMA journal_mode={mode}"), [], |r| r.get(0))?;
+        // NORMAL is crash-safe against process death (kill -9) in WAL mode;
+        // FULL on the rollback journal, which NORMAL does not protect.
+        let sync = match journal {
+            JournalMode::Wal => "NORMAL",
+            JournalMode::Delete => "FULL",
+        };
+        conn.execute_batch(&format!(
+            "PRAGMA synchronous={sync}; PRAGMA foreign_keys=ON;"
+        ))?;
+        migrations::migrate(&mut conn)?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+            path: path.to_path_buf(),
+            journal,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The journal mode in use.
+    pub fn journal_mode(&self) -> JournalMode {
+        self.journal
+    }
+
+    /// The schema version of the open database.
+    pub fn schema_version(&self) -> Result<i64> {
+        Ok(self
+            .lock()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite inconsistent:
+        // an unfinished transaction is rolled back when dropped.
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reads a value from the key-value settings table.
+    pub fn get_setting(&self, key: &str) -> Result<Option<String>> {
+        use rusqlite::OptionalExtension;
+        Ok(self
+            .lock()
+            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
+    /// Writes a value to the key-value settings table.
+    pub fn set_setting(&self, key: &str, value: &str) -> Result<()> {
+        self.lock().execute(
+            "INSERT INTO settings(key, value) VALUES (?1, ?2)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [key, value],
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_creates_wal_database_at_latest_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.journal_mode(), JournalMode::Wal);
+        assert_eq!(s.schema_version().unwrap(), migrations::LATEST);
+        let mode: String = s
+            .lock()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        drop(s);
+        // Reopening an up-to-date database is a no-op migration.
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.schema_version().unwrap(), migrations::LATEST);
+    }
+
+    #[test]
+    fn delete_journal_mode_is_honoured() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open_with(&dir.path().join("x.db"), JournalMode::Delete).unwrap();
+        let mode: String = s
+            .lock()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "delete");
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.db");
+        {
+            let c = Connection::open(&p).unwrap();
+            c.execute_batch("PRAGMA user_version = 999").unwrap();
+        }
+        match Store::open_with(&p, JournalMode::Wal) {
+            Err(StoreError::SchemaTooNew { found: 999, .. }) => {}
+            other => panic!("expected SchemaTooNew, got {:?}", other.map(|_| ())),
+        }
+    }
+
+    #[test]
+    fn settings_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.get_setting("pod_cidr").unwrap(), None);
+        s.set_setting("pod_cidr", "10.1.0.0/24").unwrap();
+        s.set_setting("pod_cidr", "10.2.0.0/24").unwrap();
+        assert_eq!(
+            s.get_setting("pod_cidr").unwrap().as_deref(),
+            Some("10.2.0.0/24")
+        );
+    }
+
+    #[test]
+    fn nfs_detection_is_false_on_tmp() {
+        assert!(!is_nfs(Path::new("/tmp")));
+    }
+}

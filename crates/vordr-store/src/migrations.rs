@@ -1,0 +1,64 @@
+//! Versioned schema migrations, tracked in SQLite's `user_version`.
+
+use rusqlite::Connection;
+
+use crate::{Result, StoreError};
+
+/// Each entry migrates from version `index` to `index + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: pods, their IP allocations, and daemon settings.
+    "CREATE TABLE pods (
+        id              TEXT PRIMARY KEY,
+        name            TEXT NOT NULL,
+        namespace       TEXT NOT NULL,
+        uid             TEXT NOT NULL,
+        attempt         INTEGER NOT NULL,
+        state           TEXT NOT NULL,
+        created_at      INTEGER NOT NULL,
+        runtime_handler TEXT NOT NULL,
+        config          TEXT NOT NULL,
+        labels          TEXT NOT NULL,
+        annotations     TEXT NOT NULL,
+        host_network    INTEGER NOT NULL,
+        netns_path      TEXT,
+        ipc_path        TEXT,
+        uts_path        TEXT,
+        network_attached INTEGER NOT NULL DEFAULT 0,
+        cgroup_parent   TEXT NOT NULL,
+        network         TEXT NOT NULL,
+        UNIQUE (name, namespace, uid, attempt)
+    );
+    CREATE TABLE ip_allocations (
+        network TEXT NOT NULL,
+        ip      TEXT NOT NULL,
+        pod_id  TEXT NOT NULL REFERENCES pods(id) ON DELETE CASCADE,
+        PRIMARY KEY (network, ip)
+    );
+    CREATE INDEX ip_allocations_pod ON ip_allocations(pod_id);
+    CREATE TABLE settings (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );",
+];
+
+/// The newest schema version this build knows.
+pub const LATEST: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the database to [`LATEST`], one transaction per step.
+pub fn migrate(conn: &mut Connection) -> Result<()> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if current > LATEST {
+        return Err(StoreError::SchemaTooNew {
+            found: current,
+            known: LATEST,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
+        tx.commit()?;
+        tracing::info!(version = i + 1, "migrated database schema");
+    }
+    Ok(())
+}

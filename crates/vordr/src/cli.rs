@@ -1,0 +1,201 @@
+//! Command-line interface: `serve` and the operator commands.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use vordr_client::{cri, CriClient};
+use vordr_config::Config;
+use vordr_cri::RuntimeOptions;
+
+#[derive(Parser)]
+#[command(
+    name = "vordr",
+    version,
+    about = "Vordr: a Kubernetes container runtime (CRI v1)"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the CRI server.
+    Serve(ServeArgs),
+    /// Print the runtime's Version over CRI.
+    Version(EndpointArgs),
+    /// Print the runtime's Status with verbose info, as `crictl info` does.
+    Info(EndpointArgs),
+    /// List pod sandboxes.
+    Pods(EndpointArgs),
+    /// Benchmark pod sandbox RPCs against one or two CRI endpoints.
+    Bench(crate::bench::BenchArgs),
+    /// Print the embedded default configuration.
+    Config,
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// TOML configuration file; keys it sets override the embedded defaults.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// CRI socket path [default: /run/vordr/vordr.sock]
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
+    /// Persistent state directory [default: /var/lib/vordr]
+    #[arg(long)]
+    pub root: Option<PathBuf>,
+    /// Volatile state and namespace pins [default: /run/vordr]
+    #[arg(long)]
+    pub run_dir: Option<PathBuf>,
+    /// containers-registries.conf v2 file [default: /etc/containers/registries.conf]
+    #[arg(long)]
+    pub registries_config: Option<PathBuf>,
+    /// Gatekeeper security profile (privileged, baseline, restricted)
+    #[arg(long)]
+    pub gatekeeper_profile: Option<String>,
+}
+
+#[derive(Args)]
+pub struct EndpointArgs {
+    /// CRI endpoint (unix:///path or /path)
+    #[arg(
+        long,
+        short = 'r',
+        env = "CONTAINER_RUNTIME_ENDPOINT",
+        default_value = "unix:///run/vordr/vordr.sock"
+    )]
+    pub endpoint: String,
+}
+
+/// The effective configuration: embedded defaults, then the file, then flags.
+pub fn effective_config(a: &ServeArgs) -> Result<Config> {
+    let mut c = Config::load(a.config.as_deref())?;
+    if let Some(p) = &a.socket {
+        c.server.socket = p.clone();
+    }
+    if let Some(p) = &a.root {
+        c.server.root = p.clone();
+    }
+    if let Some(p) = &a.run_dir {
+        c.server.run_dir = p.clone();
+    }
+    if let Some(p) = &a.registries_config {
+        c.server.registries_config = p.clone();
+    }
+    if let Some(p) = &a.gatekeeper_profile {
+        c.server.gatekeeper_profile = p.clone();
+    }
+    c.validate()?;
+    Ok(c)
+}
+
+fn init_tracing(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+}
+
+pub async fn serve(a: ServeArgs) -> Result<()> {
+    let config = effective_config(&a)?;
+    init_tracing(&config.server.log_level);
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        gatekeeper_profile = %config.server.gatekeeper_profile,
+        registries_config = %config.server.registries_config.display(),
+        "starting vordr"
+    );
+    vordr_cri::serve(RuntimeOptions { config }, shutdown_signal())
+        .await
+        .context("vordr serve")
+}
+
+async fn connect(a: &EndpointArgs) -> Result<CriClient> {
+    CriClient::connect(&a.endpoint)
+        .await
+        .with_context(|| format!("connecting to {}", a.endpoint))
+}
+
+pub async fn version(a: EndpointArgs) -> Result<()> {
+    let mut c = connect(&a).await?;
+    let v = c
+        .runtime
+        .version(cri::VersionRequest {
+            version: String::new(),
+        })
+        .await?
+        .into_inner();
+    println!("Version:  {}", v.version);
+    println!("RuntimeName:  {}", v.runtime_name);
+    println!("RuntimeVersion:  {}", v.runtime_version);
+    println!("RuntimeApiVersion:  {}", v.runtime_api_version);
+    Ok(())
+}
+
+pub async fn info(a: EndpointArgs) -> Result<()> {
+    let mut c = connect(&a).await?;
+    let s = c
+        .runtime
+        .status(cri::StatusRequest { verbose: true })
+        .await?
+        .into_inner();
+    let mut out = serde_json::Map::new();
+    out.insert("status".into(), serde_json::to_value(&s.status)?);
+    for (k, v) in s.info {
+        out.insert(
+            k,
+            serde_json::from_str(&v).unwrap_or(serde_json::Value::String(v)),
+        );
+    }
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+pub async fn pods(a: EndpointArgs) -> Result<()> {
+    let mut c = connect(&a).await?;
+    let pods = c
+        .runtime
+        .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
+        .await?
+        .into_inner()
+        .items;
+    println!(
+        "{:<13} {:<10} {:<30} {:<20} {}",
+        "POD ID", "STATE", "NAME", "NAMESPACE", "ATTEMPT"
+    );
+    for p in pods {
+        let md = p.metadata.unwrap_or_default();
+        let state = cri::PodSandboxState::try_from(p.state)
+            .map(|s| {
+                if s == cri::PodSandboxState::SandboxReady {
+                    "Ready"
+                } else {
+                    "NotReady"
+                }
+            })
+            .unwrap_or("Unknown");
+        println!(
+            "{:<13} {:<10} {:<30} {:<20} {}",
+            &p.id[..p.id.len().min(13)],
+            state,
+            md.name,
+            md.namespace,
+            md.attempt
+        );
+    }
+    Ok(())
+}

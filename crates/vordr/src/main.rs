@@ -1,0 +1,29 @@
+//! The `vordr` binary: `vordr serve` runs the CRI daemon; the other
+//! commands are operator tools that speak CRI to a running endpoint.
+
+mod bench;
+mod cli;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+
+use cli::{Cli, Command};
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    match cli.command {
+        Command::Serve(args) => rt.block_on(cli::serve(args)),
+        Command::Version(args) => rt.block_on(cli::version(args)),
+        Command::Info(args) => rt.block_on(cli::info(args)),
+        Command::Pods(args) => rt.block_on(cli::pods(args)),
+        Command::Bench(args) => rt.block_on(bench::run(args)),
+        Command::Config => {
+            print!("{}", vordr_config::EMBEDDED_DEFAULT);
+            Ok(())
+        }
+    }
+}

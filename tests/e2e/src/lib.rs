@@ -1,0 +1,445 @@
+//! Harness for Vordr's end-to-end tests: each test gets its own `vordr
+//! serve` with its own socket, root, run dir, bridge and subnet, and every
+//! pod it made is removed when the test ends, pass or fail.
+
+use std::collections::hash_map::DefaultHasher;
+use std::fs::File;
+use std::hash::{Hash, Hasher};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub use vordr_client::{cri, CriClient};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// The `vordr` binary under test: `$VORDR_BIN`, else the workspace's build.
+pub fn vordr_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("VORDR_BIN") {
+        return PathBuf::from(p);
+    }
+    let ws = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| ws.join("target"));
+    for profile in ["debug", "release"] {
+        let p = target.join(profile).join("vordr");
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("vordr binary not found: run `cargo build -p vordr` first or set VORDR_BIN");
+}
+
+/// Whether these tests can run here (root, netavark).
+pub fn can_run() -> bool {
+    nix::unistd::geteuid().is_root() && Path::new("/usr/lib/podman/netavark").exists()
+}
+
+fn routes() -> String {
+    Command::new("ip")
+        .args(["-4", "route"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// A /24 and a bridge name no other test on this machine uses right now.
+fn unique_network(tag: &str) -> (String, String) {
+    let routes = routes();
+    loop {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let mut h = DefaultHasher::new();
+        (std::process::id(), n, tag).hash(&mut h);
+        let v = h.finish();
+        let b = 128 + (v % 100) as u8;
+        let c = ((v >> 8) % 256) as u8;
+        let subnet = format!("10.{b}.{c}.0/24");
+        let bridge = format!("vt{:06x}", (v >> 16) & 0xff_ffff);
+        if !routes.contains(&format!("10.{b}.{c}.0/24")) {
+            return (subnet, bridge);
+        }
+    }
+}
+
+/// A running `vordr serve` for one test.
+pub struct Daemon {
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub root: PathBuf,
+    pub run_dir: PathBuf,
+    pub config: PathBuf,
+    pub subnet: String,
+    pub bridge: String,
+    pub network_name: String,
+    child: Option<Child>,
+}
+
+impl Daemon {
+    /// Starts a daemon with extra `[network]` TOML lines.
+    pub async fn start_with(tag: &str, extra_network: &str) -> Daemon {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("vordr-e2e-{tag}-"))
+            .tempdir()
+            .unwrap();
+        let (subnet, bridge) = unique_network(tag);
+        let network_name = format!("e2e-{bridge}");
+        let socket = dir.path().join("vordr.sock");
+        let root = dir.path().join("root");
+        let run_dir = dir.path().join("run");
+        let config = dir.path().join("vordr.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nsocket = {socket:?}\nroot = {root:?}\nrun_dir = {run_dir:?}\nlog_level = \"debug\"\n\
+                 [network]\nbridge = {bridge:?}\nsubnet = {subnet:?}\nnetwork_name = {network_name:?}\n\
+                 use_pod_cidr = false\n{extra_network}\n"
+            ),
+        )
+        .unwrap();
+        let mut d = Daemon {
+            dir,
+            socket,
+            root,
+            run_dir,
+            config,
+            subnet,
+            bridge,
+            network_name,
+            child: None,
+        };
+        d.spawn().await;
+        d
+    }
+
+    pub async fn start(tag: &str) -> Daemon {
+        Daemon::start_with(tag, "").await
+    }
+
+    /// Starts `vordr serve` and waits until it answers.
+    pub async fn spawn(&mut self) {
+        assert!(self.child.is_none(), "daemon already running");
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("vordr.log"))
+            .unwrap();
+        let child = Command::new(vordr_bin())
+            .arg("serve")
+            .arg("--config")
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting vordr serve");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("vordr serve exited early ({st}):\n{}", self.log());
+            }
+            if let Ok(mut c) = CriClient::connect_path(&self.socket).await {
+                if c.runtime
+                    .version(cri::VersionRequest::default())
+                    .await
+                    .is_ok()
+                {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "vordr serve did not answer:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("vordr.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// kill -9, as a crash would.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit; returns the exit status.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        let pid = nix::unistd::Pid::from_raw(c.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                return Some(st);
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                return c.wait().ok();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub async fn client(&self) -> CriClient {
+        CriClient::connect_path(&self.socket).await.unwrap()
+    }
+
+    pub fn ns_dir(&self, pod: &str) -> PathBuf {
+        self.run_dir.join("ns").join(pod)
+    }
+
+    pub fn gateway(&self) -> Ipv4Addr {
+        let base: Ipv4Addr = self.subnet.trim_end_matches("/24").parse().unwrap();
+        Ipv4Addr::from(u32::from(base) + 1)
+    }
+
+    /// Mounts under this daemon's directory (namespace pins).
+    pub fn mounts(&self) -> Vec<String> {
+        let prefix = self.dir.path().to_string_lossy().into_owned();
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4).map(String::from))
+            .filter(|m| m.starts_with(&prefix))
+            .collect()
+    }
+
+    /// Firewall rules that mention this daemon's subnet.
+    pub fn firewall_rules(&self) -> Vec<String> {
+        let mut rules = Vec::new();
+        for cmd in ["iptables-save", "ip6tables-save"] {
+            if let Ok(o) = Command::new(cmd).output() {
+                rules.extend(
+                    String::from_utf8_lossy(&o.stdout)
+                        .lines()
+                        .filter(|l| l.contains(&self.subnet))
+                        .map(String::from),
+                );
+            }
+        }
+        if let Ok(o) = Command::new("nft").args(["list", "ruleset"]).output() {
+            rules.extend(
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .filter(|l| l.contains(&self.subnet))
+                    .map(String::from),
+            );
+        }
+        rules
+    }
+
+    /// Interfaces enslaved to this daemon's bridge.
+    pub fn bridge_ports(&self) -> Vec<String> {
+        Command::new("ip")
+            .args(["-o", "link", "show", "master", &self.bridge])
+            .output()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// IP allocations in the daemon's database, as (ip, pod id).
+    pub fn ip_allocations(&self) -> Vec<(String, String)> {
+        let db = rusqlite::Connection::open_with_flags(
+            self.root.join("vordr.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        let mut st = db.prepare("SELECT ip, pod_id FROM ip_allocations").unwrap();
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    /// Everything a removed pod may leave behind; empty when clean.
+    pub fn leftovers(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        out.extend(self.mounts().into_iter().map(|m| format!("mount {m}")));
+        out.extend(
+            self.firewall_rules()
+                .into_iter()
+                .map(|r| format!("rule {r}")),
+        );
+        out.extend(
+            self.bridge_ports()
+                .into_iter()
+                .map(|p| format!("bridge port {p}")),
+        );
+        out.extend(
+            self.ip_allocations()
+                .into_iter()
+                .map(|(ip, pod)| format!("ip {ip} for {pod}")),
+        );
+        if let Ok(rd) = std::fs::read_dir(self.run_dir.join("ns")) {
+            out.extend(
+                rd.filter_map(|e| e.ok())
+                    .map(|e| format!("pin dir {:?}", e.file_name())),
+            );
+        }
+        if let Ok(rd) = std::fs::read_dir(self.root.join("pods")) {
+            out.extend(
+                rd.filter_map(|e| e.ok())
+                    .map(|e| format!("pod dir {:?}", e.file_name())),
+            );
+        }
+        out
+    }
+
+    /// Removes every pod through the daemon (restarting it if it is down).
+    pub async fn remove_all_pods(&mut self) {
+        if self.child.is_none() {
+            self.spawn().await;
+        }
+        let mut c = self.client().await;
+        let pods = c
+            .runtime
+            .list_pod_sandbox(cri::ListPodSandboxRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .items;
+        for p in pods {
+            c.runtime
+                .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                    pod_sandbox_id: p.id.clone(),
+                })
+                .await
+                .unwrap_or_else(|e| panic!("removing {}: {e}\n{}", p.id, self.log()));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // Clean up even when the test failed: remove pods through a daemon
+        // (it tears down netavark state), then stop it, then sweep.
+        let socket_dir = self.dir.path().to_path_buf();
+        let this = self;
+        let done = std::thread::scope(|s| {
+            s.spawn(|| {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    tokio::time::timeout(Duration::from_secs(60), this.remove_all_pods()).await
+                })
+                .is_ok()
+            })
+            .join()
+            .unwrap_or(false)
+        });
+        if !done {
+            eprintln!(
+                "e2e cleanup: could not remove pods via the daemon in {}",
+                socket_dir.display()
+            );
+        }
+        this.terminate();
+        for m in this.mounts().iter().rev() {
+            let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &this.bridge])
+            .output();
+        if std::thread::panicking() {
+            eprintln!("--- vordr log ---\n{}", this.log());
+        }
+    }
+}
+
+/// A pod config with a unique uid.
+pub fn pod_config(name: &str) -> cri::PodSandboxConfig {
+    cri::PodSandboxConfig {
+        metadata: Some(cri::PodSandboxMetadata {
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            namespace: "e2e".into(),
+            attempt: 0,
+        }),
+        hostname: name.into(),
+        labels: [("app".to_string(), name.to_string())].into(),
+        linux: Some(cri::LinuxPodSandboxConfig::default()),
+        ..Default::default()
+    }
+}
+
+pub async fn run_pod(
+    c: &mut CriClient,
+    cfg: cri::PodSandboxConfig,
+) -> Result<String, tonic::Status> {
+    c.runtime
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(cfg),
+            runtime_handler: String::new(),
+        })
+        .await
+        .map(|r| r.into_inner().pod_sandbox_id)
+}
+
+pub async fn pod_status(
+    c: &mut CriClient,
+    id: &str,
+) -> Result<cri::PodSandboxStatusResponse, tonic::Status> {
+    c.runtime
+        .pod_sandbox_status(cri::PodSandboxStatusRequest {
+            pod_sandbox_id: id.into(),
+            verbose: true,
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+pub async fn pod_ip(c: &mut CriClient, id: &str) -> String {
+    pod_status(c, id)
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .network
+        .unwrap()
+        .ip
+}
+
+/// Runs `f` in the network namespace pinned at `netns`, on a fresh thread.
+pub fn in_netns<T: Send>(netns: &Path, f: impl FnOnce() -> T + Send) -> T {
+    let file = File::open(netns).unwrap();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            f()
+        })
+        .join()
+        .unwrap()
+    })
+}
+
+/// `ping -c1` from the host.
+pub fn ping(ip: &str) -> bool {
+    Command::new("ping")
+        .args(["-c", "1", "-W", "2", ip])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
