@@ -32,6 +32,10 @@ fn pins_alive(rt: &Runtime, pod: &PodRecord) -> bool {
 
 pub async fn reconcile(rt: &Runtime) -> Report {
     let mut report = Report::default();
+    // A netavark started by the crashed daemon may still be running.
+    if let Err(e) = rt.netavark.wait_idle().await {
+        report.errors.push(format!("waiting for netavark: {e}"));
+    }
     let pods = match rt.store.list_pods() {
         Ok(p) => p,
         Err(e) => {

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
@@ -139,6 +140,11 @@ pub struct Netavark {
     pub firewall_driver: String,
 }
 
+/// Lock file in the config dir. netavark 1.4 does not serialise concurrent
+/// runs on one network itself: a teardown that finds the bridge empty
+/// removes the network's firewall rules while a setup is adding a pod.
+pub const LOCK_FILE: &str = "vordr-netavark.lock";
+
 /// The interface name inside every pod.
 pub const POD_INTERFACE: &str = "eth0";
 
@@ -214,9 +220,54 @@ impl Netavark {
         self.run("teardown", a).await.map(|_| ())
     }
 
+    /// Takes the exclusive lock that every netavark run holds (see [`LOCK_FILE`]).
+    async fn lock(&self) -> Result<std::fs::File, NetavarkError> {
+        let path = self.config_dir.join(LOCK_FILE);
+        let io = |source| NetavarkError::Io {
+            verb: "lock",
+            source,
+        };
+        tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(path.parent().expect("lock file has a parent"))?;
+            let f = std::fs::File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)?;
+            // SAFETY: flock on a file descriptor we own.
+            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(f)
+        })
+        .await
+        .map_err(|e| io(std::io::Error::other(e)))?
+        .map_err(io)
+    }
+
+    /// Waits until no netavark started by this or an earlier (crashed)
+    /// daemon is still running, so reconciliation does not race it.
+    pub async fn wait_idle(&self) -> Result<(), NetavarkError> {
+        self.lock().await.map(drop)
+    }
+
     async fn run(&self, verb: &'static str, a: &Attachment<'_>) -> Result<Vec<u8>, NetavarkError> {
         let input = serde_json::to_vec(&Self::options(a)).expect("options serialise");
+        let lock = self.lock().await?;
+        let lock_fd = lock.as_raw_fd();
         let mut cmd = tokio::process::Command::new(&self.binary);
+        // The child inherits the locked file description, so the lock is
+        // held until netavark exits, even if this daemon dies first.
+        // SAFETY: only async-signal-safe fcntl calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                let flags = libc::fcntl(lock_fd, libc::F_GETFD);
+                if flags < 0 || libc::fcntl(lock_fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         cmd.arg("--config")
             .arg(&self.config_dir)
             .arg(verb)
@@ -242,6 +293,7 @@ impl Netavark {
             .wait_with_output()
             .await
             .map_err(|source| NetavarkError::Io { verb, source })?;
+        drop(lock);
         if !out.status.success() {
             let stderr = String::from_utf8_lossy(&out.stderr);
             // netavark reports errors as JSON {"error": "..."} on stdout.

@@ -404,7 +404,7 @@ async fn kill_9_then_restart_keeps_pods_and_ips() {
 async fn kill_9_during_run_pod_sandbox_leaks_nothing() {
     require_node!();
     let mut d = Daemon::start("crash").await;
-    for (round, delay_ms) in [5u64, 20, 45, 80].into_iter().enumerate() {
+    for (round, delay_ms) in [5u64, 30, 80, 150, 300].into_iter().enumerate() {
         let c = d.client().await;
         let mut tasks = Vec::new();
         for i in 0..6 {
@@ -433,9 +433,22 @@ async fn kill_9_during_run_pod_sandbox_leaks_nothing() {
             let ip = pod_ip(&mut c, &p.id).await;
             assert!(ping(&ip), "surviving pod {} at {ip} unreachable", p.id);
         }
+        eprintln!(
+            "round {round}: killed after {delay_ms} ms, {} of 6 pods survived",
+            pods.len()
+        );
         d.remove_all_pods().await;
         assert_eq!(d.leftovers(), Vec::<String>::new(), "round {round}");
     }
+    // The kills must have caught some pods half-created, or this test
+    // proved nothing about reconciliation.
+    let undone: usize = d
+        .log()
+        .lines()
+        .filter_map(|l| l.split("undone_creating: ").nth(1))
+        .filter_map(|r| r.split(',').next()?.parse::<usize>().ok())
+        .sum();
+    assert!(undone > 0, "no kill landed during RunPodSandbox");
 }
 
 #[tokio::test(flavor = "multi_thread")]
