@@ -77,6 +77,7 @@ pub struct NetworkConfig {
     pub bridge: String,
     pub subnet: IpNet,
     pub use_pod_cidr: bool,
+    pub pool_size: u32,
     pub host_resolv_conf: PathBuf,
 }
 

@@ -4,6 +4,7 @@
 
 mod cgroup;
 mod errors;
+mod netns_pool;
 mod reconcile;
 mod runtime;
 mod runtime_config;

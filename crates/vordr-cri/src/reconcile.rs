@@ -45,10 +45,15 @@ pub async fn reconcile(rt: &Runtime) -> Report {
     };
     for pod in &pods {
         let res = match pod.state {
-            PodState::Creating => {
+            PodState::Creating | PodState::PoolCreating => {
                 report.undone_creating += 1;
                 sandbox_cleanup::destroy(rt, pod).await
             }
+            PodState::Pooled if !pins_alive(rt, pod) => {
+                report.lost_namespaces += 1;
+                sandbox_cleanup::destroy(rt, pod).await
+            }
+            PodState::Pooled => Ok(()),
             PodState::Ready if !pins_alive(rt, pod) => {
                 report.lost_namespaces += 1;
                 // Whatever netavark set up died with the namespace.

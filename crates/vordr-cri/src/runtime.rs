@@ -36,6 +36,8 @@ pub struct Runtime {
     network: RwLock<BridgeNetwork>,
     /// Serialises lifecycle operations on one pod.
     pod_locks: StdMutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Wakes the warm-pool refill task.
+    pub pool_notify: tokio::sync::Notify,
     /// Cached netavark health: (checked at, result).
     net_health: StdMutex<Option<(Instant, Result<String, String>)>>,
 }
@@ -70,6 +72,7 @@ impl Runtime {
             netavark,
             network: RwLock::new(network),
             pod_locks: StdMutex::new(HashMap::new()),
+            pool_notify: tokio::sync::Notify::new(),
             net_health: StdMutex::new(None),
         })
     }
@@ -109,6 +112,7 @@ impl Runtime {
     /// Resolves a full or unique-prefix pod id.
     pub fn find_pod(&self, id: &str) -> Result<PodRecord, PodLookupError> {
         match self.store.find_pod(id).map_err(PodLookupError::Store)? {
+            Lookup::Found(p) if p.state.is_pool() => Err(PodLookupError::NotFound(id.to_string())),
             Lookup::Found(p) => Ok(p),
             Lookup::NotFound => Err(PodLookupError::NotFound(id.to_string())),
             Lookup::Ambiguous => Err(PodLookupError::Ambiguous(id.to_string())),
@@ -145,9 +149,21 @@ pub fn bridge_network(config: &Config, pod_cidr: Option<&str>) -> BridgeNetwork 
         .filter(|_| config.network.use_pod_cidr)
         .and_then(|c| first_cidr(c).ok())
         .unwrap_or(config.network.subnet);
+    // netavark gives a bridge its gateway address only when it creates it,
+    // so a second subnet cannot share the first one's bridge: the pod CIDR
+    // gets a bridge of its own, named after the configured one.
+    let bridge = if subnet == config.network.subnet {
+        config.network.bridge.clone()
+    } else {
+        let digest = subnet.to_string().bytes().fold(0x811c9dc5u32, |h, b| {
+            (h ^ b as u32).wrapping_mul(0x01000193)
+        });
+        let stem: String = config.network.bridge.chars().take(10).collect();
+        format!("{stem}{:04x}", digest & 0xffff)
+    };
     BridgeNetwork {
         name: config.network.network_name.clone(),
-        bridge: config.network.bridge.clone(),
+        bridge,
         subnet,
         gateway: vordr_net::ipam::gateway(&subnet),
     }
@@ -210,6 +226,14 @@ mod tests {
             "10.5.0.1"
         );
         assert_eq!(bridge_network(&c, None).subnet.to_string(), "10.88.0.0/16");
+        assert_eq!(bridge_network(&c, None).bridge, "vordr0");
+        let other = bridge_network(&c, Some("10.5.0.0/16")).bridge;
+        assert!(
+            other.starts_with("vordr0") && other.len() <= 15 && other != "vordr0",
+            "{other}"
+        );
+        assert_ne!(other, bridge_network(&c, Some("10.6.0.0/16")).bridge);
+        assert_eq!(bridge_network(&c, Some("10.88.0.0/16")).bridge, "vordr0");
         c.network.use_pod_cidr = false;
         assert_eq!(
             bridge_network(&c, Some("10.5.0.0/16")).subnet.to_string(),

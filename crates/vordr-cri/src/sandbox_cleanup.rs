@@ -80,7 +80,12 @@ pub fn remove_pod_files(rt: &Runtime, pod_id: &str) -> Result<(), String> {
 pub async fn destroy(rt: &Runtime, pod: &PodRecord) -> Result<(), String> {
     // A pod caught half-way through setup may have netavark state even
     // though the flag was not yet written: tear down regardless.
-    if pod.network_attached || pod.state == vordr_store::PodState::Creating {
+    if pod.network_attached
+        || matches!(
+            pod.state,
+            vordr_store::PodState::Creating | vordr_store::PodState::PoolCreating
+        )
+    {
         if let Err(e) = teardown(rt, pod).await {
             if pod.network_attached {
                 return Err(e);

@@ -21,7 +21,7 @@ pub async fn list_pod_sandbox(
     for pod in pods
         .iter()
         // A pod still being created has not been handed to anyone yet.
-        .filter(|p| p.state != PodState::Creating)
+        .filter(|p| p.state != PodState::Creating && !p.state.is_pool())
         .filter(|p| filter.id.is_empty() || p.id.starts_with(&filter.id))
     {
         let item = to_pod_sandbox(pod)?;

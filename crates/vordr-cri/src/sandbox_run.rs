@@ -70,15 +70,34 @@ pub async fn run_pod_sandbox(
         cgroup_parent: plan.cgroup_parent.clone(),
         network: serde_json::to_string(&net).expect("network serialises"),
     };
-    let _lock = rt.lock_pod(&id).await;
-    rt.store.insert_pod(&record).map_err(|e| match e {
+    let exists = |e| match e {
         StoreError::PodExists(name) => Status::already_exists(format!(
             "pod sandbox {name} already exists (same name, namespace, uid and attempt)"
         )),
         e => internal("recording pod sandbox", e),
-    })?;
+    };
+    // A pod with its own network and no port mappings takes a pre-attached
+    // namespace from the warm pool when there is one.
+    let poolable = !plan.host_network && plan.ports.is_empty() && rt.config.network.pool_size > 0;
+    let claimed = if poolable {
+        rt.store.claim_pool_slot(&record).map_err(exists)?
+    } else {
+        None
+    };
+    let from_pool = claimed.is_some();
+    let id = match claimed {
+        Some(slot) => {
+            rt.pool_notify.notify_one();
+            slot
+        }
+        None => {
+            rt.store.insert_pod(&record).map_err(exists)?;
+            id
+        }
+    };
+    let _lock = rt.lock_pod(&id).await;
     tracing::debug!(pod = %id, name = %plan.name, namespace = %plan.namespace, "creating pod sandbox");
-    match build(rt, &id, &cfg, &plan, &net).await {
+    match build(rt, &id, &cfg, &plan, &net, from_pool).await {
         Ok(()) => {
             tracing::info!(pod = %id, name = %plan.name, namespace = %plan.namespace, "pod sandbox ready");
             Ok(RunPodSandboxResponse { pod_sandbox_id: id })
@@ -105,9 +124,12 @@ async fn build(
     cfg: &PodSandboxConfig,
     plan: &PodPlan,
     net: &PodNetwork,
+    from_pool: bool,
 ) -> Result<(), Status> {
+    let pool_net = rt.ns_dir(id).join("net");
     let req = NsRequest {
-        net: !plan.host_network,
+        net: !plan.host_network && !from_pool,
+        join_net: from_pool.then(|| pool_net.clone()),
         ipc: !plan.host_ipc,
         uts: !plan.host_network,
         hostname: plan.hostname.clone(),

@@ -17,7 +17,9 @@ use crate::sandbox_run::now_ns;
 pub fn cri_state(s: PodState) -> PodSandboxState {
     match s {
         PodState::Ready => PodSandboxState::SandboxReady,
-        PodState::Creating | PodState::NotReady => PodSandboxState::SandboxNotready,
+        PodState::Creating | PodState::NotReady | PodState::PoolCreating | PodState::Pooled => {
+            PodSandboxState::SandboxNotready
+        }
     }
 }
 

@@ -76,6 +76,7 @@ pub async fn serve(
         Ok(v) => tracing::info!(netavark = %v, "network plugin ready"),
         Err(e) => tracing::warn!("network not ready: {e}"),
     }
+    crate::netns_pool::spawn_refill_task(rt.clone());
     let listener = bind(&socket)?;
     tracing::info!(socket = %socket.display(), root = %rt.root().display(), "vordr serving CRI v1");
     let svc = Vordr(rt.clone());

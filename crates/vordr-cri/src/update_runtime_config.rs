@@ -26,5 +26,7 @@ pub async fn update_runtime_config(
     let net = bridge_network(&rt.config, Some(&cidr));
     tracing::info!(pod_cidr = %cidr, subnet = %net.subnet, "runtime config updated");
     rt.set_network(net);
+    // Slots attached to the old network are dropped and replaced.
+    rt.pool_notify.notify_one();
     Ok(UpdateRuntimeConfigResponse {})
 }

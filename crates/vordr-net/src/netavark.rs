@@ -274,8 +274,10 @@ impl Netavark {
             .arg(a.netns)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .stderr(Stdio::piped());
+        // Never kill netavark half-way (it would leave a bridge without its
+        // address): if this future is dropped or the daemon exits, netavark
+        // finishes, and the lock it holds makes the next daemon wait for it.
         if !self.firewall_driver.is_empty() {
             cmd.env("NETAVARK_FW", &self.firewall_driver);
         }

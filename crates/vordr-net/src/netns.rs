@@ -52,6 +52,9 @@ pub struct NsRequest {
     pub net: bool,
     pub ipc: bool,
     pub uts: bool,
+    /// An already pinned network namespace the pod uses instead of a new
+    /// one (a warm-pool slot); its sysctls are applied in it.
+    pub join_net: Option<PathBuf>,
     /// Set in the new UTS namespace (ignored without one).
     pub hostname: Option<String>,
     /// Applied inside the new namespaces.
@@ -108,13 +111,22 @@ fn pin_in_new_thread(dir: &Path, req: &NsRequest) -> Result<Pins, NsError> {
         flags |= CloneFlags::CLONE_NEWUTS;
         names.push("uts");
     }
-    if flags.is_empty() {
-        return Ok(Pins::default());
+    if let Some(net) = &req.join_net {
+        let f = File::open(net).map_err(|source| NsError::Pin {
+            path: net.clone(),
+            source,
+        })?;
+        nix::sched::setns(&f, CloneFlags::CLONE_NEWNET).map_err(|source| NsError::Unshare {
+            what: format!("setns {}", net.display()),
+            source,
+        })?;
     }
-    unshare(flags).map_err(|source| NsError::Unshare {
-        what: names.join("|"),
-        source,
-    })?;
+    if !flags.is_empty() {
+        unshare(flags).map_err(|source| NsError::Unshare {
+            what: names.join("|"),
+            source,
+        })?;
+    }
     if req.uts {
         if let Some(h) = req.hostname.as_deref().filter(|h| !h.is_empty()) {
             nix::unistd::sethostname(h).map_err(|source| NsError::Hostname {
@@ -125,7 +137,7 @@ fn pin_in_new_thread(dir: &Path, req: &NsRequest) -> Result<Pins, NsError> {
     }
     for s in &req.sysctls {
         let applies = match s.ns {
-            SysctlNs::Net => req.net,
+            SysctlNs::Net => req.net || req.join_net.is_some(),
             SysctlNs::Ipc => req.ipc,
             SysctlNs::Uts => req.uts,
         };
@@ -280,6 +292,7 @@ mod tests {
             net: true,
             ipc: true,
             uts: true,
+            join_net: None,
             hostname: Some("pinned-pod".into()),
             sysctls: vec![
                 sysctl::check("net.ipv4.ip_unprivileged_port_start", "42", false, false).unwrap(),

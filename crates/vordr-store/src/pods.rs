@@ -16,6 +16,10 @@ pub enum PodState {
     Ready,
     /// Stopped: network detached, namespaces released.
     NotReady,
+    /// A pre-attached network namespace being prepared for the warm pool.
+    PoolCreating,
+    /// A pre-attached network namespace waiting in the warm pool for a pod.
+    Pooled,
 }
 
 impl PodState {
@@ -24,7 +28,14 @@ impl PodState {
             PodState::Creating => "creating",
             PodState::Ready => "ready",
             PodState::NotReady => "notready",
+            PodState::PoolCreating => "pool-creating",
+            PodState::Pooled => "pooled",
         }
+    }
+
+    /// Whether the row is a warm-pool slot rather than a pod.
+    pub fn is_pool(self) -> bool {
+        matches!(self, PodState::PoolCreating | PodState::Pooled)
     }
 
     fn parse(s: &str) -> Option<PodState> {
@@ -32,6 +43,8 @@ impl PodState {
             "creating" => PodState::Creating,
             "ready" => PodState::Ready,
             "notready" => PodState::NotReady,
+            "pool-creating" => PodState::PoolCreating,
+            "pooled" => PodState::Pooled,
             _ => return None,
         })
     }
@@ -182,6 +195,68 @@ impl Store {
         }
     }
 
+    /// Records a warm-pool slot in state `pool-creating`: a network
+    /// namespace that will be attached to `network` ahead of any pod.
+    pub fn insert_pool_slot(&self, id: &str, created_at: i64, network: &str) -> Result<()> {
+        self.lock().execute(
+            "INSERT INTO pods (id, name, namespace, uid, attempt, state, created_at,
+                runtime_handler, config, labels, annotations, host_network, cgroup_parent, network)
+             VALUES (?1, 'pool-' || ?1, '', ?1, 0, 'pool-creating', ?2, '', '{}', '{}', '{}', 0, '', ?3)",
+            params![id, created_at, network],
+        )?;
+        Ok(())
+    }
+
+    /// Turns one ready warm-pool slot attached to `p.network` into the pod
+    /// `p` (state `creating`), in one transaction, and returns its id (the
+    /// slot's; `p.id` is ignored). `None` when the pool has no such slot.
+    pub fn claim_pool_slot(&self, p: &NewPod) -> Result<Option<String>> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let id: Option<String> = tx
+            .query_row(
+                "SELECT id FROM pods WHERE state = 'pooled' AND network = ?1
+                 ORDER BY created_at LIMIT 1",
+                [&p.network],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        let res = tx.execute(
+            "UPDATE pods SET name = ?2, namespace = ?3, uid = ?4, attempt = ?5, created_at = ?6,
+                runtime_handler = ?7, config = ?8, labels = ?9, annotations = ?10,
+                host_network = 0, cgroup_parent = ?11, state = 'creating'
+             WHERE id = ?1",
+            params![
+                id,
+                p.name,
+                p.namespace,
+                p.uid,
+                p.attempt,
+                p.created_at,
+                p.runtime_handler,
+                p.config,
+                p.labels,
+                p.annotations,
+                p.cgroup_parent
+            ],
+        );
+        match res {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => {
+                return Err(StoreError::PodExists(format!(
+                    "{}_{}_{}_{}",
+                    p.name, p.namespace, p.uid, p.attempt
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tx.commit()?;
+        Ok(Some(id))
+    }
+
     /// Records where the pod's namespaces are pinned.
     pub fn set_pod_namespaces(
         &self,
@@ -213,6 +288,16 @@ impl Store {
             params![id, state.as_str()],
         )?;
         Ok(())
+    }
+
+    /// Moves a pod from `from` to `to` only if it is in `from`; returns
+    /// whether it was.
+    pub fn set_pod_state_if(&self, id: &str, from: PodState, to: PodState) -> Result<bool> {
+        let n = self.lock().execute(
+            "UPDATE pods SET state = ?3 WHERE id = ?1 AND state = ?2",
+            params![id, from.as_str(), to.as_str()],
+        )?;
+        Ok(n == 1)
     }
 
     /// The pod with exactly this id.
@@ -399,6 +484,37 @@ mod tests {
         let mut other_attempt = new_pod("c3", "same");
         other_attempt.attempt = 1;
         s.insert_pod(&other_attempt).unwrap();
+    }
+
+    #[test]
+    fn pool_slots_are_claimed_once_by_matching_network() {
+        let (_d, s) = store();
+        s.insert_pool_slot("slot1", 1, "net-a").unwrap();
+        s.insert_pool_slot("slot2", 2, "net-a").unwrap();
+        assert_eq!(
+            s.get_pod("slot1").unwrap().unwrap().state,
+            PodState::PoolCreating
+        );
+        let mut p = new_pod("ignored", "pod");
+        p.network = "net-a".into();
+        // Only ready (pooled) slots can be claimed.
+        assert_eq!(s.claim_pool_slot(&p).unwrap(), None);
+        s.set_pod_state("slot2", PodState::Pooled).unwrap();
+        s.set_pod_state("slot1", PodState::Pooled).unwrap();
+        assert_eq!(s.claim_pool_slot(&p).unwrap().as_deref(), Some("slot1"));
+        let claimed = s.get_pod("slot1").unwrap().unwrap();
+        assert_eq!(claimed.state, PodState::Creating);
+        assert_eq!(claimed.name, "pod");
+        // Same pod again: the name is taken.
+        assert!(matches!(
+            s.claim_pool_slot(&p),
+            Err(StoreError::PodExists(_))
+        ));
+        assert_eq!(s.get_pod("slot2").unwrap().unwrap().state, PodState::Pooled);
+        // Another network's pod finds nothing.
+        let mut q = new_pod("ignored", "other");
+        q.network = "net-b".into();
+        assert_eq!(s.claim_pool_slot(&q).unwrap(), None);
     }
 
     #[test]

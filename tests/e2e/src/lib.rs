@@ -47,7 +47,7 @@ fn routes() -> String {
 }
 
 /// A /24 and a bridge name no other test on this machine uses right now.
-fn unique_network(tag: &str) -> (String, String) {
+pub fn unique_network(tag: &str) -> (String, String) {
     let routes = routes();
     loop {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
@@ -90,12 +90,17 @@ impl Daemon {
         let root = dir.path().join("root");
         let run_dir = dir.path().join("run");
         let config = dir.path().join("vordr.toml");
+        let pool = if extra_network.contains("pool_size") {
+            String::new()
+        } else {
+            "pool_size = 2\n".to_string()
+        };
         std::fs::write(
             &config,
             format!(
                 "[server]\nsocket = {socket:?}\nroot = {root:?}\nrun_dir = {run_dir:?}\nlog_level = \"debug\"\n\
                  [network]\nbridge = {bridge:?}\nsubnet = {subnet:?}\nnetwork_name = {network_name:?}\n\
-                 use_pod_cidr = false\n{extra_network}\n"
+                 use_pod_cidr = false\n{pool}{extra_network}\n"
             ),
         )
         .unwrap();
@@ -220,24 +225,22 @@ impl Daemon {
 
     /// Firewall rules that mention this daemon's subnet.
     pub fn firewall_rules(&self) -> Vec<String> {
+        self.firewall_rules_all()
+            .into_iter()
+            .filter(|l| l.contains(&self.subnet))
+            .collect()
+    }
+
+    /// Every IPv4/IPv6 firewall rule on the machine (iptables and nftables).
+    pub fn firewall_rules_all(&self) -> Vec<String> {
         let mut rules = Vec::new();
         for cmd in ["iptables-save", "ip6tables-save"] {
             if let Ok(o) = Command::new(cmd).output() {
-                rules.extend(
-                    String::from_utf8_lossy(&o.stdout)
-                        .lines()
-                        .filter(|l| l.contains(&self.subnet))
-                        .map(String::from),
-                );
+                rules.extend(String::from_utf8_lossy(&o.stdout).lines().map(String::from));
             }
         }
         if let Ok(o) = Command::new("nft").args(["list", "ruleset"]).output() {
-            rules.extend(
-                String::from_utf8_lossy(&o.stdout)
-                    .lines()
-                    .filter(|l| l.contains(&self.subnet))
-                    .map(String::from),
-            );
+            rules.extend(String::from_utf8_lossy(&o.stdout).lines().map(String::from));
         }
         rules
     }
@@ -304,6 +307,58 @@ impl Daemon {
         out
     }
 
+    /// Warm-pool slots in the database, as (id, state).
+    pub fn pool_slots(&self) -> Vec<(String, String)> {
+        let db = rusqlite::Connection::open_with_flags(
+            self.root.join("vordr.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        let mut st = db
+            .prepare("SELECT id, state FROM pods WHERE state IN ('pooled', 'pool-creating')")
+            .unwrap();
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    /// Waits until `n` warm-pool slots are ready.
+    pub async fn wait_pool(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let slots = self.pool_slots();
+            if slots.len() == n && slots.iter().all(|(_, s)| s == "pooled") {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "pool never reached {n}: {slots:?}\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Restarts the daemon with the warm pool turned off and waits until its
+    /// slots are gone, so that `leftovers` can demand a clean machine.
+    pub async fn drain_pool(&mut self) {
+        self.terminate();
+        let cfg = std::fs::read_to_string(&self.config).unwrap();
+        let cfg: String = cfg
+            .lines()
+            .filter(|l| !l.starts_with("pool_size"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(
+            &self.config,
+            cfg.replace("[network]\n", "[network]\npool_size = 0\n"),
+        )
+        .unwrap();
+        self.spawn().await;
+        self.wait_pool(0).await;
+    }
+
     /// Removes every pod through the daemon (restarting it if it is down).
     pub async fn remove_all_pods(&mut self) {
         if self.child.is_none() {
@@ -341,7 +396,11 @@ impl Drop for Daemon {
                     .build()
                     .unwrap();
                 rt.block_on(async {
-                    tokio::time::timeout(Duration::from_secs(60), this.remove_all_pods()).await
+                    tokio::time::timeout(Duration::from_secs(60), async {
+                        this.remove_all_pods().await;
+                        this.drain_pool().await;
+                    })
+                    .await
                 })
                 .is_ok()
             })

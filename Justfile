@@ -1,0 +1,24 @@
+# Vordr tasks. `just run` starts the daemon; `just test` runs every test.
+
+export PATH := env_var('HOME') + "/.cargo/bin:" + env_var('PATH')
+
+# Build in release mode and run `vordr serve` with the embedded default config.
+run *ARGS: build-release
+    ./target/release/vordr serve {{ARGS}}
+
+build-release:
+    cargo build --release -p vordr
+
+# Every test: unit tests and end-to-end tests against real pods (needs root).
+test:
+    cargo build -p vordr
+    cargo test --workspace --no-fail-fast
+
+# Formatting and lints, as CI runs them.
+check:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Pod sandbox benchmark, side by side with containerd 1.6 on this machine.
+bench ITERATIONS="30": build-release
+    ./bench/pod-bench.sh {{ITERATIONS}}

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Pod sandbox benchmark: Vordr and containerd 1.6 (Debian's, with its CRI
+# plugin, runc and the CNI bridge plugins) on this machine, in the same run.
+# containerd needs a pause image: this script builds one from Debian's
+# catatonit and serves it from a private docker-registry on 127.0.0.1.
+# Everything lives in a temporary directory and is removed on exit.
+#
+# usage: bench/pod-bench.sh [ITERATIONS]      (as root, after scripts/setup.sh)
+set -euo pipefail
+
+ITERATIONS=${1:-30}
+ROOT_DIR=$(cd "$(dirname "$0")/.." && pwd)
+VORDR=${VORDR_BIN:-$ROOT_DIR/target/release/vordr}
+WORK=$(mktemp -d /tmp/vordr-bench.XXXXXX)
+RUN=/run/vordr-bench-$$          # short: containerd's shim sockets live here
+REG_PORT=${REG_PORT:-$(( 20000 + $$ % 20000 ))}
+REG=127.0.0.1:$REG_PORT
+PAUSE=$REG/vordr-bench/pause:3.9
+PIDS=()
+
+log() { echo "pod-bench: $*" >&2; }
+
+cleanup() {
+  set +e
+  if [ -S "$RUN/containerd.sock" ]; then
+    for p in $(crictl_ctrd pods -q 2>/dev/null); do crictl_ctrd rmp -f "$p" >/dev/null 2>&1; done
+  fi
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
+  # Shims of containerd's sandboxes, if any survived.
+  pkill -f "containerd-shim-runc-v2 -namespace k8s.io -id .* -address $RUN/containerd.sock" 2>/dev/null
+  grep " $RUN\| $WORK" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
+  ip link del vbench0 2>/dev/null
+  ip link del cbench0 2>/dev/null
+  rm -rf "$WORK" "$RUN"
+}
+trap cleanup EXIT
+crictl_ctrd() { :; }   # no crictl here: containerd's pods are removed by the bench itself
+
+mkdir -p "$RUN" "$WORK"/{registry,oci,bundle,cni,containerd}
+
+# 1. A private registry with a pause image built from catatonit.
+cat > "$WORK/registry.yml" <<YML
+version: 0.1
+log:
+  level: error
+storage:
+  filesystem:
+    rootdirectory: $WORK/registry
+http:
+  addr: $REG
+YML
+docker-registry serve "$WORK/registry.yml" >"$WORK/registry.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 50); do curl -sf "http://$REG/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
+
+log "building the pause image"
+umoci init --layout "$WORK/oci" >/dev/null
+umoci new --image "$WORK/oci:pause" >/dev/null
+umoci unpack --image "$WORK/oci:pause" "$WORK/bundle" >/dev/null
+install -m 0755 "$(command -v catatonit)" "$WORK/bundle/rootfs/catatonit"
+umoci repack --image "$WORK/oci:pause" "$WORK/bundle" >/dev/null
+umoci config --image "$WORK/oci:pause" --config.entrypoint /catatonit --config.cmd -P \
+  --config.user 65535:65535 >/dev/null
+skopeo copy -q --dest-tls-verify=false "oci:$WORK/oci:pause" "docker://$PAUSE"
+
+# 2. containerd 1.6 with CNI bridge networking on its own subnet.
+cat > "$WORK/cni/10-bench.conflist" <<JSON
+{"cniVersion": "0.4.0", "name": "cbench", "plugins": [
+  {"type": "bridge", "bridge": "cbench0", "isGateway": true, "ipMasq": true,
+   "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.79.0.0/16"}]],
+            "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "$WORK/cni-ipam"}},
+  {"type": "portmap", "capabilities": {"portMappings": true}}]}
+JSON
+cat > "$WORK/containerd.toml" <<TOML
+version = 2
+root = "$WORK/containerd/root"
+state = "$RUN/containerd-state"
+[grpc]
+  address = "$RUN/containerd.sock"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "$PAUSE"
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "$WORK/cni"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+  [plugins."io.containerd.grpc.v1.cri".registry.mirrors."$REG"]
+    endpoint = ["http://$REG"]
+TOML
+containerd --config "$WORK/containerd.toml" >"$WORK/containerd.log" 2>&1 &
+PIDS+=($!)
+
+# 3. Vordr on its own socket, root and bridge.
+cat > "$WORK/vordr.toml" <<TOML
+[server]
+socket = "$RUN/vordr.sock"
+root = "$WORK/vordr-root"
+run_dir = "$RUN/vordr"
+log_level = "warn"
+[network]
+bridge = "vbench0"
+network_name = "vbench"
+subnet = "10.78.0.0/16"
+TOML
+"$VORDR" serve --config "$WORK/vordr.toml" >"$WORK/vordr.log" 2>&1 &
+PIDS+=($!)
+
+for s in vordr.sock containerd.sock; do
+  for _ in $(seq 100); do [ -S "$RUN/$s" ] && break; sleep 0.1; done
+  [ -S "$RUN/$s" ] || { log "$s did not appear"; cat "$WORK"/*.log >&2; exit 1; }
+done
+
+log "running $ITERATIONS pod lifecycles on each runtime"
+"$VORDR" bench -r "unix://$RUN/vordr.sock" --compare "unix://$RUN/containerd.sock" \
+  -n "$ITERATIONS" --warmup 3
+
+rss() { ps -o rss= -p "$1" | awk '{printf "%.1f MB", $1/1024}'; }
+echo
+echo "idle daemon RSS: vordr $(rss "${PIDS[2]}"), containerd $(rss "${PIDS[1]}")"

@@ -1,0 +1,149 @@
+//! The warm pool: network namespaces pinned and attached by netavark ahead
+//! of time, each with its own address, so RunPodSandbox hands one to a pod
+//! instead of waiting for netavark (tens of milliseconds with iptables).
+//! Slots are rows in the pods table (states `pool-creating` and `pooled`),
+//! so the same reconciliation and cleanup cover them.
+
+use std::sync::Arc;
+
+use vordr_net::ipam;
+use vordr_net::netavark::Attachment;
+use vordr_net::netns::{self, NsRequest};
+use vordr_store::PodState;
+
+use crate::runtime::Runtime;
+use crate::sandbox_cleanup::{self, PodNetwork};
+use crate::sandbox_run::{new_id, now_ns};
+
+/// The network record a pod without port mappings would get now: slots
+/// must match it exactly to be claimed.
+pub fn current_network_record(rt: &Runtime) -> String {
+    serde_json::to_string(&PodNetwork {
+        network: rt.network(),
+        ports: vec![],
+    })
+    .expect("network serialises")
+}
+
+/// Creates one slot; on failure, nothing is left of it.
+async fn create_slot(rt: &Runtime, network: &str) -> Result<(), String> {
+    let id = new_id();
+    rt.store
+        .insert_pool_slot(&id, now_ns(), network)
+        .map_err(|e| e.to_string())?;
+    let res = async {
+        let net: PodNetwork = serde_json::from_str(network).map_err(|e| e.to_string())?;
+        let dir = rt.ns_dir(&id);
+        let req = NsRequest {
+            net: true,
+            ..Default::default()
+        };
+        let pins = tokio::task::spawn_blocking(move || netns::create(&dir, &req))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let netns_path = pins.net.clone().expect("a net pin was asked for");
+        rt.store
+            .set_pod_namespaces(&id, Some(&netns_path.to_string_lossy()), None, None)
+            .map_err(|e| e.to_string())?;
+        let subnet = net.network.subnet;
+        let ip = rt
+            .store
+            .allocate_ip(&id, &net.network.name, |used, last| {
+                ipam::pick(&subnet, used, last)
+            })
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("no free IP address left in {subnet}"))?;
+        rt.netavark
+            .setup(&Attachment {
+                pod_id: &id,
+                pod_name: &format!("pool-{}", &id[..12]),
+                netns: &netns_path,
+                network: &net.network,
+                ip,
+                ports: &[],
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        rt.store
+            .set_pod_network_attached(&id, true)
+            .map_err(|e| e.to_string())?;
+        rt.store
+            .set_pod_state(&id, PodState::Pooled)
+            .map_err(|e| e.to_string())
+    }
+    .await;
+    if let Err(e) = &res {
+        if let Ok(Some(rec)) = rt.store.get_pod(&id) {
+            if let Err(e2) = sandbox_cleanup::destroy(rt, &rec).await {
+                tracing::error!(slot = %id, "cleaning up a failed pool slot: {e2}");
+            }
+        }
+        tracing::warn!("warm pool: creating a slot failed: {e}");
+    }
+    res
+}
+
+/// Brings the pool to its configured size: drops slots for another network
+/// (the pod CIDR changed) or beyond the size, then creates missing ones.
+pub async fn refill(rt: &Runtime) -> Result<(), String> {
+    let network = current_network_record(rt);
+    let size = rt.config.network.pool_size as usize;
+    let slots: Vec<_> = rt
+        .store
+        .list_pods()
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|p| p.state == PodState::Pooled)
+        .collect();
+    let mut kept = 0;
+    for slot in slots {
+        if slot.network == network && kept < size {
+            kept += 1;
+            continue;
+        }
+        // Take it out of the pool atomically: RunPodSandbox may be claiming it.
+        if rt
+            .store
+            .set_pod_state_if(&slot.id, PodState::Pooled, PodState::PoolCreating)
+            .map_err(|e| e.to_string())?
+        {
+            if let Ok(Some(s)) = rt.store.get_pod(&slot.id) {
+                sandbox_cleanup::destroy(rt, &s).await?;
+            }
+        }
+    }
+    for _ in kept..size {
+        create_slot(rt, &network).await?;
+    }
+    Ok(())
+}
+
+/// Keeps the pool full for the life of the daemon: refills at start and
+/// whenever RunPodSandbox takes a slot.
+pub fn spawn_refill_task(rt: Arc<Runtime>) {
+    if rt.config.network.pool_size == 0 {
+        // Drop slots a previous configuration left.
+        tokio::spawn(async move {
+            if let Err(e) = refill(&rt).await {
+                tracing::warn!("warm pool: {e}");
+            }
+        });
+        return;
+    }
+    tokio::spawn(async move {
+        loop {
+            if rt.network_health().await.is_ok() {
+                if let Err(e) = refill(&rt).await {
+                    tracing::warn!("warm pool: refill failed: {e}");
+                    // Do not spin on a persistent failure.
+                    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                }
+            }
+            tokio::select! {
+                _ = rt.pool_notify.notified() => {}
+                _ = tokio::time::sleep(std::time::Duration::from_secs(30)) => {}
+            }
+        }
+    });
+}

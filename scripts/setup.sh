@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs everything Vordr needs on a Debian bookworm node that has only
+# rustup: system packages, `just`, and the Rust toolchain components.
+# Idempotent; run as root.
+set -euo pipefail
+
+PACKAGES=(
+  # build
+  protobuf-compiler pkg-config libseccomp-dev gnat-12 gprbuild
+  # runtime
+  netavark runc iproute2 iptables nftables
+  # tests and benchmarks: local registry, image building, reference runtime
+  docker-registry skopeo umoci busybox-static catatonit jq iputils-ping
+  containerd containernetworking-plugins
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup.sh: run as root (it installs packages)" >&2
+  exit 1
+fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup.sh: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian's containerd package starts a system containerd; Vordr does not
+# need it (the benchmark starts its own on a private socket).
+if command -v systemctl >/dev/null && systemctl is-active -q containerd 2>/dev/null; then
+  systemctl disable --now containerd >/dev/null 2>&1 || true
+fi
+
+export PATH="$HOME/.cargo/bin:$PATH"
+if ! command -v just >/dev/null; then
+  echo "setup.sh: installing just"
+  cargo install --locked just >/dev/null 2>&1 || cargo install just
+fi
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+echo "setup.sh: done"
