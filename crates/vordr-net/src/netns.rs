@@ -203,7 +203,7 @@ fn pin_one(name: &str, target: &Path) -> Result<(), NsError> {
 /// Whether `path` is a live namespace pin (an nsfs bind mount).
 pub fn is_pinned(path: &Path) -> bool {
     nix::sys::statfs::statfs(path)
-        .map(|s| s.filesystem_type().0 as i64 == NSFS_MAGIC)
+        .map(|s| fs_type(&s) == NSFS_MAGIC)
         .unwrap_or(false)
 }
 
@@ -269,6 +269,12 @@ pub fn in_netns<T: Send + 'static>(
     })
     .join()
     .map_err(|_| std::io::Error::other("netns thread panicked"))?
+}
+
+/// The statfs type, whose C type differs between architectures.
+#[allow(clippy::unnecessary_cast)]
+fn fs_type(s: &nix::sys::statfs::Statfs) -> i64 {
+    s.filesystem_type().0 as i64
 }
 
 #[cfg(test)]

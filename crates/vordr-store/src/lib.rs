@@ -57,7 +57,7 @@ pub struct Store {
 /// Whether `dir` lives on NFS.
 pub fn is_nfs(dir: &Path) -> bool {
     match nix::sys::statfs::statfs(dir) {
-        Ok(s) => s.filesystem_type().0 as i64 == NFS_SUPER_MAGIC,
+        Ok(s) => fs_type(&s) == NFS_SUPER_MAGIC,
         Err(_) => false,
     }
 }
@@ -147,6 +147,12 @@ impl Store {
         )?;
         Ok(())
     }
+}
+
+/// The statfs type, whose C type differs between architectures.
+#[allow(clippy::unnecessary_cast)]
+fn fs_type(s: &nix::sys::statfs::Statfs) -> i64 {
+    s.filesystem_type().0 as i64
 }
 
 #[cfg(test)]

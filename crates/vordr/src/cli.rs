@@ -174,8 +174,8 @@ pub async fn pods(a: EndpointArgs) -> Result<()> {
         .into_inner()
         .items;
     println!(
-        "{:<13} {:<10} {:<30} {:<20} {}",
-        "POD ID", "STATE", "NAME", "NAMESPACE", "ATTEMPT"
+        "{:<13} {:<10} {:<30} {:<20} ATTEMPT",
+        "POD ID", "STATE", "NAME", "NAMESPACE"
     );
     for p in pods {
         let md = p.metadata.unwrap_or_default();
