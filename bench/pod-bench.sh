@@ -5,7 +5,8 @@
 # catatonit and serves it from a private docker-registry on 127.0.0.1.
 # Everything lives in a temporary directory and is removed on exit.
 #
-# usage: bench/pod-bench.sh [ITERATIONS]      (as root, after scripts/setup.sh)
+# usage: [POOL_SIZE=n] bench/pod-bench.sh [ITERATIONS]   (as root, after scripts/setup.sh)
+# POOL_SIZE sets Vordr's warm pool (default 4; 0 measures netavark on every pod).
 set -euo pipefail
 
 ITERATIONS=${1:-30}
@@ -37,7 +38,7 @@ cleanup() {
 trap cleanup EXIT
 crictl_ctrd() { :; }   # no crictl here: containerd's pods are removed by the bench itself
 
-mkdir -p "$RUN" "$WORK"/{registry,oci,bundle,cni,containerd}
+mkdir -p "$RUN" "$WORK"/{registry,cni,containerd}
 
 # 1. A private registry with a pause image built from catatonit.
 cat > "$WORK/registry.yml" <<YML
@@ -105,6 +106,7 @@ log_level = "warn"
 bridge = "vbench0"
 network_name = "vbench"
 subnet = "10.78.0.0/16"
+pool_size = ${POOL_SIZE:-4}
 TOML
 "$VORDR" serve --config "$WORK/vordr.toml" >"$WORK/vordr.log" 2>&1 &
 PIDS+=($!)

@@ -303,13 +303,9 @@ impl Store {
     /// The pod with exactly this id.
     pub fn get_pod(&self, id: &str) -> Result<Option<PodRecord>> {
         let conn = self.lock();
-        let row = conn
-            .query_row(
-                &format!("SELECT {POD_COLUMNS} FROM pods p WHERE p.id = ?1"),
-                [id],
-                pod_from_row,
-            )
-            .optional()?;
+        let mut stmt =
+            conn.prepare_cached(&format!("SELECT {POD_COLUMNS} FROM pods p WHERE p.id = ?1"))?;
+        let row = stmt.query_row([id], pod_from_row).optional()?;
         row.map(finish).transpose()
     }
 
