@@ -365,13 +365,7 @@ impl Daemon {
             self.spawn().await;
         }
         let mut c = self.client().await;
-        let pods = c
-            .runtime
-            .list_pod_sandbox(cri::ListPodSandboxRequest::default())
-            .await
-            .unwrap()
-            .into_inner()
-            .items;
+        let pods = list_pods(&mut c).await;
         for p in pods {
             c.runtime
                 .remove_pod_sandbox(cri::RemovePodSandboxRequest {
@@ -453,6 +447,16 @@ pub async fn run_pod(
         })
         .await
         .map(|r| r.into_inner().pod_sandbox_id)
+}
+
+/// Every pod sandbox, unfiltered.
+pub async fn list_pods(c: &mut CriClient) -> Vec<cri::PodSandbox> {
+    c.runtime
+        .list_pod_sandbox(cri::ListPodSandboxRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .items
 }
 
 pub async fn pod_status(

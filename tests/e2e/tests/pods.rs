@@ -360,13 +360,7 @@ async fn bad_input_is_refused_with_the_field_and_leaves_nothing() {
     let e = run_pod(&mut c, bad_logs).await.unwrap_err();
     assert_eq!(e.code(), Code::Internal, "{e:?}");
     assert!(e.message().contains("log directory"), "{e:?}");
-    let pods = c
-        .runtime
-        .list_pod_sandbox(cri::ListPodSandboxRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .items;
+    let pods = list_pods(&mut c).await;
     assert!(pods.is_empty(), "{pods:?}");
     d.drain_pool().await;
     assert_eq!(d.leftovers(), Vec::<String>::new());
@@ -431,13 +425,7 @@ async fn kill_9_during_run_pod_sandbox_leaks_nothing() {
         d.spawn().await;
         let mut c = d.client().await;
         // Whatever survived is whole: ready with a working address.
-        let pods = c
-            .runtime
-            .list_pod_sandbox(cri::ListPodSandboxRequest::default())
-            .await
-            .unwrap()
-            .into_inner()
-            .items;
+        let pods = list_pods(&mut c).await;
         for p in &pods {
             assert_eq!(p.state, cri::PodSandboxState::SandboxReady as i32, "{p:?}");
             let ip = pod_ip(&mut c, &p.id).await;
@@ -639,13 +627,7 @@ async fn warm_pool_hands_out_attached_namespaces_and_refills() {
     let slots: Vec<String> = d.pool_slots().into_iter().map(|(id, _)| id).collect();
     let mut c = d.client().await;
     // Slots are not pods.
-    let pods = c
-        .runtime
-        .list_pod_sandbox(cri::ListPodSandboxRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .items;
+    let pods = list_pods(&mut c).await;
     assert!(pods.is_empty(), "{pods:?}");
     assert_eq!(
         pod_status(&mut c, &slots[0]).await.unwrap_err().code(),
