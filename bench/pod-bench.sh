@@ -23,12 +23,9 @@ log() { echo "pod-bench: $*" >&2; }
 
 cleanup() {
   set +e
-  if [ -S "$RUN/containerd.sock" ]; then
-    for p in $(crictl_ctrd pods -q 2>/dev/null); do crictl_ctrd rmp -f "$p" >/dev/null 2>&1; done
-  fi
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
   for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
-  # Shims of containerd's sandboxes, if any survived.
+  # The bench removes its pods; shims of any a failed run left behind:
   pkill -f "containerd-shim-runc-v2 -namespace k8s.io -id .* -address $RUN/containerd.sock" 2>/dev/null
   grep " $RUN\| $WORK" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
   ip link del vbench0 2>/dev/null
@@ -36,7 +33,6 @@ cleanup() {
   rm -rf "$WORK" "$RUN"
 }
 trap cleanup EXIT
-crictl_ctrd() { :; }   # no crictl here: containerd's pods are removed by the bench itself
 
 mkdir -p "$RUN" "$WORK"/{registry,cni,containerd}
 

@@ -10,7 +10,7 @@ PACKAGES=(
   # runtime
   netavark runc iproute2 iptables nftables
   # tests and benchmarks: local registry, image building, reference runtime
-  docker-registry skopeo umoci busybox-static catatonit jq iputils-ping
+  docker-registry skopeo umoci busybox-static catatonit jq iputils-ping curl
   containerd containernetworking-plugins
 )
 

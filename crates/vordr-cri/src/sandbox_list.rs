@@ -24,7 +24,7 @@ pub async fn list_pod_sandbox(
         .filter(|p| p.state != PodState::Creating && !p.state.is_pool())
         .filter(|p| filter.id.is_empty() || p.id.starts_with(&filter.id))
     {
-        let item = to_pod_sandbox(pod)?;
+        let item = to_pod_sandbox(pod);
         if let Some(s) = &filter.state {
             if item.state != s.state {
                 continue;

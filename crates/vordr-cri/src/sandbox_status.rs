@@ -3,8 +3,9 @@
 use std::collections::HashMap;
 
 use k8s_cri::v1::{
-    LinuxPodSandboxStatus, Namespace, PodSandbox, PodSandboxConfig, PodSandboxNetworkStatus,
-    PodSandboxState, PodSandboxStatus, PodSandboxStatusRequest, PodSandboxStatusResponse,
+    LinuxPodSandboxStatus, Namespace, PodSandbox, PodSandboxConfig, PodSandboxMetadata,
+    PodSandboxNetworkStatus, PodSandboxState, PodSandboxStatus, PodSandboxStatusRequest,
+    PodSandboxStatusResponse,
 };
 use tonic::Status;
 use vordr_store::{PodRecord, PodState};
@@ -32,18 +33,28 @@ pub fn config_of(pod: &PodRecord) -> Result<PodSandboxConfig, Status> {
         .map_err(|e| internal(&format!("pod {} has an unreadable config", pod.id), e))
 }
 
-/// The ListPodSandbox view.
-pub fn to_pod_sandbox(pod: &PodRecord) -> Result<PodSandbox, Status> {
-    let cfg = config_of(pod)?;
-    Ok(PodSandbox {
+/// The pod's metadata, from its row's columns.
+pub fn metadata_of(pod: &PodRecord) -> PodSandboxMetadata {
+    PodSandboxMetadata {
+        name: pod.name.clone(),
+        uid: pod.uid.clone(),
+        namespace: pod.namespace.clone(),
+        attempt: pod.attempt,
+    }
+}
+
+/// The ListPodSandbox view: built from columns alone, without parsing the
+/// stored config (List is called constantly by kubelet).
+pub fn to_pod_sandbox(pod: &PodRecord) -> PodSandbox {
+    PodSandbox {
         id: pod.id.clone(),
-        metadata: cfg.metadata,
+        metadata: Some(metadata_of(pod)),
         state: cri_state(pod.state) as i32,
         created_at: pod.created_at,
         labels: map(&pod.labels),
         annotations: map(&pod.annotations),
         runtime_handler: pod.runtime_handler.clone(),
-    })
+    }
 }
 
 pub async fn pod_sandbox_status(
@@ -60,7 +71,7 @@ pub async fn pod_sandbox_status(
         .unwrap_or_default();
     let status = PodSandboxStatus {
         id: pod.id.clone(),
-        metadata: cfg.metadata.clone(),
+        metadata: Some(metadata_of(&pod)),
         state: cri_state(pod.state) as i32,
         created_at: pod.created_at,
         network: Some(PodSandboxNetworkStatus {
