@@ -35,6 +35,13 @@ if command -v systemctl >/dev/null && systemctl is-active -q containerd 2>/dev/n
   systemctl disable --now containerd >/dev/null 2>&1 || true
 fi
 
+# A gRPC C-core client (grpcio >= 1.57 sends a percent-encoded socket path
+# as :authority) for the e2e test of Vordr's authority repair.
+if ! python3 -c 'import grpc, sys; v = tuple(map(int, grpc.__version__.split(".")[:2])); sys.exit(v < (1, 57))' 2>/dev/null; then
+  echo "setup.sh: installing grpcio"
+  python3 -m pip install --quiet --root-user-action=ignore 'grpcio>=1.57'
+fi
+
 export PATH="$HOME/.cargo/bin:$PATH"
 if ! command -v just >/dev/null; then
   echo "setup.sh: installing just"

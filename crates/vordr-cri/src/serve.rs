@@ -9,6 +9,8 @@ use std::sync::Arc;
 use k8s_cri::v1::image_service_server::ImageServiceServer;
 use k8s_cri::v1::runtime_service_server::RuntimeServiceServer;
 use tokio_stream::wrappers::UnixListenerStream;
+use tokio_stream::StreamExt;
+use vordr_h2authority::AuthorityFix;
 
 use crate::reconcile::reconcile;
 use crate::runtime::{Runtime, RuntimeOptions};
@@ -80,10 +82,13 @@ pub async fn serve(
     let listener = bind(&socket)?;
     tracing::info!(socket = %socket.display(), root = %rt.root().display(), "vordr serving CRI v1");
     let svc = Vordr(rt.clone());
+    // crictl/critest 1.26 and older kubelets send the socket path as the
+    // HTTP/2 :authority, which hyper rejects; repair it per connection.
+    let incoming = UnixListenerStream::new(listener).map(|c| c.map(AuthorityFix::new));
     let res = tonic::transport::Server::builder()
         .add_service(RuntimeServiceServer::new(svc.clone()).max_decoding_message_size(16 << 20))
         .add_service(ImageServiceServer::new(svc).max_decoding_message_size(16 << 20))
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     let _ = std::fs::remove_file(&socket);
     tracing::info!("vordr stopped; pods keep running");
