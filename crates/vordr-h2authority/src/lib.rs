@@ -353,6 +353,10 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+    type Header = (Vec<u8>, Vec<u8>);
+    /// (kind, flags, stream, payload)
+    type Frame = (u8, u8, u32, Vec<u8>);
+
     fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
         let mut f = Vec::new();
         push_frame_header(&mut f, payload.len(), kind, flags, stream);
@@ -361,7 +365,7 @@ mod tests {
     }
 
     /// Parses frames, returning (kind, flags, stream, payload).
-    fn frames(mut b: &[u8]) -> Vec<(u8, u8, u32, Vec<u8>)> {
+    fn frames(mut b: &[u8]) -> Vec<Frame> {
         let mut v = Vec::new();
         while b.len() >= 9 {
             let len = (b[0] as usize) << 16 | (b[1] as usize) << 8 | b[2] as usize;
@@ -389,7 +393,7 @@ mod tests {
         out
     }
 
-    fn request_headers(authority: &[u8], path: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    fn request_headers(authority: &[u8], path: &[u8]) -> Vec<Header> {
         vec![
             (b":method".to_vec(), b"POST".to_vec()),
             (b":scheme".to_vec(), b"http".to_vec()),
@@ -400,12 +404,12 @@ mod tests {
         ]
     }
 
-    fn encode(enc: &mut Encoder<'static>, h: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+    fn encode(enc: &mut Encoder<'static>, h: &[Header]) -> Vec<u8> {
         enc.encode(h.iter().map(|(n, v)| (n.as_slice(), v.as_slice())))
     }
 
     /// Decodes every header block of `out` (after the preface) in order.
-    fn decode_blocks(out: &[u8]) -> (Vec<Vec<(Vec<u8>, Vec<u8>)>>, Vec<(u8, u8, u32, Vec<u8>)>) {
+    fn decode_blocks(out: &[u8]) -> (Vec<Vec<Header>>, Vec<Frame>) {
         assert_eq!(&out[..PREFACE.len()], PREFACE);
         let fs = frames(&out[PREFACE.len()..]);
         let mut dec = Decoder::new();
