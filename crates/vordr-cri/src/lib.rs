@@ -4,6 +4,7 @@
 
 mod cgroup;
 mod errors;
+mod image_fs_info;
 mod netns_pool;
 mod reconcile;
 mod runtime;

@@ -50,6 +50,7 @@ impl Runtime {
             &config.server.root,
             &config.server.run_dir,
             &config.server.root.join("pods"),
+            &config.server.root.join("images"),
             &config.server.run_dir.join("ns"),
             &config.server.run_dir.join("netavark"),
         ] {
@@ -97,6 +98,11 @@ impl Runtime {
     /// Directory of a pod's files: resolv.conf, hostname, hosts (persistent).
     pub fn pod_dir(&self, pod_id: &str) -> PathBuf {
         self.config.server.root.join("pods").join(pod_id)
+    }
+
+    /// The image store directory (content and snapshots; image issue).
+    pub fn images_dir(&self) -> PathBuf {
+        self.config.server.root.join("images")
     }
 
     /// Takes the lifecycle lock of one pod.

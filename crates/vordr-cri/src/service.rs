@@ -9,8 +9,8 @@ use tonic::{Request, Response, Status};
 
 use crate::runtime::Runtime;
 use crate::{
-    runtime_config, sandbox_list, sandbox_remove, sandbox_run, sandbox_status, sandbox_stop,
-    status, update_runtime_config, version,
+    image_fs_info, runtime_config, sandbox_list, sandbox_remove, sandbox_run, sandbox_status,
+    sandbox_stop, status, update_runtime_config, version,
 };
 
 /// The CRI services over one shared [`Runtime`].
@@ -194,7 +194,8 @@ impl RuntimeService for Vordr {
 #[tonic::async_trait]
 impl ImageService for Vordr {
     async fn list_images(&self, _: Request<ListImagesRequest>) -> R<ListImagesResponse> {
-        not_yet("ListImages")
+        // Nothing can pull an image yet: the list is truthfully empty.
+        Ok(Response::new(ListImagesResponse { images: vec![] }))
     }
     async fn image_status(&self, _: Request<ImageStatusRequest>) -> R<ImageStatusResponse> {
         not_yet("ImageStatus")
@@ -206,6 +207,8 @@ impl ImageService for Vordr {
         not_yet("RemoveImage")
     }
     async fn image_fs_info(&self, _: Request<ImageFsInfoRequest>) -> R<ImageFsInfoResponse> {
-        not_yet("ImageFsInfo")
+        image_fs_info::image_fs_info(&self.0)
+            .await
+            .map(Response::new)
     }
 }
