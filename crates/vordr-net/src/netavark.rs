@@ -140,10 +140,12 @@ pub struct Netavark {
     pub firewall_driver: String,
 }
 
-/// Lock file in the config dir. netavark 1.4 does not serialise concurrent
-/// runs on one network itself: a teardown that finds the bridge empty
-/// removes the network's firewall rules while a setup is adding a pod.
-pub const LOCK_FILE: &str = "vordr-netavark.lock";
+/// The machine-wide lock every netavark run holds. netavark 1.4 does not
+/// serialise concurrent runs itself: a teardown that finds a bridge empty
+/// removes firewall rules while a setup is adding a pod, and runs for
+/// different networks share the NETAVARK chains. One lock per machine, not
+/// per daemon, so that several daemons (as in the tests) cannot race either.
+pub const LOCK_FILE: &str = "/run/lock/vordr-netavark.lock";
 
 /// The interface name inside every pod.
 pub const POD_INTERFACE: &str = "eth0";
@@ -222,7 +224,7 @@ impl Netavark {
 
     /// Takes the exclusive lock that every netavark run holds (see [`LOCK_FILE`]).
     async fn lock(&self) -> Result<std::fs::File, NetavarkError> {
-        let path = self.config_dir.join(LOCK_FILE);
+        let path = PathBuf::from(LOCK_FILE);
         let io = |source| NetavarkError::Io {
             verb: "lock",
             source,

@@ -185,7 +185,8 @@ async fn pod_ip_answers_ping_and_port_mapping_reaches_listener() {
             .unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
+        s.read_to_string(&mut out)
+            .unwrap_or_else(|e| panic!("reading from {addr}: {e} (got {out:?})"));
         out
     };
     // Directly to the pod, and through the host port mapping on the gateway.
