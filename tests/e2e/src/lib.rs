@@ -24,13 +24,39 @@ pub fn vordr_bin() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| ws.join("target"));
-    for profile in ["debug", "release"] {
-        let p = target.join(profile).join("vordr");
-        if p.exists() {
-            return p;
+    let p = target.join("debug").join("vordr");
+    let built = std::fs::metadata(&p)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| {
+            panic!(
+                "{} not found: run `cargo build -p vordr` (just test does)",
+                p.display()
+            )
+        });
+    if newest_source(&ws.join("crates")) > built {
+        panic!(
+            "{} is older than the sources: run `cargo build -p vordr` (just test does)",
+            p.display()
+        );
+    }
+    p
+}
+
+/// The newest modification time of any file below `dir`.
+fn newest_source(dir: &Path) -> std::time::SystemTime {
+    let mut newest = std::time::UNIX_EPOCH;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let Ok(md) = e.metadata() else { continue };
+            if md.is_dir() {
+                stack.push(e.path());
+            } else if let Ok(t) = md.modified() {
+                newest = newest.max(t);
+            }
         }
     }
-    panic!("vordr binary not found: run `cargo build -p vordr` first or set VORDR_BIN");
+    newest
 }
 
 /// Whether these tests can run here (root, netavark).
