@@ -1,0 +1,5 @@
+//! Vordr's images: image references, the containers-registries.conf v2 file
+//! that maps them to registries and mirrors, and (as it grows) pulling,
+//! the content store and layer snapshots.
+
+pub mod registries;
