@@ -2,4 +2,5 @@
 //! that maps them to registries and mirrors, and (as it grows) pulling,
 //! the content store and layer snapshots.
 
+pub mod content;
 pub mod registries;
