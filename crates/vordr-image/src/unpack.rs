@@ -1,0 +1,531 @@
+//! Unpacking one image layer into its own snapshot directory, in the form
+//! overlayfs reads as a lower (or upper) layer: OCI whiteouts (`.wh.NAME`)
+//! become 0/0 character devices and opaque markers (`.wh..wh..opq`) the
+//! `trusted.overlay.opaque` xattr on their directory.
+//!
+//! Nothing in a layer may land outside its directory: absolute paths, `..`
+//! components, paths through a symlink the layer itself created, and hard
+//! links to anything but an earlier entry of the same layer are refused, and
+//! the caller discards the directory. Ownership, modes, times, xattrs and
+//! device nodes are preserved (this needs root, as a node's runtime has).
+
+use std::ffi::OsStr;
+use std::io::{self, BufRead, BufReader, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{symlink, DirBuilderExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use nix::sys::stat::{mknod, Mode, SFlag};
+use nix::unistd::{fchownat, Gid, Uid};
+
+/// Errors from unpacking a layer.
+#[derive(Debug, thiserror::Error)]
+pub enum UnpackError {
+    #[error("layer entry {path:?} would land outside the layer: {why}")]
+    Escape { path: String, why: &'static str },
+    #[error("layer entry {path:?}: unsupported entry type {kind}")]
+    Unsupported { path: String, kind: String },
+    #[error("reading the layer: {0}")]
+    Read(io::Error),
+    #[error("writing {path}: {source}")]
+    Write { path: PathBuf, source: io::Error },
+}
+
+/// What a layer held.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct UnpackStats {
+    pub entries: u64,
+    pub whiteouts: u64,
+    pub opaque_dirs: u64,
+}
+
+const WHITEOUT_PREFIX: &str = ".wh.";
+const OPAQUE_MARKER: &str = ".wh..wh..opq";
+
+/// Wraps `r` in the decompressor its first bytes call for: gzip, zstd, or
+/// none (an uncompressed tar).
+pub fn decompress<'a, R: Read + 'a>(r: R) -> io::Result<Box<dyn Read + 'a>> {
+    let mut r = BufReader::new(r);
+    let head = r.fill_buf()?;
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Ok(Box::new(flate2::read::MultiGzDecoder::new(r)))
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Ok(Box::new(zstd::stream::read::Decoder::with_buffer(r)?))
+    } else {
+        Ok(Box::new(r))
+    }
+}
+
+/// The entry's path as safe relative components, or why not.
+fn clean_relative(raw: &Path) -> Result<PathBuf, &'static str> {
+    let mut out = PathBuf::new();
+    for c in raw.components() {
+        match c {
+            Component::Normal(p) => out.push(p),
+            Component::CurDir => {}
+            Component::ParentDir => return Err("it has a '..' component"),
+            Component::RootDir | Component::Prefix(_) => return Err("it is absolute"),
+        }
+    }
+    Ok(out)
+}
+
+struct Layer<'a> {
+    root: &'a Path,
+    stats: UnpackStats,
+}
+
+impl Layer<'_> {
+    fn write_err(path: &Path) -> impl FnOnce(io::Error) -> UnpackError + '_ {
+        move |source| UnpackError::Write {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// Makes sure every parent of `rel` is a real directory of this layer
+    /// (creating missing ones) and never a symlink. Returns the full path.
+    fn prepare_parents(&self, rel: &Path, shown: &str) -> Result<PathBuf, UnpackError> {
+        let mut cur = self.root.to_path_buf();
+        if let Some(parent) = rel.parent() {
+            for c in parent.components() {
+                cur.push(c);
+                match std::fs::symlink_metadata(&cur) {
+                    Ok(m) if m.file_type().is_symlink() => {
+                        return Err(UnpackError::Escape {
+                            path: shown.to_string(),
+                            why: "its parent is a symlink",
+                        })
+                    }
+                    Ok(m) if m.is_dir() => {}
+                    Ok(_) => {
+                        // A file where a directory is needed: the tar
+                        // replaces it, as tar extraction does.
+                        std::fs::remove_file(&cur).map_err(Self::write_err(&cur))?;
+                        std::fs::DirBuilder::new()
+                            .mode(0o755)
+                            .create(&cur)
+                            .map_err(Self::write_err(&cur))?;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        std::fs::DirBuilder::new()
+                            .mode(0o755)
+                            .create(&cur)
+                            .map_err(Self::write_err(&cur))?;
+                    }
+                    Err(e) => return Err(Self::write_err(&cur)(e)),
+                }
+            }
+        }
+        Ok(self.root.join(rel))
+    }
+
+    /// Removes whatever is at `full` (not following symlinks), unless it is a
+    /// directory and `keep_dir`.
+    fn clear(full: &Path, keep_dir: bool) -> Result<(), UnpackError> {
+        match std::fs::symlink_metadata(full) {
+            Ok(m) if m.is_dir() && keep_dir => Ok(()),
+            Ok(m) if m.is_dir() => std::fs::remove_dir_all(full).map_err(Self::write_err(full)),
+            Ok(_) => std::fs::remove_file(full).map_err(Self::write_err(full)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Self::write_err(full)(e)),
+        }
+    }
+
+    fn entry<R: Read>(&mut self, mut e: tar::Entry<'_, R>) -> Result<(), UnpackError> {
+        let raw = e.path().map_err(UnpackError::Read)?.into_owned();
+        let shown = raw.display().to_string();
+        let rel = clean_relative(&raw).map_err(|why| UnpackError::Escape {
+            path: shown.clone(),
+            why,
+        })?;
+        if rel.as_os_str().is_empty() {
+            // The layer's root directory itself ("./").
+            return Ok(());
+        }
+        self.stats.entries += 1;
+        let name = rel.file_name().expect("a normal last component");
+        let full = self.prepare_parents(&rel, &shown)?;
+
+        // Whiteouts, in overlayfs form.
+        if name == OsStr::new(OPAQUE_MARKER) {
+            let dir = full.parent().expect("inside the layer").to_path_buf();
+            xattr::set(&dir, "trusted.overlay.opaque", b"y").map_err(Self::write_err(&dir))?;
+            self.stats.opaque_dirs += 1;
+            return Ok(());
+        }
+        if let Some(hidden) = name.as_bytes().strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
+            if hidden.is_empty() || hidden == b"." || hidden == b".." {
+                return Err(UnpackError::Escape {
+                    path: shown,
+                    why: "it is a malformed whiteout",
+                });
+            }
+            let target = full.with_file_name(OsStr::from_bytes(hidden));
+            Self::clear(&target, false)?;
+            mknod(&target, SFlag::S_IFCHR, Mode::empty(), 0)
+                .map_err(|e| Self::write_err(&target)(e.into()))?;
+            self.stats.whiteouts += 1;
+            return Ok(());
+        }
+
+        let header = e.header().clone();
+        let kind = header.entry_type();
+        let mode = header.mode().map_err(UnpackError::Read)? & 0o7777;
+        match kind {
+            tar::EntryType::Directory => {
+                Self::clear(&full, true)?;
+                if !full.exists() {
+                    std::fs::DirBuilder::new()
+                        .mode(0o700)
+                        .create(&full)
+                        .map_err(Self::write_err(&full))?;
+                }
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                Self::clear(&full, false)?;
+                let mut f = std::fs::File::options()
+                    .write(true)
+                    .create_new(true)
+                    .open(&full)
+                    .map_err(Self::write_err(&full))?;
+                io::copy(&mut e, &mut f).map_err(Self::write_err(&full))?;
+            }
+            tar::EntryType::Symlink => {
+                let target = header
+                    .link_name()
+                    .map_err(UnpackError::Read)?
+                    .ok_or_else(|| UnpackError::Escape {
+                        path: shown.clone(),
+                        why: "it is a symlink without a target",
+                    })?;
+                // A symlink may point anywhere: it is resolved inside the
+                // container's root at run time. What may not happen is a
+                // later entry of this layer being written through it, which
+                // prepare_parents refuses.
+                Self::clear(&full, false)?;
+                symlink(&target, &full).map_err(Self::write_err(&full))?;
+            }
+            tar::EntryType::Link => {
+                let target = header
+                    .link_name()
+                    .map_err(UnpackError::Read)?
+                    .ok_or_else(|| UnpackError::Escape {
+                        path: shown.clone(),
+                        why: "it is a hard link without a target",
+                    })?;
+                let trel = clean_relative(&target).map_err(|why| UnpackError::Escape {
+                    path: shown.clone(),
+                    why: if why.contains("absolute") {
+                        "it hard-links to an absolute path"
+                    } else {
+                        "it hard-links through '..'"
+                    },
+                })?;
+                let tfull = self.prepare_parents(&trel, &shown)?;
+                match std::fs::symlink_metadata(&tfull) {
+                    Ok(m) if !m.is_dir() => {}
+                    _ => {
+                        return Err(UnpackError::Escape {
+                            path: shown,
+                            why: "it hard-links to something this layer did not create",
+                        })
+                    }
+                }
+                Self::clear(&full, false)?;
+                std::fs::hard_link(&tfull, &full).map_err(Self::write_err(&full))?;
+                // A hard link shares the target's inode: nothing more to set.
+                return Ok(());
+            }
+            tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
+                let sflag = match kind {
+                    tar::EntryType::Char => SFlag::S_IFCHR,
+                    tar::EntryType::Block => SFlag::S_IFBLK,
+                    _ => SFlag::S_IFIFO,
+                };
+                let major = header
+                    .device_major()
+                    .map_err(UnpackError::Read)?
+                    .unwrap_or(0);
+                let minor = header
+                    .device_minor()
+                    .map_err(UnpackError::Read)?
+                    .unwrap_or(0);
+                Self::clear(&full, false)?;
+                mknod(
+                    &full,
+                    sflag,
+                    Mode::from_bits_truncate(mode),
+                    nix::sys::stat::makedev(major as u64, minor as u64),
+                )
+                .map_err(|e| Self::write_err(&full)(e.into()))?;
+            }
+            // Metadata entries the tar crate folds into the next entry.
+            tar::EntryType::XGlobalHeader
+            | tar::EntryType::XHeader
+            | tar::EntryType::GNULongName
+            | tar::EntryType::GNULongLink => return Ok(()),
+            other => {
+                return Err(UnpackError::Unsupported {
+                    path: shown,
+                    kind: format!("{other:?}"),
+                })
+            }
+        }
+
+        // Extended attributes (PAX SCHILY.xattr.*).
+        if let Ok(Some(exts)) = e.pax_extensions() {
+            for ext in exts.flatten() {
+                if let Some(name) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") {
+                    let name = OsStr::from_bytes(name);
+                    xattr::set(&full, name, ext.value_bytes()).map_err(Self::write_err(&full))?;
+                }
+            }
+        }
+        // Ownership, then mode (chown clears setuid bits), then times.
+        let uid = header.uid().map_err(UnpackError::Read)? as u32;
+        let gid = header.gid().map_err(UnpackError::Read)? as u32;
+        fchownat(
+            None,
+            &full,
+            Some(Uid::from_raw(uid)),
+            Some(Gid::from_raw(gid)),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| Self::write_err(&full)(e.into()))?;
+        if kind != tar::EntryType::Symlink {
+            std::fs::set_permissions(&full, std::fs::Permissions::from_mode(mode))
+                .map_err(Self::write_err(&full))?;
+        }
+        let mtime = header.mtime().map_err(UnpackError::Read)? as i64;
+        let t = nix::sys::time::TimeSpec::new(mtime, 0);
+        nix::sys::stat::utimensat(
+            None,
+            &full,
+            &t,
+            &t,
+            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+        )
+        .map_err(|e| Self::write_err(&full)(e.into()))?;
+        Ok(())
+    }
+}
+
+/// Unpacks the (possibly compressed) layer `r` into `dest`, an empty
+/// directory. On error, `dest` holds a partial layer the caller must remove.
+pub fn unpack_layer(r: impl Read, dest: &Path) -> Result<UnpackStats, UnpackError> {
+    let r = decompress(r).map_err(UnpackError::Read)?;
+    let mut archive = tar::Archive::new(r);
+    let mut layer = Layer {
+        root: dest,
+        stats: UnpackStats::default(),
+    };
+    for e in archive.entries().map_err(UnpackError::Read)? {
+        layer.entry(e.map_err(UnpackError::Read)?)?;
+    }
+    Ok(layer.stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+    fn root() -> bool {
+        nix::unistd::geteuid().is_root()
+    }
+
+    /// A tar built entry by entry.
+    struct Tar(tar::Builder<Vec<u8>>);
+
+    impl Tar {
+        fn new() -> Tar {
+            Tar(tar::Builder::new(Vec::new()))
+        }
+        fn header(kind: tar::EntryType, mode: u32) -> tar::Header {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(kind);
+            h.set_mode(mode);
+            h.set_uid(1000);
+            h.set_gid(1001);
+            h.set_mtime(1_600_000_000);
+            h.set_size(0);
+            h
+        }
+        /// Writes a name as raw bytes, bypassing the builder's own path checks.
+        fn raw(mut self, mut h: tar::Header, name: &str, data: &[u8]) -> Tar {
+            let gnu = h.as_gnu_mut().unwrap();
+            gnu.name = [0; 100];
+            gnu.name[..name.len()].copy_from_slice(name.as_bytes());
+            h.set_size(data.len() as u64);
+            h.set_cksum();
+            self.0.append(&h, data).unwrap();
+            self
+        }
+        fn file(self, name: &str, data: &[u8]) -> Tar {
+            self.raw(Self::header(tar::EntryType::Regular, 0o644), name, data)
+        }
+        fn dir(self, name: &str) -> Tar {
+            self.raw(Self::header(tar::EntryType::Directory, 0o755), name, b"")
+        }
+        fn link(self, kind: tar::EntryType, name: &str, target: &str) -> Tar {
+            let mut h = Self::header(kind, 0o777);
+            let gnu = h.as_gnu_mut().unwrap();
+            gnu.linkname = [0; 100];
+            gnu.linkname[..target.len()].copy_from_slice(target.as_bytes());
+            self.raw(h, name, b"")
+        }
+        fn done(self) -> Vec<u8> {
+            self.0.into_inner().unwrap()
+        }
+    }
+
+    fn unpack(bytes: &[u8]) -> (tempfile::TempDir, Result<UnpackStats, UnpackError>) {
+        let d = tempfile::tempdir().unwrap();
+        let r = unpack_layer(bytes, d.path());
+        (d, r)
+    }
+
+    fn escape(bytes: Vec<u8>, why: &str) {
+        let (d, r) = unpack(&bytes);
+        match r {
+            Err(UnpackError::Escape { why: w, .. }) => assert!(w.contains(why), "{w}"),
+            other => panic!("expected an escape ({why}), got {other:?}"),
+        }
+        assert!(!d.path().parent().unwrap().join("pwned").exists());
+    }
+
+    #[test]
+    fn files_dirs_links_owners_modes_times() {
+        if !root() {
+            return;
+        }
+        let t = Tar::new()
+            .dir("etc/")
+            .file("etc/passwd", b"root:x:0:0::/root:/bin/sh\n")
+            .link(tar::EntryType::Symlink, "bin/sh", "/bin/busybox")
+            .link(tar::EntryType::Link, "etc/passwd-", "etc/passwd")
+            .raw(
+                Tar::header(tar::EntryType::Regular, 0o4755),
+                "usr/bin/su",
+                b"#!",
+            )
+            .done();
+        let (d, r) = unpack(&t);
+        assert_eq!(r.unwrap().entries, 5);
+        let p = d.path();
+        assert_eq!(
+            std::fs::read(p.join("etc/passwd")).unwrap(),
+            b"root:x:0:0::/root:/bin/sh\n"
+        );
+        assert_eq!(
+            std::fs::read_link(p.join("bin/sh")).unwrap(),
+            PathBuf::from("/bin/busybox")
+        );
+        let m = std::fs::metadata(p.join("etc/passwd")).unwrap();
+        assert_eq!(
+            (m.uid(), m.gid(), m.mode() & 0o7777, m.mtime()),
+            (1000, 1001, 0o644, 1_600_000_000)
+        );
+        assert_eq!(m.nlink(), 2, "hard link shares the inode");
+        assert_eq!(
+            std::fs::metadata(p.join("usr/bin/su")).unwrap().mode() & 0o7777,
+            0o4755
+        );
+        assert_eq!(
+            std::fs::symlink_metadata(p.join("bin/sh")).unwrap().uid(),
+            1000
+        );
+    }
+
+    #[test]
+    fn whiteouts_and_opaque_dirs_become_overlay_form() {
+        if !root() {
+            return;
+        }
+        let t = Tar::new()
+            .file("etc/.wh.motd", b"")
+            .dir("var/cache/")
+            .file("var/cache/.wh..wh..opq", b"")
+            .file("var/cache/new", b"n")
+            .done();
+        let (d, r) = unpack(&t);
+        let s = r.unwrap();
+        assert_eq!((s.whiteouts, s.opaque_dirs), (1, 1));
+        let w = std::fs::symlink_metadata(d.path().join("etc/motd")).unwrap();
+        assert!(w.file_type().is_char_device());
+        assert_eq!(w.rdev(), 0);
+        assert!(!d.path().join("etc/.wh.motd").exists());
+        assert_eq!(
+            xattr::get(d.path().join("var/cache"), "trusted.overlay.opaque").unwrap(),
+            Some(b"y".to_vec())
+        );
+        assert!(!d.path().join("var/cache/.wh..wh..opq").exists());
+    }
+
+    #[test]
+    fn hostile_layers_are_refused() {
+        escape(Tar::new().file("../pwned", b"x").done(), "'..'");
+        escape(Tar::new().file("a/../../pwned", b"x").done(), "'..'");
+        escape(Tar::new().file("/pwned", b"x").done(), "absolute");
+        // A symlink to outside, then a file written through it.
+        escape(
+            Tar::new()
+                .link(tar::EntryType::Symlink, "evil", "..")
+                .file("evil/pwned", b"x")
+                .done(),
+            "symlink",
+        );
+        escape(
+            Tar::new()
+                .link(tar::EntryType::Symlink, "evil", "/")
+                .dir("evil/etc/")
+                .done(),
+            "symlink",
+        );
+        // Hard links to outside the layer.
+        escape(
+            Tar::new()
+                .link(tar::EntryType::Link, "shadow", "/etc/shadow")
+                .done(),
+            "absolute",
+        );
+        escape(
+            Tar::new()
+                .link(tar::EntryType::Link, "x", "../pwned")
+                .done(),
+            "'..'",
+        );
+        escape(
+            Tar::new()
+                .link(tar::EntryType::Symlink, "evil", "/etc")
+                .link(tar::EntryType::Link, "shadow", "evil/shadow")
+                .done(),
+            "symlink",
+        );
+        escape(
+            Tar::new()
+                .link(tar::EntryType::Link, "x", "not/here")
+                .done(),
+            "did not create",
+        );
+        escape(Tar::new().file("a/.wh...", b"").done(), "whiteout");
+    }
+
+    #[test]
+    fn gzip_zstd_and_plain_layers() {
+        if !root() {
+            return;
+        }
+        let plain = Tar::new().file("hello", b"world").done();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        io::Write::write_all(&mut gz, &plain).unwrap();
+        let gz = gz.finish().unwrap();
+        let zst = zstd::encode_all(plain.as_slice(), 3).unwrap();
+        for bytes in [plain.clone(), gz, zst] {
+            let (d, r) = unpack(&bytes);
+            r.unwrap();
+            assert_eq!(std::fs::read(d.path().join("hello")).unwrap(), b"world");
+        }
+    }
+}
