@@ -4,4 +4,5 @@
 
 pub mod content;
 pub mod registries;
+pub mod snapshots;
 pub mod unpack;

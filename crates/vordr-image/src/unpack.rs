@@ -314,7 +314,11 @@ impl Layer<'_> {
 /// Unpacks the (possibly compressed) layer `r` into `dest`, an empty
 /// directory. On error, `dest` holds a partial layer the caller must remove.
 pub fn unpack_layer(r: impl Read, dest: &Path) -> Result<UnpackStats, UnpackError> {
-    let r = decompress(r).map_err(UnpackError::Read)?;
+    unpack_tar(decompress(r).map_err(UnpackError::Read)?, dest)
+}
+
+/// Unpacks the uncompressed tar `r` into `dest`, an empty directory.
+pub fn unpack_tar(r: impl Read, dest: &Path) -> Result<UnpackStats, UnpackError> {
     let mut archive = tar::Archive::new(r);
     let mut layer = Layer {
         root: dest,
