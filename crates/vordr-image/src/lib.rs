@@ -3,6 +3,7 @@
 //! the content store and layer snapshots.
 
 pub mod content;
+pub mod pull;
 pub mod registries;
 pub mod snapshots;
 pub mod unpack;

@@ -1,0 +1,320 @@
+//! Pulling an image: manifest (an index resolved to this platform), config
+//! and layers from the first source of a [`PullPlan`] that answers, every
+//! blob verified into the content store, layers downloaded in parallel and
+//! unpacked once each into snapshots.
+
+use std::collections::HashSet;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures::stream::{self, TryStreamExt};
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::manifest::OciDescriptor;
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use serde::Deserialize;
+use tokio::io::AsyncWrite;
+
+use crate::content::{ContentError, ContentStore, Digest, Ingest};
+use crate::registries::{PullPlan, Source};
+use crate::snapshots::{chain_ids, SnapshotError, Snapshots};
+
+/// Why a pull failed, coarsely, for the gRPC status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    NotFound,
+    Unauthorized,
+    Unreachable,
+    BadContent,
+    Other,
+}
+
+/// A failed pull, naming the image, the registry and the cause.
+#[derive(Debug, thiserror::Error)]
+#[error("pulling {image} from {registry}: {cause}")]
+pub struct PullError {
+    pub image: String,
+    pub registry: String,
+    pub kind: FailureKind,
+    pub cause: String,
+}
+
+/// What a successful pull produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PulledImage {
+    /// The normalised name asked for, e.g. `docker.io/library/busybox:1.35`.
+    pub name: String,
+    /// The digest of what the name points to (an index for multi-arch images).
+    pub top_digest: String,
+    /// The platform image manifest's digest.
+    pub manifest_digest: String,
+    /// The image id: its config's digest.
+    pub config_digest: Digest,
+    pub config: Vec<u8>,
+    /// Compressed layer blobs, bottom first.
+    pub layers: Vec<Digest>,
+    /// Their snapshots, bottom first.
+    pub chain_ids: Vec<Digest>,
+    /// Bytes of config and compressed layers.
+    pub size: u64,
+}
+
+#[derive(Deserialize)]
+struct ConfigRootfs {
+    rootfs: Rootfs,
+}
+
+#[derive(Deserialize)]
+struct Rootfs {
+    diff_ids: Vec<String>,
+}
+
+/// The AsyncWrite oci-client streams a blob into: the content store's
+/// verified ingest (local file writes, short enough to do inline).
+struct AsyncIngest(Ingest);
+
+impl AsyncWrite for AsyncIngest {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Poll::Ready(std::io::Write::write(&mut self.get_mut().0, buf))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(std::io::Write::flush(&mut self.get_mut().0))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+fn classify(e: &OciDistributionError) -> FailureKind {
+    match e {
+        OciDistributionError::ImageManifestNotFoundError(_) => FailureKind::NotFound,
+        OciDistributionError::AuthenticationFailure(_)
+        | OciDistributionError::UnauthorizedError { .. } => FailureKind::Unauthorized,
+        OciDistributionError::ServerError { code, .. } if *code == 404 => FailureKind::NotFound,
+        OciDistributionError::ServerError { code, .. } if *code == 401 || *code == 403 => {
+            FailureKind::Unauthorized
+        }
+        OciDistributionError::RegistryError { envelope, .. } => envelope
+            .errors
+            .iter()
+            .map(|e| match e.code {
+                OciErrorCode::ManifestUnknown
+                | OciErrorCode::NameUnknown
+                | OciErrorCode::BlobUnknown
+                | OciErrorCode::NotFound => FailureKind::NotFound,
+                OciErrorCode::Unauthorized | OciErrorCode::Denied => FailureKind::Unauthorized,
+                OciErrorCode::DigestInvalid | OciErrorCode::SizeInvalid => FailureKind::BadContent,
+                _ => FailureKind::Other,
+            })
+            .next()
+            .unwrap_or(FailureKind::Other),
+        OciDistributionError::RequestError(r) if r.is_connect() || r.is_timeout() => {
+            FailureKind::Unreachable
+        }
+        OciDistributionError::DigestError(_) => FailureKind::BadContent,
+        _ => FailureKind::Other,
+    }
+}
+
+/// Pulls images into a content store and snapshots.
+pub struct Puller {
+    pub content: ContentStore,
+    pub snapshots: Snapshots,
+    /// Layers downloaded at once.
+    pub parallel: usize,
+}
+
+impl Puller {
+    fn client(&self, source: &Source) -> Client {
+        Client::new(ClientConfig {
+            protocol: if source.insecure {
+                ClientProtocol::Http
+            } else {
+                ClientProtocol::Https
+            },
+            max_concurrent_download: self.parallel.max(1),
+            ..Default::default()
+        })
+    }
+
+    /// Pulls `plan`'s image from its sources in order; the first that
+    /// serves it wins. The error, if all fail, is the first source's.
+    pub async fn pull(
+        &self,
+        plan: &PullPlan,
+        auth: &RegistryAuth,
+    ) -> Result<PulledImage, PullError> {
+        let mut first_err = None;
+        for source in &plan.sources {
+            match self.pull_from(plan, source, auth).await {
+                Ok(img) => return Ok(img),
+                Err(e) => {
+                    tracing::debug!("{e}");
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_err.expect("a plan has at least one source"))
+    }
+
+    async fn pull_from(
+        &self,
+        plan: &PullPlan,
+        source: &Source,
+        auth: &RegistryAuth,
+    ) -> Result<PulledImage, PullError> {
+        let r: &Reference = &source.reference;
+        let fail = |kind, cause: String| PullError {
+            image: plan.reference.whole(),
+            registry: r.registry().to_string(),
+            kind,
+            cause,
+        };
+        let oci = |e: OciDistributionError| fail(classify(&e), e.to_string());
+        let content = |e: ContentError| {
+            let kind = match e {
+                ContentError::DigestMismatch { .. } | ContentError::SizeMismatch { .. } => {
+                    FailureKind::BadContent
+                }
+                _ => FailureKind::Other,
+            };
+            fail(kind, e.to_string())
+        };
+        let client = self.client(source);
+        let (manifest, manifest_digest, list_digest) = client
+            .pull_image_manifest_and_list_digest(r, auth)
+            .await
+            .map_err(oci)?;
+        // A pull by digest must get exactly that.
+        let top_digest = list_digest
+            .clone()
+            .unwrap_or_else(|| manifest_digest.clone());
+        if let Some(want) = r.digest() {
+            if want != top_digest {
+                return Err(fail(
+                    FailureKind::BadContent,
+                    format!("registry served {top_digest} for {want}"),
+                ));
+            }
+        }
+
+        let config_digest: Digest = manifest.config.digest.parse().map_err(content)?;
+        self.fetch(&client, r, &manifest.config)
+            .await
+            .map_err(|e| match e {
+                Fetch::Oci(e) => oci(e),
+                Fetch::Content(e) => content(e),
+            })?;
+        let config = self.content.read(&config_digest).map_err(content)?;
+        let parsed: ConfigRootfs = serde_json::from_slice(&config)
+            .map_err(|e| fail(FailureKind::BadContent, format!("image config: {e}")))?;
+        let diff_ids = parsed
+            .rootfs
+            .diff_ids
+            .iter()
+            .map(|d| d.parse::<Digest>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(content)?;
+        if diff_ids.len() != manifest.layers.len() {
+            return Err(fail(
+                FailureKind::BadContent,
+                format!(
+                    "the manifest has {} layers but the config {} diff ids",
+                    manifest.layers.len(),
+                    diff_ids.len()
+                ),
+            ));
+        }
+        let chains = chain_ids(&diff_ids);
+        let layers = manifest
+            .layers
+            .iter()
+            .map(|l| l.digest.parse::<Digest>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(content)?;
+
+        // Download what no snapshot has yet, a few layers at a time.
+        let mut seen = HashSet::new();
+        let wanted: Vec<&OciDescriptor> = manifest
+            .layers
+            .iter()
+            .zip(&chains)
+            .filter(|(l, c)| !self.snapshots.contains(c) && seen.insert(l.digest.clone()))
+            .map(|(l, _)| l)
+            .collect();
+        stream::iter(wanted.into_iter().map(Ok))
+            .try_for_each_concurrent(self.parallel.max(1), |l| self.fetch(&client, r, l))
+            .await
+            .map_err(|e| match e {
+                Fetch::Oci(e) => oci(e),
+                Fetch::Content(e) => content(e),
+            })?;
+
+        // Unpack bottom up; each snapshot once.
+        for ((layer, diff), chain) in layers.iter().zip(&diff_ids).zip(&chains) {
+            if self.snapshots.contains(chain) {
+                continue;
+            }
+            let path = self.content.path(layer);
+            let snaps = self.snapshots.clone();
+            let (chain, diff) = (chain.clone(), diff.clone());
+            tokio::task::spawn_blocking(move || -> Result<(), SnapshotError> {
+                let f = std::fs::File::open(&path)
+                    .map_err(|source| SnapshotError::Io { path, source })?;
+                snaps
+                    .create(&chain, &diff, std::io::BufReader::new(f))
+                    .map(|_| ())
+            })
+            .await
+            .map_err(|e| fail(FailureKind::Other, e.to_string()))?
+            .map_err(|e| {
+                let kind = match e {
+                    SnapshotError::Io { .. } => FailureKind::Other,
+                    _ => FailureKind::BadContent,
+                };
+                fail(kind, format!("layer {layer}: {e}"))
+            })?;
+        }
+
+        let size = manifest.config.size.max(0) as u64
+            + manifest
+                .layers
+                .iter()
+                .map(|l| l.size.max(0) as u64)
+                .sum::<u64>();
+        Ok(PulledImage {
+            name: plan.reference.whole(),
+            top_digest,
+            manifest_digest,
+            config_digest,
+            config,
+            layers,
+            chain_ids: chains,
+            size,
+        })
+    }
+
+    /// Downloads one blob into the content store unless it is there.
+    async fn fetch(&self, client: &Client, r: &Reference, d: &OciDescriptor) -> Result<(), Fetch> {
+        let digest: Digest = d.digest.parse().map_err(Fetch::Content)?;
+        if self.content.contains(&digest) {
+            return Ok(());
+        }
+        let size = (d.size >= 0).then_some(d.size as u64);
+        let ingest = self.content.ingest(digest, size).map_err(Fetch::Content)?;
+        let mut w = AsyncIngest(ingest);
+        client.pull_blob(r, d, &mut w).await.map_err(Fetch::Oci)?;
+        w.0.commit().map_err(Fetch::Content)?;
+        Ok(())
+    }
+}
+
+enum Fetch {
+    Oci(OciDistributionError),
+    Content(ContentError),
+}

@@ -1,0 +1,417 @@
+//! Pulls from a real registry (Debian's docker-registry on 127.0.0.1, with
+//! its own storage), filled with images this test builds and pushes.
+
+use std::net::TcpListener;
+use std::os::unix::fs::FileTypeExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
+use oci_client::manifest::{
+    IMAGE_CONFIG_MEDIA_TYPE, IMAGE_LAYER_GZIP_MEDIA_TYPE, OCI_IMAGE_INDEX_MEDIA_TYPE,
+};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use vordr_image::content::{ContentStore, Digest};
+use vordr_image::pull::{FailureKind, Puller};
+use vordr_image::registries::RegistriesConf;
+use vordr_image::snapshots::Snapshots;
+
+const ZSTD_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+
+struct Registry {
+    child: Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    fn start() -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let cfg = dir.path().join("config.yml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry (scripts/setup.sh installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(Instant::now() < deadline, "registry did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Registry {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn client() -> Client {
+    Client::new(ClientConfig {
+        protocol: ClientProtocol::Http,
+        ..Default::default()
+    })
+}
+
+/// A tar layer from (path, contents) entries; `None` contents make a directory.
+fn tar(entries: &[(&str, Option<&[u8]>)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_600_000_000);
+        match data {
+            Some(d) => {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_mode(0o644);
+                h.set_size(d.len() as u64);
+                h.set_cksum();
+                b.append_data(&mut h, name, *d).unwrap();
+            }
+            None => {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_mode(0o755);
+                h.set_size(0);
+                h.set_cksum();
+                b.append_data(&mut h, name, &b""[..]).unwrap();
+            }
+        }
+    }
+    b.into_inner().unwrap()
+}
+
+fn gzip(b: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, b).unwrap();
+    gz.finish().unwrap()
+}
+
+/// Pushes an image of `layers` (uncompressed tars, each with its media
+/// type) for `arch`; returns the config digest.
+async fn push(reference: &str, layers: &[(Vec<u8>, &str)], arch: &str) -> String {
+    let r: Reference = reference.parse().unwrap();
+    let diff_ids: Vec<String> = layers
+        .iter()
+        .map(|(t, _)| Digest::sha256_of(t).to_string())
+        .collect();
+    let config = serde_json::json!({
+        "architecture": arch, "os": "linux",
+        "config": {"Cmd": ["/bin/sh"], "User": "1000"},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    })
+    .to_string();
+    let blobs: Vec<ImageLayer> = layers
+        .iter()
+        .map(|(t, mt)| {
+            let data = match *mt {
+                IMAGE_LAYER_GZIP_MEDIA_TYPE => gzip(t),
+                ZSTD_LAYER => zstd::encode_all(t.as_slice(), 3).unwrap(),
+                _ => t.clone(),
+            };
+            ImageLayer::new(data, mt.to_string(), None)
+        })
+        .collect();
+    let cfg = Config::new(
+        config.clone().into_bytes(),
+        IMAGE_CONFIG_MEDIA_TYPE.to_string(),
+        None,
+    );
+    client()
+        .push(&r, &blobs, cfg, &RegistryAuth::Anonymous, None)
+        .await
+        .unwrap();
+    Digest::sha256_of(config.as_bytes()).to_string()
+}
+
+struct Stores {
+    _dir: tempfile::TempDir,
+    puller: Puller,
+}
+
+fn stores() -> Stores {
+    let dir = tempfile::tempdir().unwrap();
+    let puller = Puller {
+        content: ContentStore::open(&dir.path().join("content")).unwrap(),
+        snapshots: Snapshots::open(&dir.path().join("snapshots")).unwrap(),
+        parallel: 3,
+    };
+    Stores { _dir: dir, puller }
+}
+
+fn conf(reg: &Registry) -> RegistriesConf {
+    RegistriesConf::parse(
+        &format!(
+            "[[registry]]\nlocation = \"{0}\"\ninsecure = true\n\n[[registry]]\nprefix = \"docker.io\"\nlocation = \"docker.io\"\n[[registry.mirror]]\nlocation = \"{0}/mirror\"\ninsecure = true\n",
+            reg.addr
+        ),
+        "test",
+    )
+    .unwrap()
+}
+
+fn root() -> bool {
+    nix::unistd::geteuid().is_root() && Path::new("/usr/bin/docker-registry").exists()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pulls_by_tag_and_digest_with_whiteouts_and_shared_layers() {
+    if !root() {
+        eprintln!("skipped: needs root and docker-registry");
+        return;
+    }
+    let reg = Registry::start();
+    let base = tar(&[
+        ("etc/", None),
+        ("etc/motd", Some(b"hi")),
+        ("var/", None),
+        ("var/cache/", None),
+        ("var/cache/old", Some(b"o")),
+    ]);
+    let top = tar(&[
+        ("etc/.wh.motd", Some(b"")),
+        ("var/cache/", None),
+        ("var/cache/.wh..wh..opq", Some(b"")),
+        ("var/cache/new", Some(b"n")),
+    ]);
+    let name = format!("{}/app:1", reg.addr);
+    let config_digest = push(
+        &name,
+        &[
+            (base.clone(), IMAGE_LAYER_GZIP_MEDIA_TYPE),
+            (top.clone(), IMAGE_LAYER_GZIP_MEDIA_TYPE),
+        ],
+        "amd64",
+    )
+    .await;
+    let s = stores();
+    let plan = conf(&reg).resolve(&name).unwrap();
+    let img = s
+        .puller
+        .pull(&plan, &RegistryAuth::Anonymous)
+        .await
+        .unwrap();
+    assert_eq!(img.config_digest.to_string(), config_digest);
+    assert_eq!(img.name, name);
+    assert_eq!(img.chain_ids.len(), 2);
+    assert!(img.size > 0);
+    let lower = s.puller.snapshots.fs_path(&img.chain_ids[0]);
+    let upper = s.puller.snapshots.fs_path(&img.chain_ids[1]);
+    assert_eq!(std::fs::read(lower.join("etc/motd")).unwrap(), b"hi");
+    assert!(std::fs::symlink_metadata(upper.join("etc/motd"))
+        .unwrap()
+        .file_type()
+        .is_char_device());
+    assert_eq!(
+        xattr::get(upper.join("var/cache"), "trusted.overlay.opaque").unwrap(),
+        Some(b"y".to_vec())
+    );
+
+    // By digest, from the same store: nothing new to unpack.
+    let by_digest = format!("{}/app@{}", reg.addr, img.top_digest);
+    let again = s
+        .puller
+        .pull(
+            &conf(&reg).resolve(&by_digest).unwrap(),
+            &RegistryAuth::Anonymous,
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.config_digest, img.config_digest);
+
+    // Another image on the same base shares its snapshot.
+    let other = format!("{}/other:1", reg.addr);
+    push(
+        &other,
+        &[
+            (base, IMAGE_LAYER_GZIP_MEDIA_TYPE),
+            (tar(&[("other", Some(b"x"))]), ZSTD_LAYER),
+        ],
+        "amd64",
+    )
+    .await;
+    let o = s
+        .puller
+        .pull(
+            &conf(&reg).resolve(&other).unwrap(),
+            &RegistryAuth::Anonymous,
+        )
+        .await
+        .unwrap();
+    assert_eq!(o.chain_ids[0], img.chain_ids[0]);
+    assert_eq!(
+        std::fs::read(s.puller.snapshots.fs_path(&o.chain_ids[1]).join("other")).unwrap(),
+        b"x"
+    );
+    assert_eq!(s.puller.snapshots.list().unwrap().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn multi_arch_index_resolves_to_this_platform_and_mirrors_serve_docker_io() {
+    if !root() {
+        eprintln!("skipped: needs root and docker-registry");
+        return;
+    }
+    let reg = Registry::start();
+    let c = client();
+    let mut entries = Vec::new();
+    let mut amd64_config = String::new();
+    for arch in ["arm64", "amd64"] {
+        let r = format!("{}/mirror/library/multi:{arch}", reg.addr);
+        let cfg = push(
+            &r,
+            &[(
+                tar(&[(arch, Some(arch.as_bytes()))]),
+                IMAGE_LAYER_GZIP_MEDIA_TYPE,
+            )],
+            arch,
+        )
+        .await;
+        if arch == "amd64" {
+            amd64_config = cfg;
+        }
+        let reference: Reference = r.parse().unwrap();
+        let (bytes, digest) = c
+            .pull_manifest_raw(
+                &reference,
+                &RegistryAuth::Anonymous,
+                &["application/vnd.oci.image.manifest.v1+json"],
+            )
+            .await
+            .unwrap();
+        entries.push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": digest, "size": bytes.len(),
+            "platform": {"architecture": arch, "os": "linux"},
+        }));
+    }
+    let index = serde_json::json!({"schemaVersion": 2, "mediaType": OCI_IMAGE_INDEX_MEDIA_TYPE, "manifests": entries}).to_string();
+    let index_ref: Reference = format!("{}/mirror/library/multi:latest", reg.addr)
+        .parse()
+        .unwrap();
+    c.push_manifest_raw(
+        &index_ref,
+        index.clone().into_bytes(),
+        http::HeaderValue::from_static(OCI_IMAGE_INDEX_MEDIA_TYPE),
+    )
+    .await
+    .unwrap();
+
+    // "multi" is docker.io/library/multi:latest, served by the mirror.
+    let s = stores();
+    let plan = conf(&reg).resolve("multi").unwrap();
+    assert_eq!(plan.reference.whole(), "docker.io/library/multi:latest");
+    let img = s
+        .puller
+        .pull(&plan, &RegistryAuth::Anonymous)
+        .await
+        .unwrap();
+    assert_eq!(img.config_digest.to_string(), amd64_config);
+    assert_eq!(
+        img.top_digest,
+        Digest::sha256_of(index.as_bytes()).to_string()
+    );
+    assert_ne!(img.top_digest, img.manifest_digest);
+    assert!(s
+        .puller
+        .snapshots
+        .fs_path(&img.chain_ids[0])
+        .join("amd64")
+        .exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failures_name_the_cause_and_leave_nothing() {
+    if !root() {
+        eprintln!("skipped: needs root and docker-registry");
+        return;
+    }
+    let reg = Registry::start();
+    let s = stores();
+    let missing = format!("{}/nope:1", reg.addr);
+    let e = s
+        .puller
+        .pull(
+            &conf(&reg).resolve(&missing).unwrap(),
+            &RegistryAuth::Anonymous,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, FailureKind::NotFound, "{e}");
+    assert!(
+        e.to_string().contains(&missing) && e.to_string().contains(&reg.addr),
+        "{e}"
+    );
+
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dead = format!("127.0.0.1:{closed}/app:1");
+    let plan = RegistriesConf::parse(
+        &format!("[[registry]]\nlocation = \"127.0.0.1:{closed}\"\ninsecure = true\n"),
+        "t",
+    )
+    .unwrap()
+    .resolve(&dead)
+    .unwrap();
+    let e = s
+        .puller
+        .pull(&plan, &RegistryAuth::Anonymous)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, FailureKind::Unreachable, "{e}");
+
+    // A hostile layer: refused, no snapshot, and its blob is verified but unused.
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(1);
+    h.set_mode(0o644);
+    h.as_gnu_mut().unwrap().name[..9].copy_from_slice(b"../pwned\0");
+    h.set_cksum();
+    b.append(&h, &b"x"[..]).unwrap();
+    let evil = format!("{}/evil:1", reg.addr);
+    push(
+        &evil,
+        &[(b.into_inner().unwrap(), IMAGE_LAYER_GZIP_MEDIA_TYPE)],
+        "amd64",
+    )
+    .await;
+    let e = s
+        .puller
+        .pull(
+            &conf(&reg).resolve(&evil).unwrap(),
+            &RegistryAuth::Anonymous,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, FailureKind::BadContent, "{e}");
+    assert!(e.to_string().contains("outside the layer"), "{e}");
+    assert!(s.puller.snapshots.list().unwrap().is_empty());
+}
