@@ -32,6 +32,14 @@ pub struct Config {
     pub server: ServerConfig,
     pub cgroup: CgroupConfig,
     pub network: NetworkConfig,
+    pub image: ImageConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ImageConfig {
+    pub parallel_downloads: u32,
+    pub pinned_images: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -92,6 +100,8 @@ struct PartialConfig {
     cgroup: toml::Table,
     #[serde(default)]
     network: toml::Table,
+    #[serde(default)]
+    image: toml::Table,
 }
 
 impl Default for Config {

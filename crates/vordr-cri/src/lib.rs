@@ -5,6 +5,11 @@
 mod cgroup;
 mod errors;
 mod image_fs_info;
+mod image_list;
+mod image_pull;
+mod image_remove;
+mod image_status;
+mod images;
 mod netns_pool;
 mod reconcile;
 mod runtime;

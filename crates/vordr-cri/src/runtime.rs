@@ -7,6 +7,10 @@ use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use vordr_config::Config;
+use vordr_image::content::ContentStore;
+use vordr_image::pull::Puller;
+use vordr_image::registries::RegistriesConf;
+use vordr_image::snapshots::Snapshots;
 use vordr_net::netavark::{BridgeNetwork, Netavark};
 use vordr_store::{Lookup, PodRecord, Store};
 
@@ -36,6 +40,16 @@ pub struct Runtime {
     network: RwLock<BridgeNetwork>,
     /// Serialises lifecycle operations on one pod.
     pod_locks: StdMutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Pulls into the content store and snapshots under `<root>/images`.
+    pub puller: Puller,
+    /// The registries config, read at start.
+    pub registries: RegistriesConf,
+    /// One pull per image name at a time; the second waits, then finds the
+    /// blobs already there.
+    pull_locks: StdMutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Pulls hold it shared; image garbage collection holds it exclusively,
+    /// so it never removes blobs a pull has fetched but not yet recorded.
+    pub gc_lock: tokio::sync::RwLock<()>,
     /// Wakes the warm-pool refill task.
     pub pool_notify: tokio::sync::Notify,
     /// Cached netavark health: (checked at, result).
@@ -60,6 +74,17 @@ impl Runtime {
             })?;
         }
         let store = Store::open(&config.server.root)?;
+        let images = config.server.root.join("images");
+        let image_err = |e: String| crate::ServeError::Images(e);
+        let puller = Puller {
+            content: ContentStore::open(&images.join("content"))
+                .map_err(|e| image_err(e.to_string()))?,
+            snapshots: Snapshots::open(&images.join("snapshots"))
+                .map_err(|e| image_err(e.to_string()))?,
+            parallel: config.image.parallel_downloads as usize,
+        };
+        let registries = RegistriesConf::load(&config.server.registries_config)
+            .map_err(|e| image_err(e.to_string()))?;
         let netavark = Netavark {
             binary: config.network.netavark_path.clone(),
             config_dir: config.server.run_dir.join("netavark"),
@@ -73,6 +98,10 @@ impl Runtime {
             netavark,
             network: RwLock::new(network),
             pod_locks: StdMutex::new(HashMap::new()),
+            puller,
+            registries,
+            pull_locks: StdMutex::new(HashMap::new()),
+            gc_lock: tokio::sync::RwLock::new(()),
             pool_notify: tokio::sync::Notify::new(),
             net_health: StdMutex::new(None),
         })
@@ -107,12 +136,12 @@ impl Runtime {
 
     /// Takes the lifecycle lock of one pod.
     pub async fn lock_pod(&self, pod_id: &str) -> tokio::sync::OwnedMutexGuard<()> {
-        let m = {
-            let mut locks = self.pod_locks.lock().unwrap_or_else(|e| e.into_inner());
-            locks.retain(|_, m| Arc::strong_count(m) > 1 || m.try_lock().is_err());
-            locks.entry(pod_id.to_string()).or_default().clone()
-        };
-        m.lock_owned().await
+        keyed_lock(&self.pod_locks, pod_id).await
+    }
+
+    /// Takes the pull lock of one image name.
+    pub async fn lock_pull(&self, name: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        keyed_lock(&self.pull_locks, name).await
     }
 
     /// Resolves a full or unique-prefix pod id.
@@ -146,6 +175,19 @@ impl Runtime {
     pub fn root(&self) -> &Path {
         &self.config.server.root
     }
+}
+
+/// Locks `key` in a map of per-key async locks, dropping idle entries.
+async fn keyed_lock(
+    locks: &StdMutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    key: &str,
+) -> tokio::sync::OwnedMutexGuard<()> {
+    let m = {
+        let mut locks = locks.lock().unwrap_or_else(|e| e.into_inner());
+        locks.retain(|_, m| Arc::strong_count(m) > 1 || m.try_lock().is_err());
+        locks.entry(key.to_string()).or_default().clone()
+    };
+    m.lock_owned().await
 }
 
 /// The bridge network from the config, with the pod CIDR from kubelet when

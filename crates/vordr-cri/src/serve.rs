@@ -33,6 +33,8 @@ pub enum ServeError {
     },
     #[error("socket {0} is in use: another runtime is serving on it")]
     InUse(PathBuf),
+    #[error("images: {0}")]
+    Images(String),
     #[error("serving gRPC: {0}")]
     Transport(#[from] tonic::transport::Error),
 }

@@ -9,8 +9,9 @@ use tonic::{Request, Response, Status};
 
 use crate::runtime::Runtime;
 use crate::{
-    image_fs_info, runtime_config, sandbox_list, sandbox_remove, sandbox_run, sandbox_status,
-    sandbox_stop, status, update_runtime_config, version,
+    image_fs_info, image_list, image_pull, image_remove, image_status, runtime_config,
+    sandbox_list, sandbox_remove, sandbox_run, sandbox_status, sandbox_stop, status,
+    update_runtime_config, version,
 };
 
 /// The CRI services over one shared [`Runtime`].
@@ -193,18 +194,25 @@ impl RuntimeService for Vordr {
 
 #[tonic::async_trait]
 impl ImageService for Vordr {
-    async fn list_images(&self, _: Request<ListImagesRequest>) -> R<ListImagesResponse> {
-        // Nothing can pull an image yet: the list is truthfully empty.
-        Ok(Response::new(ListImagesResponse { images: vec![] }))
+    async fn list_images(&self, r: Request<ListImagesRequest>) -> R<ListImagesResponse> {
+        image_list::list_images(&self.0, r.into_inner())
+            .await
+            .map(Response::new)
     }
-    async fn image_status(&self, _: Request<ImageStatusRequest>) -> R<ImageStatusResponse> {
-        not_yet("ImageStatus")
+    async fn image_status(&self, r: Request<ImageStatusRequest>) -> R<ImageStatusResponse> {
+        image_status::image_status(&self.0, r.into_inner())
+            .await
+            .map(Response::new)
     }
-    async fn pull_image(&self, _: Request<PullImageRequest>) -> R<PullImageResponse> {
-        not_yet("PullImage")
+    async fn pull_image(&self, r: Request<PullImageRequest>) -> R<PullImageResponse> {
+        image_pull::pull_image(&self.0, r.into_inner())
+            .await
+            .map(Response::new)
     }
-    async fn remove_image(&self, _: Request<RemoveImageRequest>) -> R<RemoveImageResponse> {
-        not_yet("RemoveImage")
+    async fn remove_image(&self, r: Request<RemoveImageRequest>) -> R<RemoveImageResponse> {
+        image_remove::remove_image(&self.0, r.into_inner())
+            .await
+            .map(Response::new)
     }
     async fn image_fs_info(&self, _: Request<ImageFsInfoRequest>) -> R<ImageFsInfoResponse> {
         image_fs_info::image_fs_info(&self.0)

@@ -4,150 +4,15 @@
 use std::net::TcpListener;
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
-use oci_client::manifest::{
-    IMAGE_CONFIG_MEDIA_TYPE, IMAGE_LAYER_GZIP_MEDIA_TYPE, OCI_IMAGE_INDEX_MEDIA_TYPE,
-};
+use oci_client::manifest::{IMAGE_LAYER_GZIP_MEDIA_TYPE, OCI_IMAGE_INDEX_MEDIA_TYPE};
 use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference};
+use oci_client::Reference;
+use vordr_e2e::registry::{client, push, tar, Registry, ZSTD_LAYER};
 use vordr_image::content::{ContentStore, Digest};
 use vordr_image::pull::{FailureKind, Puller};
 use vordr_image::registries::RegistriesConf;
 use vordr_image::snapshots::Snapshots;
-
-const ZSTD_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
-
-struct Registry {
-    child: Child,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Registry {
-    fn start() -> Registry {
-        let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let cfg = dir.path().join("config.yml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
-                dir.path().join("data").display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("docker-registry (scripts/setup.sh installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(&addr).is_err() {
-            assert!(Instant::now() < deadline, "registry did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Registry {
-            child,
-            addr,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn client() -> Client {
-    Client::new(ClientConfig {
-        protocol: ClientProtocol::Http,
-        ..Default::default()
-    })
-}
-
-/// A tar layer from (path, contents) entries; `None` contents make a directory.
-fn tar(entries: &[(&str, Option<&[u8]>)]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for (name, data) in entries {
-        let mut h = tar::Header::new_gnu();
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(1_600_000_000);
-        match data {
-            Some(d) => {
-                h.set_entry_type(tar::EntryType::Regular);
-                h.set_mode(0o644);
-                h.set_size(d.len() as u64);
-                h.set_cksum();
-                b.append_data(&mut h, name, *d).unwrap();
-            }
-            None => {
-                h.set_entry_type(tar::EntryType::Directory);
-                h.set_mode(0o755);
-                h.set_size(0);
-                h.set_cksum();
-                b.append_data(&mut h, name, &b""[..]).unwrap();
-            }
-        }
-    }
-    b.into_inner().unwrap()
-}
-
-fn gzip(b: &[u8]) -> Vec<u8> {
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    std::io::Write::write_all(&mut gz, b).unwrap();
-    gz.finish().unwrap()
-}
-
-/// Pushes an image of `layers` (uncompressed tars, each with its media
-/// type) for `arch`; returns the config digest.
-async fn push(reference: &str, layers: &[(Vec<u8>, &str)], arch: &str) -> String {
-    let r: Reference = reference.parse().unwrap();
-    let diff_ids: Vec<String> = layers
-        .iter()
-        .map(|(t, _)| Digest::sha256_of(t).to_string())
-        .collect();
-    let config = serde_json::json!({
-        "architecture": arch, "os": "linux",
-        "config": {"Cmd": ["/bin/sh"], "User": "1000"},
-        "rootfs": {"type": "layers", "diff_ids": diff_ids},
-    })
-    .to_string();
-    let blobs: Vec<ImageLayer> = layers
-        .iter()
-        .map(|(t, mt)| {
-            let data = match *mt {
-                IMAGE_LAYER_GZIP_MEDIA_TYPE => gzip(t),
-                ZSTD_LAYER => zstd::encode_all(t.as_slice(), 3).unwrap(),
-                _ => t.clone(),
-            };
-            ImageLayer::new(data, mt.to_string(), None)
-        })
-        .collect();
-    let cfg = Config::new(
-        config.clone().into_bytes(),
-        IMAGE_CONFIG_MEDIA_TYPE.to_string(),
-        None,
-    );
-    client()
-        .push(&r, &blobs, cfg, &RegistryAuth::Anonymous, None)
-        .await
-        .unwrap();
-    Digest::sha256_of(config.as_bytes()).to_string()
-}
 
 struct Stores {
     _dir: tempfile::TempDir,

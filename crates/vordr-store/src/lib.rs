@@ -1,6 +1,7 @@
 //! Vordr's durable state: one SQLite database with versioned migrations and
 //! typed queries. This is the only crate that writes SQL.
 
+mod images;
 mod migrations;
 mod pods;
 
@@ -9,6 +10,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::Connection;
 
+pub use images::ImageRecord;
 pub use pods::{Lookup, NewPod, PodRecord, PodState};
 
 /// File name of the database under the daemon's root directory.

@@ -39,6 +39,17 @@ const MIGRATIONS: &[&str] = &[
         key   TEXT PRIMARY KEY,
         value TEXT NOT NULL
     );",
+    // 2: images: one row per image (id = config digest).
+    "CREATE TABLE images (
+        id           TEXT PRIMARY KEY,
+        repo_tags    TEXT NOT NULL,
+        repo_digests TEXT NOT NULL,
+        size         INTEGER NOT NULL,
+        layers       TEXT NOT NULL,
+        chain_ids    TEXT NOT NULL,
+        pinned       INTEGER NOT NULL DEFAULT 0,
+        pulled_at    INTEGER NOT NULL
+    );",
 ];
 
 /// The newest schema version this build knows.

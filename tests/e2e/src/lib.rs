@@ -2,6 +2,8 @@
 //! serve` with its own socket, root, run dir, bridge and subnet, and every
 //! pod it made is removed when the test ends, pass or fail.
 
+pub mod registry;
+
 use std::collections::hash_map::DefaultHasher;
 use std::fs::File;
 use std::hash::{Hash, Hasher};
@@ -33,7 +35,13 @@ pub fn vordr_bin() -> PathBuf {
                 p.display()
             )
         });
-    if newest_source(&ws.join("crates")) > built {
+    let sources = std::fs::read_dir(ws.join("crates"))
+        .unwrap()
+        .flatten()
+        .map(|c| newest_source(&c.path().join("src")))
+        .max()
+        .unwrap_or(std::time::UNIX_EPOCH);
+    if sources > built {
         panic!(
             "{} is older than the sources: run `cargo build -p vordr` (just test does)",
             p.display()
@@ -42,7 +50,8 @@ pub fn vordr_bin() -> PathBuf {
     p
 }
 
-/// The newest modification time of any file below `dir`.
+/// The newest modification time of any file below `dir` (the binary is
+/// rebuilt when any crate's `src` changes; tests and manifests need not).
 fn newest_source(dir: &Path) -> std::time::SystemTime {
     let mut newest = std::time::UNIX_EPOCH;
     let mut stack = vec![dir.to_path_buf()];
@@ -106,6 +115,15 @@ pub struct Daemon {
 impl Daemon {
     /// Starts a daemon with extra `[network]` TOML lines.
     pub async fn start_with(tag: &str, extra_network: &str) -> Daemon {
+        Daemon::start_full(tag, extra_network, "").await
+    }
+
+    /// Starts a daemon that reads `registries` as its registries.conf.
+    pub async fn start_with_registries(tag: &str, registries: &str) -> Daemon {
+        Daemon::start_full(tag, "", registries).await
+    }
+
+    async fn start_full(tag: &str, extra_network: &str, registries: &str) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix(&format!("vordr-e2e-{tag}-"))
             .tempdir()
@@ -116,6 +134,8 @@ impl Daemon {
         let root = dir.path().join("root");
         let run_dir = dir.path().join("run");
         let config = dir.path().join("vordr.toml");
+        let registries_conf = dir.path().join("registries.conf");
+        std::fs::write(&registries_conf, registries).unwrap();
         let pool = if extra_network.contains("pool_size") {
             String::new()
         } else {
@@ -125,6 +145,7 @@ impl Daemon {
             &config,
             format!(
                 "[server]\nsocket = {socket:?}\nroot = {root:?}\nrun_dir = {run_dir:?}\nlog_level = \"debug\"\n\
+                 registries_config = {registries_conf:?}\n\
                  [network]\nbridge = {bridge:?}\nsubnet = {subnet:?}\nnetwork_name = {network_name:?}\n\
                  use_pod_cidr = false\n{pool}{extra_network}\n"
             ),

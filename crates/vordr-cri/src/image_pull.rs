@@ -1,0 +1,84 @@
+//! PullImage: resolve through registries.conf, pull (one pull per name at a
+//! time), record the image, and answer with its id.
+
+use base64::Engine;
+use k8s_cri::v1::{AuthConfig, PullImageRequest, PullImageResponse};
+use oci_client::secrets::RegistryAuth;
+use tonic::Status;
+use vordr_image::pull::FailureKind;
+use vordr_image::registries::RegistriesError;
+use vordr_store::ImageRecord;
+
+use crate::errors::{internal, invalid};
+use crate::runtime::Runtime;
+use crate::sandbox_run::now_ns;
+
+/// kubelet's credentials in oci-client's form.
+pub fn registry_auth(a: Option<&AuthConfig>) -> Result<RegistryAuth, Status> {
+    let Some(a) = a else {
+        return Ok(RegistryAuth::Anonymous);
+    };
+    if !a.registry_token.is_empty() {
+        return Ok(RegistryAuth::Bearer(a.registry_token.clone()));
+    }
+    if !a.username.is_empty() {
+        return Ok(RegistryAuth::Basic(a.username.clone(), a.password.clone()));
+    }
+    if !a.auth.is_empty() {
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(a.auth.trim())
+            .map_err(|e| invalid("auth.auth", format!("not base64: {e}")))?;
+        let s = String::from_utf8(raw).map_err(|_| invalid("auth.auth", "not UTF-8"))?;
+        let (u, p) = s
+            .split_once(':')
+            .ok_or_else(|| invalid("auth.auth", "not user:password"))?;
+        return Ok(RegistryAuth::Basic(u.to_string(), p.to_string()));
+    }
+    Ok(RegistryAuth::Anonymous)
+}
+
+pub async fn pull_image(rt: &Runtime, req: PullImageRequest) -> Result<PullImageResponse, Status> {
+    let image = req.image.map(|i| i.image).unwrap_or_default();
+    if image.is_empty() {
+        return Err(invalid("image.image", "is required"));
+    }
+    let plan = rt.registries.resolve(&image).map_err(|e| match e {
+        RegistriesError::InvalidReference { .. } => invalid("image.image", e),
+        RegistriesError::Blocked { .. } => Status::permission_denied(e.to_string()),
+        e => internal("resolving the image", e),
+    })?;
+    let auth = registry_auth(req.auth.as_ref())?;
+    let name = plan.reference.whole();
+    let _pull = rt.lock_pull(&name).await;
+    let _gc = rt.gc_lock.read().await;
+    let pulled = rt.puller.pull(&plan, &auth).await.map_err(|e| {
+        tracing::warn!("{e}");
+        let msg = e.to_string();
+        match e.kind {
+            FailureKind::NotFound => Status::not_found(msg),
+            FailureKind::Unauthorized => Status::permission_denied(msg),
+            FailureKind::Unreachable => Status::unavailable(msg),
+            FailureKind::BadContent => Status::data_loss(msg),
+            FailureKind::Other => Status::unknown(msg),
+        }
+    })?;
+    let r = &plan.reference;
+    let repo = format!("{}/{}", r.registry(), r.repository());
+    let record = ImageRecord {
+        id: pulled.config_digest.to_string(),
+        repo_tags: r.tag().map(|_| name.clone()).into_iter().collect(),
+        repo_digests: vec![format!("{repo}@{}", pulled.top_digest)],
+        size: pulled.size,
+        layers: pulled.layers.iter().map(|d| d.to_string()).collect(),
+        chain_ids: pulled.chain_ids.iter().map(|d| d.to_string()).collect(),
+        pinned: false,
+        pulled_at: now_ns(),
+    };
+    rt.store
+        .put_image(&record)
+        .map_err(|e| internal("recording the image", e))?;
+    tracing::info!(image = %name, id = %record.id, "pulled");
+    Ok(PullImageResponse {
+        image_ref: record.id,
+    })
+}

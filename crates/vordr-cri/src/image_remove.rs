@@ -1,0 +1,30 @@
+//! RemoveImage: by id, tag or digest, the whole image goes (as the CRI
+//! says), then blobs and snapshots no image uses are freed. A missing image
+//! is success.
+
+use k8s_cri::v1::{RemoveImageRequest, RemoveImageResponse};
+use tonic::Status;
+
+use crate::errors::{internal, invalid};
+use crate::images::{collect_garbage, find, parse_name};
+use crate::runtime::Runtime;
+
+pub async fn remove_image(
+    rt: &Runtime,
+    req: RemoveImageRequest,
+) -> Result<RemoveImageResponse, Status> {
+    let spec = req.image.map(|i| i.image).unwrap_or_default();
+    let name = parse_name(&spec).map_err(|e| invalid("image.image", e))?;
+    let _gc = rt.gc_lock.write().await;
+    if let Some(img) = find(rt, &name).map_err(|e| internal("reading images", e))? {
+        rt.store
+            .delete_image(&img.id)
+            .map_err(|e| internal("removing the image", e))?;
+        tracing::info!(id = %img.id, "image removed");
+    }
+    let (blobs, snaps) = collect_garbage(rt).map_err(|e| internal("freeing image content", e))?;
+    if blobs + snaps > 0 {
+        tracing::info!(blobs, snapshots = snaps, "freed unused image content");
+    }
+    Ok(RemoveImageResponse {})
+}

@@ -1,0 +1,162 @@
+//! What the image RPCs share: finding an image by id, tag or digest, its
+//! CRI view, and garbage collection of blobs and snapshots no image uses.
+
+use std::collections::HashSet;
+
+use k8s_cri::v1::{Image, ImageSpec, Int64Value};
+use oci_client::Reference;
+use serde::Deserialize;
+use vordr_image::content::Digest;
+use vordr_store::ImageRecord;
+
+use crate::runtime::Runtime;
+
+/// How a CRI image string names an image.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ImageName {
+    /// An id: `sha256:<hex>`, or the bare hex.
+    Id(String),
+    /// A normalised tag, `docker.io/library/busybox:1.35`.
+    Tag(String),
+    /// A normalised `name@digest`.
+    Digest(String),
+}
+
+/// Parses what kubelet or crictl calls an image.
+pub fn parse_name(s: &str) -> Result<ImageName, String> {
+    let s = s.trim();
+    if let Ok(d) = s.parse::<Digest>() {
+        return Ok(ImageName::Id(d.to_string()));
+    }
+    if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(ImageName::Id(format!("sha256:{}", s.to_ascii_lowercase())));
+    }
+    let r = Reference::try_from(s).map_err(|e| format!("{s:?} is not an image reference: {e}"))?;
+    Ok(match r.digest() {
+        Some(d) => ImageName::Digest(format!("{}/{}@{d}", r.registry(), r.repository())),
+        None => ImageName::Tag(r.whole()),
+    })
+}
+
+/// The stored image `name` refers to.
+pub fn find(
+    rt: &Runtime,
+    name: &ImageName,
+) -> Result<Option<ImageRecord>, vordr_store::StoreError> {
+    if let ImageName::Id(id) = name {
+        return rt.store.get_image(id);
+    }
+    Ok(rt.store.list_images()?.into_iter().find(|i| match name {
+        ImageName::Tag(t) => i.repo_tags.contains(t),
+        ImageName::Digest(d) => i.repo_digests.contains(d),
+        ImageName::Id(_) => false,
+    }))
+}
+
+#[derive(Deserialize, Default)]
+struct ImageConfigUser {
+    #[serde(default)]
+    config: Option<ConfigUser>,
+}
+
+#[derive(Deserialize, Default)]
+struct ConfigUser {
+    #[serde(rename = "User", default)]
+    user: Option<String>,
+}
+
+/// The CRI view of a stored image: uid or username from the config's User,
+/// as kubelet's runAsNonRoot check reads them.
+pub fn to_cri(rt: &Runtime, img: &ImageRecord) -> Image {
+    let user = img
+        .id
+        .parse::<Digest>()
+        .ok()
+        .and_then(|d| rt.puller.content.read(&d).ok())
+        .and_then(|b| serde_json::from_slice::<ImageConfigUser>(&b).ok())
+        .and_then(|c| c.config)
+        .and_then(|c| c.user)
+        .unwrap_or_default();
+    let user = user.split(':').next().unwrap_or("").to_string();
+    let (uid, username) = match user.parse::<i64>() {
+        Ok(n) => (Some(Int64Value { value: n }), String::new()),
+        // No User means root, as the image spec says.
+        Err(_) if user.is_empty() => (Some(Int64Value { value: 0 }), String::new()),
+        Err(_) => (None, user),
+    };
+    let pinned = img.pinned
+        || img.repo_tags.iter().any(|t| {
+            rt.config
+                .image
+                .pinned_images
+                .iter()
+                .any(|p| parse_name(p).ok() == Some(ImageName::Tag(t.clone())))
+        });
+    Image {
+        id: img.id.clone(),
+        repo_tags: img.repo_tags.clone(),
+        repo_digests: img.repo_digests.clone(),
+        size: img.size,
+        uid,
+        username,
+        spec: Some(ImageSpec {
+            image: img.id.clone(),
+            ..Default::default()
+        }),
+        pinned,
+    }
+}
+
+/// Deletes blobs and snapshots that no image uses. The caller holds
+/// `gc_lock` exclusively. Returns how many of each it removed.
+pub fn collect_garbage(rt: &Runtime) -> Result<(usize, usize), String> {
+    let images = rt.store.list_images().map_err(|e| e.to_string())?;
+    let mut blobs: HashSet<String> = HashSet::new();
+    let mut snaps: HashSet<String> = HashSet::new();
+    for i in &images {
+        blobs.insert(i.id.clone());
+        blobs.extend(i.layers.iter().cloned());
+        snaps.extend(i.chain_ids.iter().cloned());
+    }
+    let (mut nb, mut ns) = (0, 0);
+    for d in rt.puller.content.list().map_err(|e| e.to_string())? {
+        if !blobs.contains(&d.to_string()) {
+            rt.puller.content.delete(&d).map_err(|e| e.to_string())?;
+            nb += 1;
+        }
+    }
+    for c in rt.puller.snapshots.list().map_err(|e| e.to_string())? {
+        if !snaps.contains(&c.to_string()) {
+            rt.puller.snapshots.remove(&c).map_err(|e| e.to_string())?;
+            ns += 1;
+        }
+    }
+    Ok((nb, ns))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        let hex = "a".repeat(64);
+        assert_eq!(
+            parse_name(&format!("sha256:{hex}")).unwrap(),
+            ImageName::Id(format!("sha256:{hex}"))
+        );
+        assert_eq!(
+            parse_name(&hex).unwrap(),
+            ImageName::Id(format!("sha256:{hex}"))
+        );
+        assert_eq!(
+            parse_name("busybox").unwrap(),
+            ImageName::Tag("docker.io/library/busybox:latest".into())
+        );
+        assert_eq!(
+            parse_name(&format!("127.0.0.1:5000/a/b@sha256:{hex}")).unwrap(),
+            ImageName::Digest(format!("127.0.0.1:5000/a/b@sha256:{hex}"))
+        );
+        assert!(parse_name("Not A Reference").is_err());
+    }
+}
