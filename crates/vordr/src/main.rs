@@ -20,6 +20,9 @@ fn main() -> Result<()> {
         Command::Version(args) => rt.block_on(cli::version(args)),
         Command::Info(args) => rt.block_on(cli::info(args)),
         Command::Pods(args) => rt.block_on(cli::pods(args)),
+        Command::Pull(args) => rt.block_on(cli::pull(args)),
+        Command::Images(args) => rt.block_on(cli::images(args)),
+        Command::Rmi(args) => rt.block_on(cli::rmi(args)),
         Command::Bench(args) => rt.block_on(bench::run(args)),
         Command::Config => {
             print!("{}", vordr_config::EMBEDDED_DEFAULT);
