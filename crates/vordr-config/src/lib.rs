@@ -39,6 +39,7 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct ImageConfig {
     pub parallel_downloads: u32,
+    pub auth_file: PathBuf,
     pub pinned_images: Vec<String>,
 }
 

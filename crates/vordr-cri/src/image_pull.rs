@@ -13,16 +13,19 @@ use crate::errors::{internal, invalid};
 use crate::runtime::Runtime;
 use crate::sandbox_run::now_ns;
 
-/// kubelet's credentials in oci-client's form.
-pub fn registry_auth(a: Option<&AuthConfig>) -> Result<RegistryAuth, Status> {
+/// kubelet's credentials in oci-client's form; `None` when it sent none.
+pub fn registry_auth(a: Option<&AuthConfig>) -> Result<Option<RegistryAuth>, Status> {
     let Some(a) = a else {
-        return Ok(RegistryAuth::Anonymous);
+        return Ok(None);
     };
     if !a.registry_token.is_empty() {
-        return Ok(RegistryAuth::Bearer(a.registry_token.clone()));
+        return Ok(Some(RegistryAuth::Bearer(a.registry_token.clone())));
     }
     if !a.username.is_empty() {
-        return Ok(RegistryAuth::Basic(a.username.clone(), a.password.clone()));
+        return Ok(Some(RegistryAuth::Basic(
+            a.username.clone(),
+            a.password.clone(),
+        )));
     }
     if !a.auth.is_empty() {
         let raw = base64::engine::general_purpose::STANDARD
@@ -32,9 +35,9 @@ pub fn registry_auth(a: Option<&AuthConfig>) -> Result<RegistryAuth, Status> {
         let (u, p) = s
             .split_once(':')
             .ok_or_else(|| invalid("auth.auth", "not user:password"))?;
-        return Ok(RegistryAuth::Basic(u.to_string(), p.to_string()));
+        return Ok(Some(RegistryAuth::Basic(u.to_string(), p.to_string())));
     }
-    Ok(RegistryAuth::Anonymous)
+    Ok(None)
 }
 
 pub async fn pull_image(rt: &Runtime, req: PullImageRequest) -> Result<PullImageResponse, Status> {
@@ -47,7 +50,13 @@ pub async fn pull_image(rt: &Runtime, req: PullImageRequest) -> Result<PullImage
         RegistriesError::Blocked { .. } => Status::permission_denied(e.to_string()),
         e => internal("resolving the image", e),
     })?;
-    let auth = registry_auth(req.auth.as_ref())?;
+    let kubelet = registry_auth(req.auth.as_ref())?;
+    // kubelet's pull secret if it sent one, else the auth file's entry for
+    // each source's registry.
+    let auth = |r: &oci_client::Reference| match &kubelet {
+        Some(a) => a.clone(),
+        None => rt.auth_file.for_registry(r.registry()),
+    };
     let name = plan.reference.whole();
     let _pull = rt.lock_pull(&name).await;
     let _gc = rt.gc_lock.read().await;

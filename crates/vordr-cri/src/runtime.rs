@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use vordr_config::Config;
+use vordr_image::auth::AuthFile;
 use vordr_image::content::ContentStore;
 use vordr_image::pull::Puller;
 use vordr_image::registries::RegistriesConf;
@@ -44,6 +45,8 @@ pub struct Runtime {
     pub puller: Puller,
     /// The registries config, read at start.
     pub registries: RegistriesConf,
+    /// Credentials for pulls kubelet sends none for, read at start.
+    pub auth_file: AuthFile,
     /// One pull per image name at a time; the second waits, then finds the
     /// blobs already there.
     pull_locks: StdMutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -85,6 +88,11 @@ impl Runtime {
         };
         let registries = RegistriesConf::load(&config.server.registries_config)
             .map_err(|e| image_err(e.to_string()))?;
+        let auth_file = if config.image.auth_file.as_os_str().is_empty() {
+            AuthFile::default()
+        } else {
+            AuthFile::load(&config.image.auth_file).map_err(|e| image_err(e.to_string()))?
+        };
         let netavark = Netavark {
             binary: config.network.netavark_path.clone(),
             config_dir: config.server.run_dir.join("netavark"),
@@ -100,6 +108,7 @@ impl Runtime {
             pod_locks: StdMutex::new(HashMap::new()),
             puller,
             registries,
+            auth_file,
             pull_locks: StdMutex::new(HashMap::new()),
             gc_lock: tokio::sync::RwLock::new(()),
             pool_notify: tokio::sync::Notify::new(),

@@ -2,6 +2,7 @@
 //! that maps them to registries and mirrors, and (as it grows) pulling,
 //! the content store and layer snapshots.
 
+pub mod auth;
 pub mod content;
 pub mod pull;
 pub mod registries;

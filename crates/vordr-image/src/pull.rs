@@ -143,15 +143,16 @@ impl Puller {
     }
 
     /// Pulls `plan`'s image from its sources in order; the first that
-    /// serves it wins. The error, if all fail, is the first source's.
+    /// serves it wins. `auth` gives the credentials for each source. The
+    /// error, if all fail, is the first source's.
     pub async fn pull(
         &self,
         plan: &PullPlan,
-        auth: &RegistryAuth,
+        auth: &(dyn Fn(&Reference) -> RegistryAuth + Sync),
     ) -> Result<PulledImage, PullError> {
         let mut first_err = None;
         for source in &plan.sources {
-            match self.pull_from(plan, source, auth).await {
+            match self.pull_from(plan, source, &auth(&source.reference)).await {
                 Ok(img) => return Ok(img),
                 Err(e) => {
                     tracing::debug!("{e}");

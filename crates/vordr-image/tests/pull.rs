@@ -14,6 +14,10 @@ use vordr_image::pull::{FailureKind, Puller};
 use vordr_image::registries::RegistriesConf;
 use vordr_image::snapshots::Snapshots;
 
+fn anonymous(_: &Reference) -> RegistryAuth {
+    RegistryAuth::Anonymous
+}
+
 struct Stores {
     _dir: tempfile::TempDir,
     puller: Puller,
@@ -76,11 +80,7 @@ async fn pulls_by_tag_and_digest_with_whiteouts_and_shared_layers() {
     .await;
     let s = stores();
     let plan = conf(&reg).resolve(&name).unwrap();
-    let img = s
-        .puller
-        .pull(&plan, &RegistryAuth::Anonymous)
-        .await
-        .unwrap();
+    let img = s.puller.pull(&plan, &anonymous).await.unwrap();
     assert_eq!(img.config_digest.to_string(), config_digest);
     assert_eq!(img.name, name);
     assert_eq!(img.chain_ids.len(), 2);
@@ -101,10 +101,7 @@ async fn pulls_by_tag_and_digest_with_whiteouts_and_shared_layers() {
     let by_digest = format!("{}/app@{}", reg.addr, img.top_digest);
     let again = s
         .puller
-        .pull(
-            &conf(&reg).resolve(&by_digest).unwrap(),
-            &RegistryAuth::Anonymous,
-        )
+        .pull(&conf(&reg).resolve(&by_digest).unwrap(), &anonymous)
         .await
         .unwrap();
     assert_eq!(again.config_digest, img.config_digest);
@@ -122,10 +119,7 @@ async fn pulls_by_tag_and_digest_with_whiteouts_and_shared_layers() {
     .await;
     let o = s
         .puller
-        .pull(
-            &conf(&reg).resolve(&other).unwrap(),
-            &RegistryAuth::Anonymous,
-        )
+        .pull(&conf(&reg).resolve(&other).unwrap(), &anonymous)
         .await
         .unwrap();
     assert_eq!(o.chain_ids[0], img.chain_ids[0]);
@@ -191,11 +185,7 @@ async fn multi_arch_index_resolves_to_this_platform_and_mirrors_serve_docker_io(
     let s = stores();
     let plan = conf(&reg).resolve("multi").unwrap();
     assert_eq!(plan.reference.whole(), "docker.io/library/multi:latest");
-    let img = s
-        .puller
-        .pull(&plan, &RegistryAuth::Anonymous)
-        .await
-        .unwrap();
+    let img = s.puller.pull(&plan, &anonymous).await.unwrap();
     assert_eq!(img.config_digest.to_string(), amd64_config);
     assert_eq!(
         img.top_digest,
@@ -221,10 +211,7 @@ async fn failures_name_the_cause_and_leave_nothing() {
     let missing = format!("{}/nope:1", reg.addr);
     let e = s
         .puller
-        .pull(
-            &conf(&reg).resolve(&missing).unwrap(),
-            &RegistryAuth::Anonymous,
-        )
+        .pull(&conf(&reg).resolve(&missing).unwrap(), &anonymous)
         .await
         .unwrap_err();
     assert_eq!(e.kind, FailureKind::NotFound, "{e}");
@@ -246,11 +233,7 @@ async fn failures_name_the_cause_and_leave_nothing() {
     .unwrap()
     .resolve(&dead)
     .unwrap();
-    let e = s
-        .puller
-        .pull(&plan, &RegistryAuth::Anonymous)
-        .await
-        .unwrap_err();
+    let e = s.puller.pull(&plan, &anonymous).await.unwrap_err();
     assert_eq!(e.kind, FailureKind::Unreachable, "{e}");
 
     // A hostile layer: refused, no snapshot, and its blob is verified but unused.
@@ -270,10 +253,7 @@ async fn failures_name_the_cause_and_leave_nothing() {
     .await;
     let e = s
         .puller
-        .pull(
-            &conf(&reg).resolve(&evil).unwrap(),
-            &RegistryAuth::Anonymous,
-        )
+        .pull(&conf(&reg).resolve(&evil).unwrap(), &anonymous)
         .await
         .unwrap_err();
     assert_eq!(e.kind, FailureKind::BadContent, "{e}");

@@ -58,6 +58,9 @@ pub struct ServeArgs {
     /// containers-registries.conf v2 file [default: /etc/containers/registries.conf]
     #[arg(long)]
     pub registries_config: Option<PathBuf>,
+    /// docker-style auth file for pulls without kubelet credentials
+    #[arg(long)]
+    pub auth_file: Option<PathBuf>,
     /// Gatekeeper security profile (privileged, baseline, restricted)
     #[arg(long)]
     pub gatekeeper_profile: Option<String>,
@@ -110,6 +113,9 @@ pub fn effective_config(a: &ServeArgs) -> Result<Config> {
     }
     if let Some(p) = &a.registries_config {
         c.server.registries_config = p.clone();
+    }
+    if let Some(p) = &a.auth_file {
+        c.image.auth_file = p.clone();
     }
     if let Some(p) = &a.gatekeeper_profile {
         c.server.gatekeeper_profile = p.clone();

@@ -29,6 +29,15 @@ pub struct Registry {
 
 impl Registry {
     pub fn start() -> Registry {
+        Registry::start_inner(None)
+    }
+
+    /// A registry that demands HTTP basic auth (htpasswd, bcrypt).
+    pub fn start_with_auth(user: &str, password: &str) -> Registry {
+        Registry::start_inner(Some((user, password)))
+    }
+
+    fn start_inner(auth: Option<(&str, &str)>) -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -37,10 +46,22 @@ impl Registry {
             .port();
         let addr = format!("127.0.0.1:{port}");
         let cfg = dir.path().join("config.yml");
+        let auth_yaml = match auth {
+            None => String::new(),
+            Some((user, password)) => {
+                let htpasswd = dir.path().join("htpasswd");
+                let hash = bcrypt::hash(password, 5).unwrap();
+                std::fs::write(&htpasswd, format!("{user}:{hash}\n")).unwrap();
+                format!(
+                    "auth:\n  htpasswd:\n    realm: e2e\n    path: {}\n",
+                    htpasswd.display()
+                )
+            }
+        };
         std::fs::write(
             &cfg,
             format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n{auth_yaml}",
                 dir.path().join("data").display()
             ),
         )
@@ -118,6 +139,16 @@ pub fn gzip(b: &[u8]) -> Vec<u8> {
 /// Pushes an image of `layers` (uncompressed tars, each with its media
 /// type) for `arch`; returns the config digest.
 pub async fn push(reference: &str, layers: &[(Vec<u8>, &str)], arch: &str) -> String {
+    push_as(reference, layers, arch, &RegistryAuth::Anonymous).await
+}
+
+/// [`push`] with credentials.
+pub async fn push_as(
+    reference: &str,
+    layers: &[(Vec<u8>, &str)],
+    arch: &str,
+    auth: &RegistryAuth,
+) -> String {
     let r: Reference = reference.parse().unwrap();
     let diff_ids: Vec<String> = layers.iter().map(|(t, _)| sha256(t)).collect();
     let config = serde_json::json!({
@@ -142,9 +173,6 @@ pub async fn push(reference: &str, layers: &[(Vec<u8>, &str)], arch: &str) -> St
         IMAGE_CONFIG_MEDIA_TYPE.to_string(),
         None,
     );
-    client()
-        .push(&r, &blobs, cfg, &RegistryAuth::Anonymous, None)
-        .await
-        .unwrap();
+    client().push(&r, &blobs, cfg, auth, None).await.unwrap();
     sha256(config.as_bytes())
 }

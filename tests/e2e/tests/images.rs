@@ -220,3 +220,181 @@ async fn bad_pulls_are_clear_errors() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn basic_auth_from_kubelet_or_the_auth_file() {
+    if !can_run() {
+        eprintln!("skipped: needs root and netavark");
+        return;
+    }
+    let reg = Registry::start_with_auth("kube", "s3cret");
+    let name = format!("{}/private/app:1", reg.addr);
+    let creds = oci_client::secrets::RegistryAuth::Basic("kube".into(), "s3cret".into());
+    let id = vordr_e2e::registry::push_as(
+        &name,
+        &[(tar(&[("p", Some(b"p"))]), IMAGE_LAYER_GZIP_MEDIA_TYPE)],
+        "amd64",
+        &creds,
+    )
+    .await;
+    let mut d = Daemon::start_with_registries("auth", &registries(&reg)).await;
+    let mut c = d.client().await;
+    let with = |auth: cri::AuthConfig| cri::PullImageRequest {
+        image: spec(&name),
+        auth: Some(auth),
+        sandbox_config: None,
+    };
+    // No credentials: refused, naming the registry.
+    let e = pull(&mut c, &name).await.unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    assert!(e.message().contains(&reg.addr));
+    // Wrong ones too.
+    let bad = cri::AuthConfig {
+        username: "kube".into(),
+        password: "nope".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        c.image.pull_image(with(bad)).await.unwrap_err().code(),
+        Code::PermissionDenied
+    );
+    // kubelet's username/password, and its base64 `auth` form.
+    let good = cri::AuthConfig {
+        username: "kube".into(),
+        password: "s3cret".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        c.image
+            .pull_image(with(good))
+            .await
+            .unwrap()
+            .into_inner()
+            .image_ref,
+        id
+    );
+    c.image
+        .remove_image(cri::RemoveImageRequest { image: spec(&id) })
+        .await
+        .unwrap();
+    let b64 = cri::AuthConfig {
+        auth: "a3ViZTpzM2NyZXQ=".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        c.image
+            .pull_image(with(b64))
+            .await
+            .unwrap()
+            .into_inner()
+            .image_ref,
+        id
+    );
+    c.image
+        .remove_image(cri::RemoveImageRequest { image: spec(&id) })
+        .await
+        .unwrap();
+
+    // With an auth file, a pull without kubelet credentials works.
+    let auth_file = d.dir.path().join("auth.json");
+    std::fs::write(
+        &auth_file,
+        format!(
+            r#"{{"auths": {{"{}": {{"auth": "a3ViZTpzM2NyZXQ="}}}}}}"#,
+            reg.addr
+        ),
+    )
+    .unwrap();
+    let cfg = std::fs::read_to_string(&d.config).unwrap();
+    std::fs::write(
+        &d.config,
+        format!("{cfg}\n[image]\nauth_file = {auth_file:?}\n"),
+    )
+    .unwrap();
+    d.terminate();
+    d.spawn().await;
+    let mut c = d.client().await;
+    assert_eq!(pull(&mut c, &name).await.unwrap(), id);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_during_a_pull_leaves_nothing_half_visible() {
+    if !can_run() {
+        eprintln!("skipped: needs root and netavark");
+        return;
+    }
+    let reg = Registry::start();
+    // Five layers of incompressible data, about 25 MB: long enough to kill mid-way.
+    let mut layers = Vec::new();
+    let mut seed = 0x9e3779b97f4a7c15u64;
+    for i in 0..5 {
+        let data: Vec<u8> = (0..5_000_000)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect();
+        layers.push((
+            tar(&[(&format!("blob{i}"), Some(&data))]),
+            IMAGE_LAYER_GZIP_MEDIA_TYPE,
+        ));
+    }
+    let name = format!("{}/e2e/big:1", reg.addr);
+    let id = push(&name, &layers, "amd64").await;
+    let mut d = Daemon::start_with_registries("pullcrash", &registries(&reg)).await;
+    let images = d.root.join("images");
+    let mut interrupted = 0;
+    for delay_ms in [100u64, 300] {
+        let mut c = d.client().await;
+        let n = name.clone();
+        let task = tokio::spawn(async move { pull(&mut c, &n).await });
+        tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+        d.kill9();
+        let finished = task.await.unwrap().is_ok();
+        d.spawn().await;
+        let mut c = d.client().await;
+        let listed = c
+            .image
+            .list_images(cri::ListImagesRequest { filter: None })
+            .await
+            .unwrap()
+            .into_inner()
+            .images;
+        if finished {
+            // The pull won the race: then the image is whole.
+            assert_eq!(listed.len(), 1);
+            c.image
+                .remove_image(cri::RemoveImageRequest { image: spec(&id) })
+                .await
+                .unwrap();
+            continue;
+        }
+        interrupted += 1;
+        assert!(
+            listed.is_empty(),
+            "a half-pulled image is listed: {listed:?}"
+        );
+        // No unfinished ingest or unpack is left behind.
+        assert_eq!(dir_entries(&images.join("content/ingest")), 0);
+        let tmp: Vec<_> = std::fs::read_dir(images.join("snapshots"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("tmp-"))
+            .collect();
+        assert!(tmp.is_empty(), "{tmp:?}");
+        // And the next pull completes.
+        assert_eq!(pull(&mut c, &name).await.unwrap(), id);
+        c.image
+            .remove_image(cri::RemoveImageRequest { image: spec(&id) })
+            .await
+            .unwrap();
+        assert_eq!(dir_entries(&images.join("snapshots")), 0);
+        assert_eq!(dir_entries(&images.join("content/blobs/sha256")), 0);
+    }
+    assert!(
+        interrupted > 0,
+        "no kill landed during a pull: the test proved nothing"
+    );
+}
