@@ -19,6 +19,6 @@ check:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
 
-# Pod sandbox benchmark, side by side with containerd 1.6 on this machine.
+# Pod start, image pull and image list benchmarks, side by side with containerd 1.6.
 bench ITERATIONS="30": build-release
-    ./bench/pod-bench.sh {{ITERATIONS}}
+    ./bench/vs-containerd.sh {{ITERATIONS}}

@@ -82,6 +82,7 @@ pub async fn pull_image(rt: &Runtime, req: PullImageRequest) -> Result<PullImage
         chain_ids: pulled.chain_ids.iter().map(|d| d.to_string()).collect(),
         pinned: false,
         pulled_at: now_ns(),
+        user: crate::images::config_user(&pulled.config),
     };
     rt.store
         .put_image(&record)

@@ -65,19 +65,19 @@ struct ConfigUser {
     user: Option<String>,
 }
 
+/// The `User` of an image config, or empty.
+pub fn config_user(config: &[u8]) -> String {
+    serde_json::from_slice::<ImageConfigUser>(config)
+        .ok()
+        .and_then(|c| c.config)
+        .and_then(|c| c.user)
+        .unwrap_or_default()
+}
+
 /// The CRI view of a stored image: uid or username from the config's User,
 /// as kubelet's runAsNonRoot check reads them.
 pub fn to_cri(rt: &Runtime, img: &ImageRecord) -> Image {
-    let user = img
-        .id
-        .parse::<Digest>()
-        .ok()
-        .and_then(|d| rt.puller.content.read(&d).ok())
-        .and_then(|b| serde_json::from_slice::<ImageConfigUser>(&b).ok())
-        .and_then(|c| c.config)
-        .and_then(|c| c.user)
-        .unwrap_or_default();
-    let user = user.split(':').next().unwrap_or("").to_string();
+    let user = img.user.split(':').next().unwrap_or("").to_string();
     let (uid, username) = match user.parse::<i64>() {
         Ok(n) => (Some(Int64Value { value: n }), String::new()),
         // No User means root, as the image spec says.

@@ -79,13 +79,11 @@ impl Runtime {
         let store = Store::open(&config.server.root)?;
         let images = config.server.root.join("images");
         let image_err = |e: String| crate::ServeError::Images(e);
-        let puller = Puller {
-            content: ContentStore::open(&images.join("content"))
-                .map_err(|e| image_err(e.to_string()))?,
-            snapshots: Snapshots::open(&images.join("snapshots"))
-                .map_err(|e| image_err(e.to_string()))?,
-            parallel: config.image.parallel_downloads as usize,
-        };
+        let puller = Puller::new(
+            ContentStore::open(&images.join("content")).map_err(|e| image_err(e.to_string()))?,
+            Snapshots::open(&images.join("snapshots")).map_err(|e| image_err(e.to_string()))?,
+            config.image.parallel_downloads as usize,
+        );
         let registries = RegistriesConf::load(&config.server.registries_config)
             .map_err(|e| image_err(e.to_string()))?;
         let auth_file = if config.image.auth_file.as_os_str().is_empty() {

@@ -5,6 +5,7 @@
 
 use std::collections::HashSet;
 use std::pin::Pin;
+use std::sync::OnceLock;
 use std::task::{Context, Poll};
 
 use futures::stream::{self, TryStreamExt};
@@ -127,19 +128,41 @@ pub struct Puller {
     pub snapshots: Snapshots,
     /// Layers downloaded at once.
     pub parallel: usize,
+    /// Clients for anonymous pulls (plain HTTP, HTTPS), kept so that their
+    /// connections and registry tokens are reused across pulls. Pulls with
+    /// credentials get a fresh client: oci-client keeps the first
+    /// credentials it saw for a registry.
+    anonymous: [OnceLock<Client>; 2],
 }
 
 impl Puller {
-    fn client(&self, source: &Source) -> Client {
-        Client::new(ClientConfig {
-            protocol: if source.insecure {
-                ClientProtocol::Http
-            } else {
-                ClientProtocol::Https
-            },
-            max_concurrent_download: self.parallel.max(1),
-            ..Default::default()
-        })
+    pub fn new(content: ContentStore, snapshots: Snapshots, parallel: usize) -> Puller {
+        Puller {
+            content,
+            snapshots,
+            parallel,
+            anonymous: [OnceLock::new(), OnceLock::new()],
+        }
+    }
+
+    fn client(&self, source: &Source, auth: &RegistryAuth) -> Client {
+        let make = || {
+            Client::new(ClientConfig {
+                protocol: if source.insecure {
+                    ClientProtocol::Http
+                } else {
+                    ClientProtocol::Https
+                },
+                max_concurrent_download: self.parallel.max(1),
+                ..Default::default()
+            })
+        };
+        match auth {
+            RegistryAuth::Anonymous => self.anonymous[source.insecure as usize]
+                .get_or_init(make)
+                .clone(),
+            _ => make(),
+        }
     }
 
     /// Pulls `plan`'s image from its sources in order; the first that
@@ -186,7 +209,7 @@ impl Puller {
             };
             fail(kind, e.to_string())
         };
-        let client = self.client(source);
+        let client = self.client(source, auth);
         let (manifest, manifest_digest, list_digest) = client
             .pull_image_manifest_and_list_digest(r, auth)
             .await

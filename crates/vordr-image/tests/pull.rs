@@ -25,11 +25,11 @@ struct Stores {
 
 fn stores() -> Stores {
     let dir = tempfile::tempdir().unwrap();
-    let puller = Puller {
-        content: ContentStore::open(&dir.path().join("content")).unwrap(),
-        snapshots: Snapshots::open(&dir.path().join("snapshots")).unwrap(),
-        parallel: 3,
-    };
+    let puller = Puller::new(
+        ContentStore::open(&dir.path().join("content")).unwrap(),
+        Snapshots::open(&dir.path().join("snapshots")).unwrap(),
+        3,
+    );
     Stores { _dir: dir, puller }
 }
 

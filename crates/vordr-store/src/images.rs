@@ -19,6 +19,8 @@ pub struct ImageRecord {
     pub chain_ids: Vec<String>,
     pub pinned: bool,
     pub pulled_at: i64,
+    /// The image config's `User` (`uid`, `name`, `uid:gid`, ... or empty).
+    pub user: String,
 }
 
 fn list(json: &str, id: &str) -> Result<Vec<String>> {
@@ -32,9 +34,20 @@ fn to_json(v: &[String]) -> String {
     serde_json::to_string(v).expect("strings serialise")
 }
 
-const COLUMNS: &str = "id, repo_tags, repo_digests, size, layers, chain_ids, pinned, pulled_at";
+const COLUMNS: &str =
+    "id, repo_tags, repo_digests, size, layers, chain_ids, pinned, pulled_at, user";
 
-type RawImage = (String, String, String, i64, String, String, bool, i64);
+type RawImage = (
+    String,
+    String,
+    String,
+    i64,
+    String,
+    String,
+    bool,
+    i64,
+    String,
+);
 
 fn raw(r: &Row<'_>) -> rusqlite::Result<RawImage> {
     Ok((
@@ -46,11 +59,12 @@ fn raw(r: &Row<'_>) -> rusqlite::Result<RawImage> {
         r.get(5)?,
         r.get(6)?,
         r.get(7)?,
+        r.get(8)?,
     ))
 }
 
 fn record(r: RawImage) -> Result<ImageRecord> {
-    let (id, tags, digests, size, layers, chains, pinned, pulled_at) = r;
+    let (id, tags, digests, size, layers, chains, pinned, pulled_at, user) = r;
     Ok(ImageRecord {
         repo_tags: list(&tags, &id)?,
         repo_digests: list(&digests, &id)?,
@@ -59,6 +73,7 @@ fn record(r: RawImage) -> Result<ImageRecord> {
         chain_ids: list(&chains, &id)?,
         pinned,
         pulled_at,
+        user,
         id,
     })
 }
@@ -112,11 +127,12 @@ impl Store {
         merged.repo_digests.sort();
         tx.execute(
             &format!(
-                "INSERT INTO images ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                "INSERT INTO images ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                  ON CONFLICT(id) DO UPDATE SET repo_tags = excluded.repo_tags,
                     repo_digests = excluded.repo_digests, size = excluded.size,
                     layers = excluded.layers, chain_ids = excluded.chain_ids,
-                    pinned = excluded.pinned, pulled_at = excluded.pulled_at"
+                    pinned = excluded.pinned, pulled_at = excluded.pulled_at,
+                    user = excluded.user"
             ),
             params![
                 merged.id,
@@ -126,7 +142,8 @@ impl Store {
                 to_json(&merged.layers),
                 to_json(&merged.chain_ids),
                 merged.pinned,
-                merged.pulled_at
+                merged.pulled_at,
+                merged.user
             ],
         )?;
         tx.commit()?;
@@ -174,6 +191,7 @@ mod tests {
             chain_ids: vec!["sha256:c".into()],
             pinned: false,
             pulled_at: 1,
+            user: "1000".into(),
         }
     }
 

@@ -50,6 +50,8 @@ const MIGRATIONS: &[&str] = &[
         pinned       INTEGER NOT NULL DEFAULT 0,
         pulled_at    INTEGER NOT NULL
     );",
+    // 3: the image config's User, kept so that listing images reads no blob.
+    "ALTER TABLE images ADD COLUMN user TEXT NOT NULL DEFAULT '';",
 ];
 
 /// The newest schema version this build knows.

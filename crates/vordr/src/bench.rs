@@ -1,6 +1,7 @@
-//! `vordr bench`: drives any CRI endpoint through the pod sandbox lifecycle
-//! and prints median and p90 per RPC; with `--compare`, a second endpoint
-//! (containerd, say) in the same run, and the ratio between them.
+//! `vordr bench`: drives any CRI endpoint through the pod sandbox lifecycle,
+//! image pulls and image queries, and prints median and p90 per RPC; with
+//! `--compare`, a second endpoint (containerd, say) in the same run, and the
+//! ratio between them.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -32,6 +33,18 @@ pub struct BenchArgs {
     /// Print the results as JSON as well
     #[arg(long)]
     pub json: bool,
+    /// Skip the pod sandbox lifecycle
+    #[arg(long)]
+    pub no_pods: bool,
+    /// Time PullImage (then RemoveImage) of this image, `iterations` times; repeatable
+    #[arg(long)]
+    pub pull: Vec<String>,
+    /// Pull `<prefix>0` .. `<prefix>N-1` (see --list-count), then time
+    /// ListImages and ImageStatus with that many images present
+    #[arg(long)]
+    pub list_prefix: Option<String>,
+    #[arg(long, default_value_t = 100)]
+    pub list_count: usize,
 }
 
 const RPCS: [&str; 5] = [
@@ -42,7 +55,21 @@ const RPCS: [&str; 5] = [
     "RemovePodSandbox",
 ];
 
-type Samples = HashMap<&'static str, Vec<Duration>>;
+/// Timings per row label, and the labels in the order first seen.
+#[derive(Default)]
+struct Samples {
+    rows: Vec<String>,
+    times: HashMap<String, Vec<Duration>>,
+}
+
+impl Samples {
+    fn add(&mut self, row: &str, d: Duration) {
+        if !self.times.contains_key(row) {
+            self.rows.push(row.to_string());
+        }
+        self.times.entry(row.to_string()).or_default().push(d);
+    }
+}
 
 fn pod_config(tag: &str, i: usize) -> cri::PodSandboxConfig {
     let name = format!("bench-{tag}-{i}");
@@ -104,7 +131,7 @@ async fn lifecycle(c: &mut CriClient, tag: &str, i: usize, s: Option<&mut Sample
     times.push(t.elapsed());
     if let Some(s) = s {
         for (rpc, d) in RPCS.iter().zip(times) {
-            s.entry(rpc).or_default().push(d);
+            s.add(rpc, d);
         }
     }
     Ok(())
@@ -121,25 +148,103 @@ pub fn quantile_ms(v: &[Duration], q: f64) -> f64 {
     s[rank - 1].as_secs_f64() * 1000.0
 }
 
+fn image(name: &str) -> Option<cri::ImageSpec> {
+    Some(cri::ImageSpec {
+        image: name.to_string(),
+        ..Default::default()
+    })
+}
+
+async fn pull(c: &mut CriClient, name: &str) -> Result<String> {
+    Ok(c.image
+        .pull_image(cri::PullImageRequest {
+            image: image(name),
+            auth: None,
+            sandbox_config: None,
+        })
+        .await
+        .with_context(|| format!("PullImage {name}"))?
+        .into_inner()
+        .image_ref)
+}
+
+async fn remove(c: &mut CriClient, name: &str) -> Result<()> {
+    c.image
+        .remove_image(cri::RemoveImageRequest { image: image(name) })
+        .await
+        .with_context(|| format!("RemoveImage {name}"))?;
+    Ok(())
+}
+
 async fn bench_one(endpoint: &str, a: &BenchArgs) -> Result<Samples> {
     let mut c = CriClient::connect(endpoint)
         .await
         .with_context(|| format!("connecting to {endpoint}"))?;
-    let tag = format!(
-        "{}-{}",
-        std::process::id(),
-        Instant::now().elapsed().subsec_nanos()
-    );
-    for i in 0..a.warmup {
-        lifecycle(&mut c, &format!("w{tag}"), i, None)
-            .await
-            .with_context(|| format!("warm-up on {endpoint}"))?;
+    let mut s = Samples::default();
+    if !a.no_pods {
+        let tag = format!(
+            "{}-{}",
+            std::process::id(),
+            Instant::now().elapsed().subsec_nanos()
+        );
+        for i in 0..a.warmup {
+            lifecycle(&mut c, &format!("w{tag}"), i, None)
+                .await
+                .with_context(|| format!("warm-up on {endpoint}"))?;
+        }
+        for i in 0..a.iterations {
+            lifecycle(&mut c, &tag, i, Some(&mut s))
+                .await
+                .with_context(|| format!("iteration {i} on {endpoint}"))?;
+        }
     }
-    let mut s = Samples::new();
-    for i in 0..a.iterations {
-        lifecycle(&mut c, &tag, i, Some(&mut s))
-            .await
-            .with_context(|| format!("iteration {i} on {endpoint}"))?;
+    for name in &a.pull {
+        // Start from nothing: a pull of an image already present is no pull.
+        remove(&mut c, name).await?;
+        for _ in 0..a.iterations {
+            let t = Instant::now();
+            pull(&mut c, name).await?;
+            s.add(&format!("PullImage {name}"), t.elapsed());
+            let t = Instant::now();
+            remove(&mut c, name).await?;
+            s.add(&format!("RemoveImage {name}"), t.elapsed());
+        }
+    }
+    if let Some(prefix) = &a.list_prefix {
+        let names: Vec<String> = (0..a.list_count).map(|i| format!("{prefix}{i}")).collect();
+        for n in &names {
+            pull(&mut c, n).await?;
+        }
+        let label_list = format!("ListImages ({} images)", a.list_count);
+        let label_status = format!("ImageStatus ({} images)", a.list_count);
+        for i in 0..a.iterations.max(1) * 3 {
+            let t = Instant::now();
+            let listed = c
+                .image
+                .list_images(cri::ListImagesRequest { filter: None })
+                .await
+                .context("ListImages")?
+                .into_inner()
+                .images;
+            s.add(&label_list, t.elapsed());
+            anyhow::ensure!(
+                listed.len() >= a.list_count,
+                "{endpoint} lists {} images",
+                listed.len()
+            );
+            let t = Instant::now();
+            c.image
+                .image_status(cri::ImageStatusRequest {
+                    image: image(&names[i % names.len()]),
+                    verbose: false,
+                })
+                .await
+                .context("ImageStatus")?;
+            s.add(&label_status, t.elapsed());
+        }
+        for n in &names {
+            remove(&mut c, n).await?;
+        }
     }
     Ok(s)
 }
@@ -150,19 +255,17 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         Some(e) => Some(bench_one(e, &a).await?),
         None => None,
     };
-    println!(
-        "pod sandbox lifecycle, {} iterations (milliseconds)",
-        a.iterations
-    );
+    println!("{} iterations per row (milliseconds)", a.iterations);
+    let w = mine.rows.iter().map(|r| r.len()).max().unwrap_or(3).max(3);
     match &theirs {
         None => println!(
-            "{:<18} {:>10} {:>10}",
+            "{:<w$} {:>12} {:>10}",
             "RPC",
             format!("{} p50", a.name),
             "p90"
         ),
         Some(_) => println!(
-            "{:<18} {:>10} {:>10} {:>15} {:>10} {:>8}",
+            "{:<w$} {:>12} {:>10} {:>15} {:>10} {:>8}",
             "RPC",
             format!("{} p50", a.name),
             "p90",
@@ -172,17 +275,16 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         ),
     }
     let mut json = serde_json::Map::new();
-    for rpc in RPCS {
-        let m = &mine[rpc];
+    for rpc in &mine.rows {
+        let m = &mine.times[rpc];
         let (m50, m90) = (quantile_ms(m, 0.5), quantile_ms(m, 0.9));
         let mut row = serde_json::json!({ a.name.clone(): { "p50_ms": m50, "p90_ms": m90 } });
-        match &theirs {
-            None => println!("{rpc:<18} {m50:>10.2} {m90:>10.2}"),
+        match theirs.as_ref().and_then(|t| t.times.get(rpc)) {
+            None => println!("{rpc:<w$} {m50:>12.2} {m90:>10.2}"),
             Some(t) => {
-                let t = &t[rpc];
                 let (t50, t90) = (quantile_ms(t, 0.5), quantile_ms(t, 0.9));
                 println!(
-                    "{rpc:<18} {m50:>10.2} {m90:>10.2} {t50:>15.2} {t90:>10.2} {:>7.2}x",
+                    "{rpc:<w$} {m50:>12.2} {m90:>10.2} {t50:>15.2} {t90:>10.2} {:>7.2}x",
                     m50 / t50
                 );
                 row[a.compare_name.clone()] = serde_json::json!({ "p50_ms": t50, "p90_ms": t90 });

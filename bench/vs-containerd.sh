@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Pod sandbox benchmark: Vordr and containerd 1.6 (Debian's, with its CRI
-# plugin, runc and the CNI bridge plugins) on this machine, in the same run.
-# containerd needs a pause image: this script builds one from Debian's
-# catatonit and serves it from a private docker-registry on 127.0.0.1.
-# Everything lives in a temporary directory and is removed on exit.
+# Vordr against containerd 1.6 (Debian's, with its CRI plugin, runc and the
+# CNI bridge plugins) on this machine, in the same run: the pod sandbox
+# lifecycle, PullImage of a 1 MB one-layer and a 50 MB five-layer image,
+# and ListImages / ImageStatus with 100 images present. The images (and
+# containerd's pause image, from Debian's catatonit) are built here and
+# served by a private docker-registry on 127.0.0.1. Everything lives in a
+# temporary directory and is removed on exit.
 #
-# usage: [POOL_SIZE=n] bench/pod-bench.sh [ITERATIONS]   (as root, after scripts/setup.sh)
+# usage: [POOL_SIZE=n] bench/vs-containerd.sh [ITERATIONS]   (as root, after scripts/setup.sh)
 # POOL_SIZE sets Vordr's warm pool (default 4; 0 measures netavark on every pod).
 set -euo pipefail
 
@@ -61,6 +63,32 @@ umoci config --image "$WORK/oci:pause" --config.entrypoint /catatonit --config.c
   --config.user 65535:65535 >/dev/null
 skopeo copy -q --dest-tls-verify=false "oci:$WORK/oci:pause" "docker://$PAUSE"
 
+# Images to pull: random (incompressible) content, so sizes are real.
+image_with_layers() {  # NAME LAYERS MB_PER_LAYER
+  local name=$1 layers=$2 mb=$3 i
+  rm -rf "$WORK/bundle"
+  umoci new --image "$WORK/oci:$name" >/dev/null
+  umoci unpack --image "$WORK/oci:$name" "$WORK/bundle" >/dev/null
+  for i in $(seq "$layers"); do
+    head -c "$((mb * 1024 * 1024))" /dev/urandom > "$WORK/bundle/rootfs/data$i"
+    umoci repack --image "$WORK/oci:$name" "$WORK/bundle" >/dev/null
+  done
+  skopeo copy -q --dest-tls-verify=false "oci:$WORK/oci:$name" "docker://$REG/vordr-bench/$name:1"
+}
+log "building the pull images"
+image_with_layers pull-1mb 1 1
+image_with_layers pull-50mb 5 10
+log "building 100 images for the list benchmark"
+rm -rf "$WORK/bundle"
+umoci new --image "$WORK/oci:list" >/dev/null
+umoci unpack --image "$WORK/oci:list" "$WORK/bundle" >/dev/null
+echo list > "$WORK/bundle/rootfs/list"
+umoci repack --image "$WORK/oci:list" "$WORK/bundle" >/dev/null
+for i in $(seq 0 99); do
+  umoci config --image "$WORK/oci:list" --config.label "index=$i" --tag "list$i" >/dev/null
+  skopeo copy -q --dest-tls-verify=false "oci:$WORK/oci:list$i" "docker://$REG/vordr-bench/list:$i"
+done
+
 # 2. containerd 1.6 with CNI bridge networking on its own subnet.
 cat > "$WORK/cni/10-bench.conflist" <<JSON
 {"cniVersion": "0.4.0", "name": "cbench", "plugins": [
@@ -104,7 +132,12 @@ network_name = "vbench"
 subnet = "10.78.0.0/16"
 pool_size = ${POOL_SIZE:-4}
 TOML
-"$VORDR" serve --config "$WORK/vordr.toml" >"$WORK/vordr.log" 2>&1 &
+cat > "$WORK/registries.conf" <<TOML
+[[registry]]
+location = "$REG"
+insecure = true
+TOML
+"$VORDR" serve --config "$WORK/vordr.toml" --registries-config "$WORK/registries.conf" >"$WORK/vordr.log" 2>&1 &
 PIDS+=($!)
 
 for s in vordr.sock containerd.sock; do
@@ -112,9 +145,11 @@ for s in vordr.sock containerd.sock; do
   [ -S "$RUN/$s" ] || { log "$s did not appear"; cat "$WORK"/*.log >&2; exit 1; }
 done
 
-log "running $ITERATIONS pod lifecycles on each runtime"
+log "running $ITERATIONS iterations of each benchmark on each runtime"
 "$VORDR" bench -r "unix://$RUN/vordr.sock" --compare "unix://$RUN/containerd.sock" \
-  -n "$ITERATIONS" --warmup 3
+  -n "$ITERATIONS" --warmup 3 \
+  --pull "$REG/vordr-bench/pull-1mb:1" --pull "$REG/vordr-bench/pull-50mb:1" \
+  --list-prefix "$REG/vordr-bench/list:" --list-count 100
 
 rss() { ps -o rss= -p "$1" | awk '{printf "%.1f MB", $1/1024}'; }
 echo
