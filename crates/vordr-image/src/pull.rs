@@ -262,48 +262,53 @@ impl Puller {
             .collect::<Result<Vec<_>, _>>()
             .map_err(content)?;
 
-        // Download what no snapshot has yet, a few layers at a time.
+        // Each missing snapshot: download its blob (unless stored) and
+        // unpack it at once. Snapshots are independent directories keyed by
+        // chain id, so layers download and unpack in parallel, a few at a time.
         let mut seen = HashSet::new();
-        let wanted: Vec<&OciDescriptor> = manifest
+        let wanted: Vec<(&OciDescriptor, &Digest, &Digest, &Digest)> = manifest
             .layers
             .iter()
+            .zip(&layers)
+            .zip(&diff_ids)
             .zip(&chains)
-            .filter(|(l, c)| !self.snapshots.contains(c) && seen.insert(l.digest.clone()))
-            .map(|(l, _)| l)
-            .collect();
-        stream::iter(wanted.into_iter().map(Ok))
-            .try_for_each_concurrent(self.parallel.max(1), |l| self.fetch(&client, r, l))
-            .await
-            .map_err(|e| match e {
-                Fetch::Oci(e) => oci(e),
-                Fetch::Content(e) => content(e),
-            })?;
-
-        // Unpack bottom up; each snapshot once.
-        for ((layer, diff), chain) in layers.iter().zip(&diff_ids).zip(&chains) {
-            if self.snapshots.contains(chain) {
-                continue;
-            }
-            let path = self.content.path(layer);
-            let snaps = self.snapshots.clone();
-            let (chain, diff) = (chain.clone(), diff.clone());
-            tokio::task::spawn_blocking(move || -> Result<(), SnapshotError> {
-                let f = std::fs::File::open(&path)
-                    .map_err(|source| SnapshotError::Io { path, source })?;
-                snaps
-                    .create(&chain, &diff, std::io::BufReader::new(f))
-                    .map(|_| ())
+            .map(|(((d, l), diff), chain)| (d, l, diff, chain))
+            .filter(|(_, _, _, chain)| {
+                !self.snapshots.contains(chain) && seen.insert((*chain).clone())
             })
-            .await
-            .map_err(|e| fail(FailureKind::Other, e.to_string()))?
-            .map_err(|e| {
-                let kind = match e {
-                    SnapshotError::Io { .. } => FailureKind::Other,
-                    _ => FailureKind::BadContent,
-                };
-                fail(kind, format!("layer {layer}: {e}"))
-            })?;
-        }
+            .collect();
+        let client = &client;
+        let (oci, content, fail) = (&oci, &content, &fail);
+        stream::iter(wanted.into_iter().map(Ok))
+            .try_for_each_concurrent(
+                self.parallel.max(1),
+                |(desc, layer, diff, chain)| async move {
+                    self.fetch(client, r, desc).await.map_err(|e| match e {
+                        Fetch::Oci(e) => oci(e),
+                        Fetch::Content(e) => content(e),
+                    })?;
+                    let path = self.content.path(layer);
+                    let snaps = self.snapshots.clone();
+                    let (chain, diff) = (chain.clone(), diff.clone());
+                    tokio::task::spawn_blocking(move || -> Result<(), SnapshotError> {
+                        let f = std::fs::File::open(&path)
+                            .map_err(|source| SnapshotError::Io { path, source })?;
+                        snaps
+                            .create(&chain, &diff, std::io::BufReader::new(f))
+                            .map(|_| ())
+                    })
+                    .await
+                    .map_err(|e| fail(FailureKind::Other, e.to_string()))?
+                    .map_err(|e| {
+                        let kind = match e {
+                            SnapshotError::Io { .. } => FailureKind::Other,
+                            _ => FailureKind::BadContent,
+                        };
+                        fail(kind, format!("layer {layer}: {e}"))
+                    })
+                },
+            )
+            .await?;
 
         let size = manifest.config.size.max(0) as u64
             + manifest
