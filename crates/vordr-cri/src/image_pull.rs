@@ -83,6 +83,7 @@ pub async fn pull_image(rt: &Runtime, req: PullImageRequest) -> Result<PullImage
         pinned: false,
         pulled_at: now_ns(),
         user: crate::images::config_user(&pulled.config),
+        annotations: pulled.annotations.clone(),
     };
     rt.store
         .put_image(&record)

@@ -101,6 +101,7 @@ pub fn to_cri(rt: &Runtime, img: &ImageRecord) -> Image {
         username,
         spec: Some(ImageSpec {
             image: img.id.clone(),
+            annotations: img.annotations.clone().into_iter().collect(),
             ..Default::default()
         }),
         pinned,

@@ -59,6 +59,8 @@ pub struct PulledImage {
     pub chain_ids: Vec<Digest>,
     /// Bytes of config and compressed layers.
     pub size: u64,
+    /// The image manifest's annotations.
+    pub annotations: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -325,6 +327,7 @@ impl Puller {
             layers,
             chain_ids: chains,
             size,
+            annotations: manifest.annotations.clone().unwrap_or_default(),
         })
     }
 

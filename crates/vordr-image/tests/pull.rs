@@ -260,3 +260,91 @@ async fn failures_name_the_cause_and_leave_nothing() {
     assert!(e.to_string().contains("outside the layer"), "{e}");
     assert!(s.puller.snapshots.list().unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pulls_docker_schema2_images_with_annotations() {
+    if !root() {
+        eprintln!("skipped: needs root and docker-registry");
+        return;
+    }
+    let reg = Registry::start();
+    let name = format!("{}/docker/v2s2:1", reg.addr);
+    let r: Reference = name.parse().unwrap();
+    let layer_tar = tar(&[("hello", Some(b"docker"))]);
+    let layer = vordr_e2e::registry::gzip(&layer_tar);
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux", "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [vordr_e2e::registry::sha256(&layer_tar)]},
+    })
+    .to_string();
+    let c = client();
+    let (ld, cd) = (
+        vordr_e2e::registry::sha256(&layer),
+        vordr_e2e::registry::sha256(config.as_bytes()),
+    );
+    c.push_blob(&r, layer.clone(), &ld).await.unwrap();
+    c.push_blob(&r, config.clone().into_bytes(), &cd)
+        .await
+        .unwrap();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": config.len(), "digest": cd},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": layer.len(), "digest": ld}],
+    })
+    .to_string();
+    c.push_manifest_raw(
+        &r,
+        manifest.into_bytes(),
+        http::HeaderValue::from_static("application/vnd.docker.distribution.manifest.v2+json"),
+    )
+    .await
+    .unwrap();
+    let s = stores();
+    let img = s
+        .puller
+        .pull(&conf(&reg).resolve(&name).unwrap(), &anonymous)
+        .await
+        .unwrap();
+    assert_eq!(img.config_digest.to_string(), cd);
+    assert_eq!(
+        std::fs::read(s.puller.snapshots.fs_path(&img.chain_ids[0]).join("hello")).unwrap(),
+        b"docker"
+    );
+
+    // An OCI manifest's annotations come back with the pulled image.
+    let annotated = format!("{}/oci/annotated:1", reg.addr);
+    let ar: Reference = annotated.parse().unwrap();
+    let cfg = oci_client::client::Config::new(
+        config.clone().into_bytes(),
+        oci_client::manifest::IMAGE_CONFIG_MEDIA_TYPE.to_string(),
+        None,
+    );
+    let layers = vec![oci_client::client::ImageLayer::new(
+        layer,
+        IMAGE_LAYER_GZIP_MEDIA_TYPE.to_string(),
+        None,
+    )];
+    let mut m = oci_client::manifest::OciImageManifest::build(&layers, &cfg, None);
+    m.annotations = Some(
+        [(
+            "org.opencontainers.image.title".to_string(),
+            "annotated".to_string(),
+        )]
+        .into(),
+    );
+    c.push(&ar, &layers, cfg, &RegistryAuth::Anonymous, Some(m))
+        .await
+        .unwrap();
+    let img = s
+        .puller
+        .pull(&conf(&reg).resolve(&annotated).unwrap(), &anonymous)
+        .await
+        .unwrap();
+    assert_eq!(
+        img.annotations
+            .get("org.opencontainers.image.title")
+            .map(String::as_str),
+        Some("annotated")
+    );
+}

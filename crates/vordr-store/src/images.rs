@@ -21,6 +21,8 @@ pub struct ImageRecord {
     pub pulled_at: i64,
     /// The image config's `User` (`uid`, `name`, `uid:gid`, ... or empty).
     pub user: String,
+    /// The image manifest's annotations.
+    pub annotations: std::collections::BTreeMap<String, String>,
 }
 
 fn list(json: &str, id: &str) -> Result<Vec<String>> {
@@ -35,7 +37,7 @@ fn to_json(v: &[String]) -> String {
 }
 
 const COLUMNS: &str =
-    "id, repo_tags, repo_digests, size, layers, chain_ids, pinned, pulled_at, user";
+    "id, repo_tags, repo_digests, size, layers, chain_ids, pinned, pulled_at, user, annotations";
 
 type RawImage = (
     String,
@@ -46,6 +48,7 @@ type RawImage = (
     String,
     bool,
     i64,
+    String,
     String,
 );
 
@@ -60,11 +63,16 @@ fn raw(r: &Row<'_>) -> rusqlite::Result<RawImage> {
         r.get(6)?,
         r.get(7)?,
         r.get(8)?,
+        r.get(9)?,
     ))
 }
 
 fn record(r: RawImage) -> Result<ImageRecord> {
-    let (id, tags, digests, size, layers, chains, pinned, pulled_at, user) = r;
+    let (id, tags, digests, size, layers, chains, pinned, pulled_at, user, annotations) = r;
+    let annotations = serde_json::from_str(&annotations).map_err(|e| StoreError::Corrupt {
+        table: "images",
+        reason: format!("image {id}: {e}"),
+    })?;
     Ok(ImageRecord {
         repo_tags: list(&tags, &id)?,
         repo_digests: list(&digests, &id)?,
@@ -74,6 +82,7 @@ fn record(r: RawImage) -> Result<ImageRecord> {
         pinned,
         pulled_at,
         user,
+        annotations,
         id,
     })
 }
@@ -127,12 +136,12 @@ impl Store {
         merged.repo_digests.sort();
         tx.execute(
             &format!(
-                "INSERT INTO images ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                "INSERT INTO images ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                  ON CONFLICT(id) DO UPDATE SET repo_tags = excluded.repo_tags,
                     repo_digests = excluded.repo_digests, size = excluded.size,
                     layers = excluded.layers, chain_ids = excluded.chain_ids,
                     pinned = excluded.pinned, pulled_at = excluded.pulled_at,
-                    user = excluded.user"
+                    user = excluded.user, annotations = excluded.annotations"
             ),
             params![
                 merged.id,
@@ -143,7 +152,8 @@ impl Store {
                 to_json(&merged.chain_ids),
                 merged.pinned,
                 merged.pulled_at,
-                merged.user
+                merged.user,
+                serde_json::to_string(&merged.annotations).expect("strings serialise")
             ],
         )?;
         tx.commit()?;
@@ -192,6 +202,7 @@ mod tests {
             pinned: false,
             pulled_at: 1,
             user: "1000".into(),
+            annotations: Default::default(),
         }
     }
 

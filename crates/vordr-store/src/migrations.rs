@@ -52,6 +52,8 @@ const MIGRATIONS: &[&str] = &[
     );",
     // 3: the image config's User, kept so that listing images reads no blob.
     "ALTER TABLE images ADD COLUMN user TEXT NOT NULL DEFAULT '';",
+    // 4: the image manifest's annotations, as a JSON object.
+    "ALTER TABLE images ADD COLUMN annotations TEXT NOT NULL DEFAULT '{}';",
 ];
 
 /// The newest schema version this build knows.

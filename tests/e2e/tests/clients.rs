@@ -55,7 +55,25 @@ async fn crictl_drives_the_pod_lifecycle() {
         eprintln!("skipped: needs root, netavark and crictl ({crictl})");
         return;
     }
-    let d = Daemon::start("crictl").await;
+    let reg = vordr_e2e::registry::Registry::start();
+    let image = format!("{}/e2e/crictl:1", reg.addr);
+    let image_id = vordr_e2e::registry::push(
+        &image,
+        &[(
+            vordr_e2e::registry::tar(&[("f", Some(b"f"))]),
+            oci_client::manifest::IMAGE_LAYER_GZIP_MEDIA_TYPE,
+        )],
+        "amd64",
+    )
+    .await;
+    let d = Daemon::start_with_registries(
+        "crictl",
+        &format!(
+            "[[registry]]\nlocation = \"{}\"\ninsecure = true\n",
+            reg.addr
+        ),
+    )
+    .await;
     let endpoint = format!("unix://{}", d.socket.display());
     let run = |args: &[&str]| {
         let out = Command::new(&crictl)
@@ -94,4 +112,13 @@ async fn crictl_drives_the_pod_lifecycle() {
     run(&["stopp", &id]);
     run(&["rmp", &id]);
     assert_eq!(run(&["pods", "-q"]), "");
+
+    // Images.
+    assert!(run(&["pull", &image]).contains(&image_id));
+    assert!(run(&["images"]).contains(&format!("{}/e2e/crictl", reg.addr)));
+    let inspect: serde_json::Value = serde_json::from_str(&run(&["inspecti", &image])).unwrap();
+    assert_eq!(inspect["status"]["id"], image_id);
+    assert_eq!(inspect["status"]["uid"]["value"], "1000");
+    run(&["rmi", &image]);
+    assert_eq!(run(&["images", "-q"]), "");
 }
