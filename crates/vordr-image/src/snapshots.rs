@@ -244,14 +244,7 @@ mod tests {
         assert!(matches!(e, SnapshotError::DiffIdMismatch { .. }), "{e}");
         assert!(!s.contains(&chain2));
         // A hostile layer leaves nothing either.
-        let mut b = tar::Builder::new(Vec::new());
-        let mut h = tar::Header::new_gnu();
-        h.set_size(1);
-        h.set_mode(0o644);
-        h.as_gnu_mut().unwrap().name[..9].copy_from_slice(b"../pwned\0");
-        h.set_cksum();
-        b.append(&h, &b"x"[..]).unwrap();
-        let evil = b.into_inner().unwrap();
+        let evil = vordr_e2e::registry::escaping_tar();
         let e = s
             .create(&chain2, &Digest::sha256_of(&evil), evil.as_slice())
             .unwrap_err();

@@ -237,17 +237,13 @@ async fn failures_name_the_cause_and_leave_nothing() {
     assert_eq!(e.kind, FailureKind::Unreachable, "{e}");
 
     // A hostile layer: refused, no snapshot, and its blob is verified but unused.
-    let mut b = tar::Builder::new(Vec::new());
-    let mut h = tar::Header::new_gnu();
-    h.set_size(1);
-    h.set_mode(0o644);
-    h.as_gnu_mut().unwrap().name[..9].copy_from_slice(b"../pwned\0");
-    h.set_cksum();
-    b.append(&h, &b"x"[..]).unwrap();
     let evil = format!("{}/evil:1", reg.addr);
     push(
         &evil,
-        &[(b.into_inner().unwrap(), IMAGE_LAYER_GZIP_MEDIA_TYPE)],
+        &[(
+            vordr_e2e::registry::escaping_tar(),
+            IMAGE_LAYER_GZIP_MEDIA_TYPE,
+        )],
         "amd64",
     )
     .await;

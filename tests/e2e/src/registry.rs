@@ -129,6 +129,22 @@ pub fn tar(entries: &[(&str, Option<&[u8]>)]) -> Vec<u8> {
     b.into_inner().unwrap()
 }
 
+/// A one-entry tar whose entry is named `../pwned`, written raw (the tar
+/// crate's builder refuses such names).
+pub fn escaping_tar() -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(1);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h.as_gnu_mut().unwrap().name[..9].copy_from_slice(b"../pwned\0");
+    h.set_cksum();
+    b.append(&h, &b"x"[..]).unwrap();
+    b.into_inner().unwrap()
+}
+
 /// gzip-compresses `b`.
 pub fn gzip(b: &[u8]) -> Vec<u8> {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
