@@ -7,11 +7,11 @@ run *ARGS: build-release
     ./target/release/vordr serve {{ARGS}}
 
 build-release:
-    cargo build --release -p vordr
+    cargo build --release -p vordr -p vordr-shim
 
 # Every test: unit tests and end-to-end tests against real pods (needs root).
 test:
-    cargo build -p vordr
+    cargo build -p vordr -p vordr-shim
     cargo test --workspace --no-fail-fast
 
 # Formatting and lints, as CI runs them.

@@ -33,6 +33,37 @@ pub struct Config {
     pub cgroup: CgroupConfig,
     pub network: NetworkConfig,
     pub image: ImageConfig,
+    pub runtime: RuntimeConfig,
+}
+
+/// How containers are run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// The handler used when kubelet names none.
+    pub default_runtime: String,
+    /// The shim binary; empty means next to the vordr binary, then PATH.
+    pub shim_path: PathBuf,
+    /// Longer container log lines are split into partial records.
+    pub max_container_log_line_size: usize,
+    /// Never lower a container's oom_score_adj below the daemon's own.
+    pub restrict_oom_score_adj: bool,
+    /// Base directory of `localhost/` seccomp profiles.
+    pub seccomp_profile_root: PathBuf,
+    /// Runtime handlers by name (kubelet's RuntimeClass handler).
+    pub handlers: std::collections::BTreeMap<String, RuntimeHandler>,
+}
+
+/// What a runtime handler (RuntimeClass) runs containers with.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeHandler {
+    /// "youki" (libcontainer inside the shim) or "runc" (its command line).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The runc binary (runc only).
+    #[serde(default)]
+    pub path: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -103,6 +134,8 @@ struct PartialConfig {
     network: toml::Table,
     #[serde(default)]
     image: toml::Table,
+    #[serde(default)]
+    runtime: toml::Table,
 }
 
 impl Default for Config {
@@ -178,6 +211,21 @@ impl Config {
         ] {
             if !p.is_absolute() {
                 return invalid(field, "must be an absolute path");
+            }
+        }
+        if !self
+            .runtime
+            .handlers
+            .contains_key(&self.runtime.default_runtime)
+        {
+            return invalid(
+                "runtime.default_runtime",
+                "names no [runtime.handlers] entry",
+            );
+        }
+        for h in self.runtime.handlers.values() {
+            if h.kind != "youki" && h.kind != "runc" {
+                return invalid("runtime.handlers.type", "must be \"youki\" or \"runc\"");
             }
         }
         let subnet = &self.network.subnet;

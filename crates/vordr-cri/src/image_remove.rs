@@ -1,6 +1,6 @@
 //! RemoveImage: by id, tag or digest, the whole image goes (as the CRI
 //! says), then blobs and snapshots no image uses are freed. A missing image
-//! is success.
+//! is success. An image a container uses is refused, as CRI-O does.
 
 use k8s_cri::v1::{RemoveImageRequest, RemoveImageResponse};
 use tonic::Status;
@@ -17,6 +17,17 @@ pub async fn remove_image(
     let name = parse_name(&spec).map_err(|e| invalid("image.image", e))?;
     let _gc = rt.gc_lock.write().await;
     if let Some(img) = find(rt, &name).map_err(|e| internal("reading images", e))? {
+        // Its snapshots are a container's lower dirs: keep it while used (as CRI-O).
+        let used = rt
+            .store
+            .container_image_ids()
+            .map_err(|e| internal("reading containers", e))?;
+        if used.contains(&img.id) {
+            return Err(Status::failed_precondition(format!(
+                "image {} is in use by a container",
+                img.id
+            )));
+        }
         rt.store
             .delete_image(&img.id)
             .map_err(|e| internal("removing the image", e))?;

@@ -3,7 +3,20 @@
 //! converted at the edge and the work is done over the store and the network.
 
 mod cgroup;
+mod container_create;
+mod container_exec_sync;
+mod container_exit;
+mod container_list;
+mod container_remove;
+mod container_reopen_log;
+mod container_start;
+mod container_stats;
+mod container_status;
+mod container_stop;
+mod container_update;
+mod containers;
 mod errors;
+mod events;
 mod image_fs_info;
 mod image_list;
 mod image_pull;
@@ -12,6 +25,7 @@ mod image_status;
 mod images;
 mod netns_pool;
 mod reconcile;
+mod rootfs;
 mod runtime;
 mod runtime_config;
 mod sandbox_cleanup;
@@ -23,6 +37,7 @@ mod sandbox_stop;
 mod sandbox_validate;
 mod serve;
 mod service;
+mod shim_client;
 mod status;
 mod update_runtime_config;
 mod version;

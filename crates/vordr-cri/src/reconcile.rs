@@ -19,6 +19,10 @@ pub struct Report {
     pub lost_namespaces: usize,
     pub orphan_pins: usize,
     pub orphan_files: usize,
+    /// Containers half-created when the daemon died, undone.
+    pub undone_containers: usize,
+    /// Containers that exited while the daemon was down.
+    pub exited_while_down: usize,
     pub errors: Vec<String>,
 }
 
@@ -87,6 +91,8 @@ pub async fn reconcile(rt: &Runtime) -> Report {
         }
     }
 
+    containers(rt, &mut report).await;
+
     let known: HashSet<String> = match rt.store.list_pods() {
         Ok(p) => p.into_iter().map(|p| p.id).collect(),
         Err(e) => {
@@ -120,4 +126,77 @@ pub async fn reconcile(rt: &Runtime) -> Report {
         }
     }
     report
+}
+
+/// Brings container rows up to date with their shims.
+async fn containers(rt: &Runtime, report: &mut Report) {
+    use vordr_store::ContainerState;
+    let all = match rt.store.list_containers() {
+        Ok(c) => c,
+        Err(e) => {
+            report.errors.push(format!("listing containers: {e}"));
+            return;
+        }
+    };
+    for c in all {
+        match c.state {
+            ContainerState::Creating => {
+                report.undone_containers += 1;
+                crate::containers::teardown(rt, &c).await;
+                if let Err(e) = rt.store.delete_container(&c.id) {
+                    report.errors.push(format!("container {}: {e}", c.id));
+                }
+            }
+            ContainerState::Created | ContainerState::Running => {
+                let state = match crate::shim_client::Shim::connect(&c.id, &c.shim_address).await {
+                    Ok(shim) => shim.state("").await.ok(),
+                    Err(_) => None,
+                };
+                use containerd_shim_protos::types::task::Status as S;
+                match state {
+                    Some(s) if s.status.enum_value_or_default() == S::STOPPED => {
+                        report.exited_while_down += 1;
+                        let at = s
+                            .exited_at
+                            .as_ref()
+                            .map(|t| t.seconds * 1_000_000_000 + i64::from(t.nanos))
+                            .unwrap_or(0);
+                        crate::container_exit::record_exit(rt, &c.id, s.exit_status as i32, at);
+                    }
+                    Some(s)
+                        if s.status.enum_value_or_default() == S::RUNNING
+                            && c.state == ContainerState::Created =>
+                    {
+                        // Started just before the daemon died.
+                        let _ = rt
+                            .store
+                            .set_container_running(&c.id, crate::sandbox_run::now_ns());
+                    }
+                    Some(_) => {}
+                    None => {
+                        // The shim is gone: its exit file is the last word.
+                        report.exited_while_down += 1;
+                        match vordr_shim_api::ExitRecord::read(&rt.bundle_dir(&c.id)) {
+                            Some(r) => crate::container_exit::record_exit(
+                                rt,
+                                &c.id,
+                                r.exit_code,
+                                r.exited_at_ns,
+                            ),
+                            None => {
+                                let exit = vordr_store::ContainerExit {
+                                    finished_at: crate::sandbox_run::now_ns(),
+                                    exit_code: 255,
+                                    reason: "Unknown".into(),
+                                    message: "the container's shim is gone".into(),
+                                };
+                                let _ = rt.store.set_container_exited(&c.id, &exit);
+                            }
+                        }
+                    }
+                }
+            }
+            ContainerState::Exited => {}
+        }
+    }
 }

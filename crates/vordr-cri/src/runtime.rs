@@ -69,6 +69,9 @@ impl Runtime {
             &config.server.root.join("pods"),
             &config.server.root.join("images"),
             &config.server.run_dir.join("ns"),
+            &config.server.run_dir.join("bundles"),
+            &config.server.run_dir.join("s"),
+            &config.server.root.join("containers"),
             &config.server.run_dir.join("netavark"),
         ] {
             std::fs::create_dir_all(dir).map_err(|source| crate::ServeError::Dir {

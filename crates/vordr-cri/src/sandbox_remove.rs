@@ -1,5 +1,5 @@
-//! RemovePodSandbox: stop if needed, then free the address, the files and
-//! the row. Idempotent, and success for an unknown pod.
+//! RemovePodSandbox: stop if needed, remove its containers, then free the
+//! address, the files and the row. Idempotent, and success for an unknown pod.
 
 use k8s_cri::v1::{RemovePodSandboxRequest, RemovePodSandboxResponse};
 use tonic::Status;
@@ -28,6 +28,13 @@ pub async fn remove_pod_sandbox(
     };
     // The CRI says a ready sandbox is stopped first, forcibly.
     stop_locked(rt, &pod).await?;
+    for c in rt
+        .store
+        .pod_containers(&pod.id)
+        .map_err(|e| internal("listing the pod's containers", e))?
+    {
+        crate::container_remove::remove_locked(rt, &c).await?;
+    }
     sandbox_cleanup::remove_pod_files(rt, &pod.id).map_err(|e| internal("removing pod", e))?;
     rt.store
         .delete_pod(&pod.id)

@@ -43,7 +43,13 @@ pub async fn run_pod_sandbox(
     req: RunPodSandboxRequest,
 ) -> Result<RunPodSandboxResponse, Status> {
     let cfg = req.config.ok_or_else(|| invalid("config", "is required"))?;
-    if !req.runtime_handler.is_empty() {
+    if !req.runtime_handler.is_empty()
+        && !rt
+            .config
+            .runtime
+            .handlers
+            .contains_key(&req.runtime_handler)
+    {
         return Err(invalid(
             "runtime_handler",
             format!("no runtime handler {:?} is configured", req.runtime_handler),

@@ -1,4 +1,5 @@
-//! StopPodSandbox: detach the network and release the pod's namespaces.
+//! StopPodSandbox: kill the pod's containers, detach the network and release
+//! the pod's namespaces.
 //! Idempotent, and success for an unknown pod, as kubelet requires.
 
 use k8s_cri::v1::{StopPodSandboxRequest, StopPodSandboxResponse};
@@ -33,6 +34,14 @@ pub async fn stop_pod_sandbox(
 
 /// Stops `pod`; the caller holds its lock.
 pub async fn stop_locked(rt: &Runtime, pod: &PodRecord) -> Result<(), Status> {
+    // Its containers first, at once (as containerd, with no grace period).
+    let containers = rt
+        .store
+        .pod_containers(&pod.id)
+        .map_err(|e| internal("listing the pod's containers", e))?;
+    for c in &containers {
+        crate::container_stop::stop(rt, c, 0).await?;
+    }
     if pod.state == PodState::NotReady && !pod.network_attached && !rt.ns_dir(&pod.id).exists() {
         return Ok(());
     }

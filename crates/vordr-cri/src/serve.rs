@@ -71,6 +71,13 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let socket = opts.config.server.socket.clone();
     let rt = Arc::new(Runtime::open(opts)?);
+    // Shims publish exits here; it must be up before any shim is asked.
+    let _events = crate::events::serve_events(rt.clone(), &rt.events_socket())
+        .await
+        .map_err(|e| ServeError::Socket {
+            path: rt.events_socket(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
     let report = reconcile(&rt).await;
     for e in &report.errors {
         tracing::error!("reconcile: {e}");

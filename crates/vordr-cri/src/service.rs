@@ -9,6 +9,8 @@ use tonic::{Request, Response, Status};
 
 use crate::runtime::Runtime;
 use crate::{
+    container_create, container_exec_sync, container_list, container_remove, container_reopen_log,
+    container_start, container_stats, container_status, container_stop, container_update,
     image_fs_info, image_list, image_pull, image_remove, image_status, runtime_config,
     sandbox_list, sandbox_remove, sandbox_run, sandbox_status, sandbox_stop, status,
     update_runtime_config, version,
@@ -70,52 +72,69 @@ impl RuntimeService for Vordr {
     }
     async fn create_container(
         &self,
-        _: Request<CreateContainerRequest>,
+        r: Request<CreateContainerRequest>,
     ) -> R<CreateContainerResponse> {
-        not_yet("CreateContainer")
+        container_create::create_container(&self.0, r.into_inner())
+            .await
+            .map(Response::new)
     }
     async fn start_container(
         &self,
-        _: Request<StartContainerRequest>,
+        r: Request<StartContainerRequest>,
     ) -> R<StartContainerResponse> {
-        not_yet("StartContainer")
+        container_start::start_container(&self.0, r.into_inner())
+            .await
+            .map(Response::new)
     }
-    async fn stop_container(&self, _: Request<StopContainerRequest>) -> R<StopContainerResponse> {
-        not_yet("StopContainer")
+    async fn stop_container(&self, r: Request<StopContainerRequest>) -> R<StopContainerResponse> {
+        container_stop::stop_container(&self.0, r.into_inner())
+            .await
+            .map(Response::new)
     }
     async fn remove_container(
         &self,
-        _: Request<RemoveContainerRequest>,
+        r: Request<RemoveContainerRequest>,
     ) -> R<RemoveContainerResponse> {
-        not_yet("RemoveContainer")
+        container_remove::remove_container(&self.0, r.into_inner())
+            .await
+            .map(Response::new)
     }
     async fn list_containers(
         &self,
-        _: Request<ListContainersRequest>,
+        r: Request<ListContainersRequest>,
     ) -> R<ListContainersResponse> {
-        // No container can exist yet: the list is truthfully empty.
-        Ok(Response::new(ListContainersResponse { containers: vec![] }))
+        container_list::list_containers(&self.0, r.into_inner())
+            .await
+            .map(Response::new)
     }
     async fn container_status(
         &self,
-        _: Request<ContainerStatusRequest>,
+        r: Request<ContainerStatusRequest>,
     ) -> R<ContainerStatusResponse> {
-        not_yet("ContainerStatus")
+        container_status::container_status(&self.0, r.into_inner())
+            .await
+            .map(Response::new)
     }
     async fn update_container_resources(
         &self,
-        _: Request<UpdateContainerResourcesRequest>,
+        r: Request<UpdateContainerResourcesRequest>,
     ) -> R<UpdateContainerResourcesResponse> {
-        not_yet("UpdateContainerResources")
+        container_update::update_container_resources(&self.0, r.into_inner())
+            .await
+            .map(Response::new)
     }
     async fn reopen_container_log(
         &self,
-        _: Request<ReopenContainerLogRequest>,
+        r: Request<ReopenContainerLogRequest>,
     ) -> R<ReopenContainerLogResponse> {
-        not_yet("ReopenContainerLog")
+        container_reopen_log::reopen_container_log(&self.0, r.into_inner())
+            .await
+            .map(Response::new)
     }
-    async fn exec_sync(&self, _: Request<ExecSyncRequest>) -> R<ExecSyncResponse> {
-        not_yet("ExecSync")
+    async fn exec_sync(&self, r: Request<ExecSyncRequest>) -> R<ExecSyncResponse> {
+        container_exec_sync::exec_sync(&self.0, r.into_inner())
+            .await
+            .map(Response::new)
     }
     async fn exec(&self, _: Request<ExecRequest>) -> R<ExecResponse> {
         not_yet("Exec")
@@ -128,27 +147,35 @@ impl RuntimeService for Vordr {
     }
     async fn container_stats(
         &self,
-        _: Request<ContainerStatsRequest>,
+        r: Request<ContainerStatsRequest>,
     ) -> R<ContainerStatsResponse> {
-        not_yet("ContainerStats")
+        container_stats::container_stats(&self.0, r.into_inner())
+            .await
+            .map(Response::new)
     }
     async fn list_container_stats(
         &self,
-        _: Request<ListContainerStatsRequest>,
+        r: Request<ListContainerStatsRequest>,
     ) -> R<ListContainerStatsResponse> {
-        Ok(Response::new(ListContainerStatsResponse { stats: vec![] }))
+        container_stats::list_container_stats(&self.0, r.into_inner())
+            .await
+            .map(Response::new)
     }
     async fn pod_sandbox_stats(
         &self,
-        _: Request<PodSandboxStatsRequest>,
+        r: Request<PodSandboxStatsRequest>,
     ) -> R<PodSandboxStatsResponse> {
-        not_yet("PodSandboxStats")
+        container_stats::pod_sandbox_stats(&self.0, r.into_inner())
+            .await
+            .map(Response::new)
     }
     async fn list_pod_sandbox_stats(
         &self,
-        _: Request<ListPodSandboxStatsRequest>,
+        r: Request<ListPodSandboxStatsRequest>,
     ) -> R<ListPodSandboxStatsResponse> {
-        not_yet("ListPodSandboxStats")
+        container_stats::list_pod_sandbox_stats(&self.0, r.into_inner())
+            .await
+            .map(Response::new)
     }
     async fn update_runtime_config(
         &self,

@@ -74,13 +74,16 @@ pub async fn status(rt: &Runtime, req: StatusRequest) -> StatusResponse {
             ],
         }),
         info,
-        runtime_handlers: vec![RuntimeHandler {
-            name: String::new(),
-            features: Some(RuntimeHandlerFeatures {
-                recursive_read_only_mounts: false,
-                user_namespaces: false,
-            }),
-        }],
+        runtime_handlers: std::iter::once(String::new())
+            .chain(rt.config.runtime.handlers.keys().cloned())
+            .map(|name| RuntimeHandler {
+                name,
+                features: Some(RuntimeHandlerFeatures {
+                    recursive_read_only_mounts: false,
+                    user_namespaces: false,
+                }),
+            })
+            .collect(),
         features: Some(RuntimeFeatures {
             supplemental_groups_policy: false,
         }),

@@ -1,6 +1,7 @@
 //! Vordr's durable state: one SQLite database with versioned migrations and
 //! typed queries. This is the only crate that writes SQL.
 
+mod containers;
 mod images;
 mod migrations;
 mod pods;
@@ -10,6 +11,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::Connection;
 
+pub use containers::{ContainerExit, ContainerRecord, ContainerState, NewContainer};
 pub use images::ImageRecord;
 pub use pods::{Lookup, NewPod, PodRecord, PodState};
 
@@ -33,6 +35,8 @@ pub enum StoreError {
     SchemaTooNew { found: i64, known: i64 },
     #[error("a pod named {0} already exists")]
     PodExists(String),
+    #[error("a container named {0} already exists in the pod")]
+    ContainerExists(String),
     #[error("corrupt row in {table}: {reason}")]
     Corrupt { table: &'static str, reason: String },
 }

@@ -54,6 +54,32 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE images ADD COLUMN user TEXT NOT NULL DEFAULT '';",
     // 4: the image manifest's annotations, as a JSON object.
     "ALTER TABLE images ADD COLUMN annotations TEXT NOT NULL DEFAULT '{}';",
+    // 5: containers, each run by its own shim.
+    "CREATE TABLE containers (
+        id           TEXT PRIMARY KEY,
+        pod_id       TEXT NOT NULL,
+        name         TEXT NOT NULL,
+        attempt      INTEGER NOT NULL,
+        state        TEXT NOT NULL,
+        created_at   INTEGER NOT NULL,
+        started_at   INTEGER NOT NULL DEFAULT 0,
+        finished_at  INTEGER NOT NULL DEFAULT 0,
+        exit_code    INTEGER NOT NULL DEFAULT 0,
+        reason       TEXT NOT NULL DEFAULT '',
+        message      TEXT NOT NULL DEFAULT '',
+        pid          INTEGER NOT NULL DEFAULT 0,
+        image_ref    TEXT NOT NULL,
+        image_id     TEXT NOT NULL,
+        config       TEXT NOT NULL,
+        labels       TEXT NOT NULL,
+        annotations  TEXT NOT NULL,
+        log_path     TEXT NOT NULL,
+        runtime      TEXT NOT NULL,
+        shim_address TEXT NOT NULL DEFAULT '',
+        stop_signal  TEXT NOT NULL DEFAULT 'SIGTERM',
+        UNIQUE (pod_id, name, attempt)
+    );
+    CREATE INDEX containers_pod ON containers (pod_id);",
 ];
 
 /// The newest schema version this build knows.

@@ -47,6 +47,16 @@ pub fn vordr_bin() -> PathBuf {
             p.display()
         );
     }
+    // The daemon starts the shim from its own directory.
+    let shim = target.join("debug").join("containerd-shim-vordr-v1");
+    let shim_built = std::fs::metadata(&shim).and_then(|m| m.modified());
+    match shim_built {
+        Ok(t) if t >= newest_source(&ws.join("shim/src")) => {}
+        _ => panic!(
+            "{} is missing or older than shim/src: run `cargo build -p vordr-shim` (just test does)",
+            shim.display()
+        ),
+    }
     p
 }
 
@@ -350,6 +360,18 @@ impl Daemon {
                 rd.filter_map(|e| e.ok())
                     .map(|e| format!("pod dir {:?}", e.file_name())),
             );
+        }
+        for (what, dir) in [
+            ("bundle", self.run_dir.join("bundles")),
+            ("container dir", self.root.join("containers")),
+            ("shim socket", self.run_dir.join("s")),
+        ] {
+            if let Ok(rd) = std::fs::read_dir(dir) {
+                out.extend(
+                    rd.filter_map(|e| e.ok())
+                        .map(|e| format!("{what} {:?}", e.file_name())),
+                );
+            }
         }
         out
     }

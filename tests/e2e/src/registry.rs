@@ -165,11 +165,23 @@ pub async fn push_as(
     arch: &str,
     auth: &RegistryAuth,
 ) -> String {
+    let config = serde_json::json!({"Cmd": ["/bin/sh"], "User": "1000"});
+    push_image(reference, layers, arch, config, auth).await
+}
+
+/// Pushes an image whose config's `config` object is `container_config`.
+pub async fn push_image(
+    reference: &str,
+    layers: &[(Vec<u8>, &str)],
+    arch: &str,
+    container_config: serde_json::Value,
+    auth: &RegistryAuth,
+) -> String {
     let r: Reference = reference.parse().unwrap();
     let diff_ids: Vec<String> = layers.iter().map(|(t, _)| sha256(t)).collect();
     let config = serde_json::json!({
         "architecture": arch, "os": "linux",
-        "config": {"Cmd": ["/bin/sh"], "User": "1000"},
+        "config": container_config,
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
     })
     .to_string();
@@ -191,4 +203,81 @@ pub async fn push_as(
     );
     client().push(&r, &blobs, cfg, auth, None).await.unwrap();
     sha256(config.as_bytes())
+}
+
+/// Commands the busybox image links to /bin/busybox.
+const BUSYBOX_APPLETS: &[&str] = &[
+    "sh", "echo", "cat", "sleep", "id", "ls", "mkdir", "touch", "rm", "hostname", "head", "dd",
+    "wc", "env", "grep", "true", "false", "kill", "ps", "trap", "seq", "yes", "tail", "unshare",
+    "mount", "sync", "chmod", "readlink", "printf", "test", "nc",
+];
+
+/// A one-layer image of the host's static busybox with a passwd and group
+/// file (root, user 1000 "app" in groups 1000 and 2000), pushed as
+/// `reference` with `container_config` (e.g. `{"Cmd": [...]}`). Returns the
+/// image id.
+pub async fn push_busybox(reference: &str, container_config: serde_json::Value) -> String {
+    let bb = std::fs::read("/bin/busybox").expect("busybox-static is installed");
+    let mut b = tar::Builder::new(Vec::new());
+    let dir = |b: &mut tar::Builder<Vec<u8>>, name: &str, mode: u32| {
+        let mut h = tar::Header::new_gnu();
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(mode);
+        h.set_size(0);
+        h.set_mtime(1_600_000_000);
+        h.set_cksum();
+        b.append_data(&mut h, name, &b""[..]).unwrap();
+    };
+    for d in [
+        "bin", "etc", "proc", "sys", "dev", "root", "var", "home/app",
+    ] {
+        dir(&mut b, d, 0o755);
+    }
+    dir(&mut b, "tmp", 0o1777);
+    let file = |b: &mut tar::Builder<Vec<u8>>, name: &str, mode: u32, data: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(mode);
+        h.set_size(data.len() as u64);
+        h.set_mtime(1_600_000_000);
+        h.set_cksum();
+        b.append_data(&mut h, name, data).unwrap();
+    };
+    file(&mut b, "bin/busybox", 0o755, &bb);
+    file(
+        &mut b,
+        "etc/passwd",
+        0o644,
+        b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n",
+    );
+    file(
+        &mut b,
+        "etc/group",
+        0o644,
+        b"root:x:0:\napp:x:1000:\nextra:x:2000:app\n",
+    );
+    for a in BUSYBOX_APPLETS {
+        let mut h = tar::Header::new_gnu();
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_mode(0o777);
+        h.set_size(0);
+        h.set_mtime(1_600_000_000);
+        b.append_link(&mut h, format!("bin/{a}"), "busybox")
+            .unwrap();
+    }
+    let layer = b.into_inner().unwrap();
+    push_image(
+        reference,
+        &[(layer, IMAGE_LAYER_GZIP_MEDIA_TYPE)],
+        "amd64",
+        container_config,
+        &RegistryAuth::Anonymous,
+    )
+    .await
 }

@@ -1,0 +1,130 @@
+//! ExecSync: run a command in a running container and return its output and
+//! exit code. The process joins every namespace of the container and runs
+//! with its user, capabilities, no_new_privs, seccomp profile and cgroup
+//! (the shim sees to it). On timeout it is killed and the call fails.
+
+use std::path::Path;
+use std::time::Duration;
+
+use k8s_cri::v1::{ExecSyncRequest, ExecSyncResponse};
+use tokio::io::AsyncReadExt;
+use tonic::Status;
+use vordr_store::ContainerState;
+
+use crate::containers::{shim_of, shim_status};
+use crate::errors::{internal, invalid};
+use crate::runtime::Runtime;
+
+/// Output beyond this much per stream is dropped (kubelet's probes read little).
+const MAX_OUTPUT: u64 = 16 << 20;
+
+pub async fn exec_sync(rt: &Runtime, req: ExecSyncRequest) -> Result<ExecSyncResponse, Status> {
+    if req.cmd.is_empty() {
+        return Err(invalid("cmd", "is required"));
+    }
+    let c = rt.find_container(&req.container_id)?;
+    if c.state != ContainerState::Running {
+        return Err(Status::failed_precondition(format!(
+            "container {} is not running",
+            c.id
+        )));
+    }
+    let bundle = rt.bundle_dir(&c.id);
+    let process = exec_process(&bundle, &req.cmd)?;
+    let exec_id = crate::sandbox_run::new_id()[..16].to_string();
+    let out_path = bundle.join(format!("exec-{exec_id}.stdout"));
+    let err_path = bundle.join(format!("exec-{exec_id}.stderr"));
+    let res = run(&c, &exec_id, process, &out_path, &err_path, req.timeout).await;
+    let _ = std::fs::remove_file(&out_path);
+    let _ = std::fs::remove_file(&err_path);
+    res
+}
+
+/// The container's own process with `cmd` as its args and no terminal.
+pub fn exec_process(bundle: &Path, cmd: &[String]) -> Result<Vec<u8>, Status> {
+    let data = std::fs::read(bundle.join("config.json"))
+        .map_err(|e| internal("reading the container's config.json", e))?;
+    let spec: serde_json::Value =
+        serde_json::from_slice(&data).map_err(|e| internal("parsing config.json", e))?;
+    let mut process = spec
+        .get("process")
+        .cloned()
+        .ok_or_else(|| internal("config.json", "has no process"))?;
+    process["args"] = serde_json::json!(cmd);
+    process["terminal"] = serde_json::json!(false);
+    if let Some(o) = process.as_object_mut() {
+        o.remove("consoleSize");
+    }
+    Ok(serde_json::to_vec(&process).expect("JSON serialises"))
+}
+
+async fn run(
+    c: &vordr_store::ContainerRecord,
+    exec_id: &str,
+    process: Vec<u8>,
+    out_path: &Path,
+    err_path: &Path,
+    timeout: i64,
+) -> Result<ExecSyncResponse, Status> {
+    for p in [out_path, err_path] {
+        nix::unistd::mkfifo(p, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .map_err(|e| internal("creating exec fifo", e))?;
+    }
+    let open = |p: &Path| {
+        tokio::net::unix::pipe::OpenOptions::new()
+            .open_receiver(p)
+            .map_err(|e| internal("opening exec fifo", e))
+    };
+    let (out, err) = (open(out_path)?, open(err_path)?);
+    let shim = shim_of(c).await?;
+    let (o, e) = (
+        out_path.display().to_string(),
+        err_path.display().to_string(),
+    );
+    shim.exec(exec_id, process, "", &o, &e)
+        .await
+        .map_err(|e| shim_status("exec", e))?;
+    let started = shim.start(exec_id).await;
+    if let Err(e) = started {
+        let _ = shim.delete(exec_id).await;
+        return Err(shim_status("starting exec", e));
+    }
+    let read_all = |mut r: tokio::net::unix::pipe::Receiver| async move {
+        let mut buf = Vec::new();
+        let mut limited = (&mut r).take(MAX_OUTPUT);
+        let _ = limited.read_to_end(&mut buf).await;
+        // Drain the rest so the process never blocks on a full pipe.
+        let _ = tokio::io::copy(&mut r, &mut tokio::io::sink()).await;
+        buf
+    };
+    let work = async {
+        let (stdout, stderr, waited) =
+            tokio::join!(read_all(out), read_all(err), shim.wait(exec_id));
+        (stdout, stderr, waited)
+    };
+    let result = if timeout > 0 {
+        tokio::time::timeout(Duration::from_secs(timeout as u64), work).await
+    } else {
+        Ok(work.await)
+    };
+    match result {
+        Ok((stdout, stderr, waited)) => {
+            let _ = shim.delete(exec_id).await;
+            let (code, _) = waited.map_err(|e| shim_status("waiting for exec", e))?;
+            Ok(ExecSyncResponse {
+                stdout,
+                stderr,
+                exit_code: code as i32,
+            })
+        }
+        Err(_) => {
+            let _ = shim.kill(exec_id, 9, false).await;
+            let _ = tokio::time::timeout(Duration::from_secs(5), shim.wait(exec_id)).await;
+            let _ = shim.delete(exec_id).await;
+            Err(Status::deadline_exceeded(format!(
+                "exec in container {}: timeout {timeout}s exceeded; the process was killed",
+                c.id
+            )))
+        }
+    }
+}

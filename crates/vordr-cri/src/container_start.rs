@@ -1,0 +1,34 @@
+//! StartContainer: the shim starts the created container.
+
+use k8s_cri::v1::{StartContainerRequest, StartContainerResponse};
+use tonic::Status;
+use vordr_store::ContainerState;
+
+use crate::containers::{shim_of, shim_status};
+use crate::errors::internal;
+use crate::runtime::Runtime;
+
+pub async fn start_container(
+    rt: &Runtime,
+    req: StartContainerRequest,
+) -> Result<StartContainerResponse, Status> {
+    let c = rt.find_container(&req.container_id)?;
+    let _lock = rt.lock_pod(&c.pod_id).await;
+    let c = rt.find_container(&c.id)?;
+    if c.state != ContainerState::Created {
+        return Err(Status::failed_precondition(format!(
+            "container {} is {}, not created",
+            c.id,
+            c.state.as_str()
+        )));
+    }
+    let shim = shim_of(&c).await?;
+    shim.start("")
+        .await
+        .map_err(|e| shim_status("starting the container", e))?;
+    rt.store
+        .set_container_running(&c.id, crate::sandbox_run::now_ns())
+        .map_err(|e| internal("recording container", e))?;
+    tracing::info!(container = %c.id, "container started");
+    Ok(StartContainerResponse {})
+}

@@ -1,0 +1,126 @@
+//! The contract between `vordr serve` and its per-container shims: what the
+//! daemon passes in a task's options, what the shim leaves on disk, and where
+//! its socket lives. Both sides depend on this crate and nothing heavier.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// File name of the shim binary, looked up next to `vordr` and then on PATH.
+pub const SHIM_BINARY: &str = "containerd-shim-vordr-v1";
+
+/// The containerd namespace shims are started in (as containerd's CRI plugin).
+pub const NAMESPACE: &str = "k8s.io";
+
+/// `type_url` of the JSON [`CreateOptions`] in `CreateTaskRequest.options`.
+pub const CREATE_OPTIONS_TYPE: &str = "types.vordr.dev/vordr.shim.v1.CreateOptions";
+
+/// `type_url` of the JSON OCI process in `ExecProcessRequest.spec`.
+pub const PROCESS_SPEC_TYPE: &str = "types.containerd.io/opencontainers/runtime-spec/1/Process";
+
+/// `type_url` of the JSON OCI `LinuxResources` in `UpdateTaskRequest.resources`.
+pub const RESOURCES_TYPE: &str = "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources";
+
+/// An `UpdateTaskRequest` carrying this annotation asks the shim to reopen the
+/// container's log file (CRI ReopenContainerLog); it changes no resources.
+pub const REOPEN_LOG_ANNOTATION: &str = "io.vordr.shim.reopen-log";
+
+/// The record of the container's exit, written by the shim into the bundle
+/// before it publishes the exit, so that it survives the daemon and the shim.
+pub const EXIT_FILE: &str = "exit.json";
+
+/// The shim's own log (its stderr), in the bundle.
+pub const SHIM_LOG_FILE: &str = "shim.log";
+
+/// Environment variable naming the directory the shim puts its socket in.
+pub const SOCKET_DIR_ENV: &str = "VORDR_SHIM_SOCKET_DIR";
+
+/// Which OCI runtime a shim drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeKind {
+    /// youki's libcontainer, in the shim's own helper processes.
+    #[default]
+    Youki,
+    /// runc, through its command line.
+    Runc,
+}
+
+/// How the daemon wants a container run, sent with Create.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct CreateOptions {
+    pub runtime: RuntimeKind,
+    /// The runc binary (runc only).
+    #[serde(default)]
+    pub runtime_path: PathBuf,
+    /// The runtime's state directory.
+    pub runtime_root: PathBuf,
+    /// The CRI log file stdout and stderr go to; none discards them.
+    #[serde(default)]
+    pub log_path: Option<PathBuf>,
+    /// Longer lines are split into partial (`P`) records of this many bytes.
+    pub max_log_line: usize,
+}
+
+/// The container's exit, as the shim saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitRecord {
+    pub pid: u32,
+    /// Exit code, or 128 + signal number.
+    pub exit_code: i32,
+    /// Nanoseconds since the Unix epoch.
+    pub exited_at_ns: i64,
+    /// The memory cgroup killed a process of the container.
+    pub oom_killed: bool,
+}
+
+impl ExitRecord {
+    /// Reads the record a shim left in `bundle`, if any.
+    pub fn read(bundle: &Path) -> Option<ExitRecord> {
+        let data = std::fs::read(bundle.join(EXIT_FILE)).ok()?;
+        serde_json::from_slice(&data).ok()
+    }
+}
+
+/// Where the shim of container `id` listens, under `dir`: short, so that it
+/// fits a unix socket address whatever the id.
+pub fn socket_path(dir: &Path, id: &str) -> PathBuf {
+    // FNV-1a, enough to keep ids apart in one directory.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    dir.join(format!("{h:016x}.sock"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_paths_are_short_and_distinct() {
+        let dir = Path::new("/run/vordr/s");
+        let a = socket_path(dir, &"a".repeat(64));
+        let b = socket_path(dir, &"b".repeat(64));
+        assert_ne!(a, b);
+        assert!(a.as_os_str().len() < 108);
+        assert_eq!(a, socket_path(dir, &"a".repeat(64)));
+    }
+
+    #[test]
+    fn options_round_trip() {
+        let o = CreateOptions {
+            runtime: RuntimeKind::Runc,
+            runtime_path: "/usr/sbin/runc".into(),
+            runtime_root: "/run/vordr/runc".into(),
+            log_path: Some("/var/log/pods/x/c/0.log".into()),
+            max_log_line: 16384,
+        };
+        let s = serde_json::to_string(&o).unwrap();
+        assert!(s.contains("\"runc\""));
+        let back: CreateOptions = serde_json::from_str(&s).unwrap();
+        assert_eq!(back.runtime, RuntimeKind::Runc);
+        assert_eq!(back.max_log_line, 16384);
+    }
+}

@@ -1,0 +1,159 @@
+//! youki, through its libcontainer crate. libcontainer clones the calling
+//! process, so everything that clones runs in a fresh single-threaded helper:
+//! the shim's own binary started again with a hidden verb. start, kill,
+//! delete, pause, resume and update do not clone and run in the shim.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::container::Container;
+use libcontainer::syscall::syscall::SyscallType;
+
+use super::runc::read_pid;
+use super::{run_helper, with_io, OciRuntime, ProcessIo, Result, RuntimeError};
+
+/// Hidden verb of the shim binary that creates a container with libcontainer.
+pub const CREATE_VERB: &str = "__youki-create";
+/// Hidden verb of the shim binary that execs into a container.
+pub const EXEC_VERB: &str = "__exec";
+
+pub struct Youki {
+    pub root: PathBuf,
+}
+
+impl Youki {
+    fn load(&self, id: &str) -> Result<Container> {
+        Container::load(self.root.join(id))
+            .map_err(|e| RuntimeError(format!("load container {id}: {e}")))
+    }
+}
+
+fn err(what: &str) -> impl Fn(libcontainer::error::LibcontainerError) -> RuntimeError + '_ {
+    move |e| RuntimeError(format!("{what}: {e}"))
+}
+
+impl OciRuntime for Youki {
+    fn create(&self, id: &str, bundle: &Path, io: ProcessIo) -> Result<i32> {
+        let pid_file = bundle.join("init.pid");
+        let err_file = bundle.join("create-error");
+        let exe = std::env::current_exe().map_err(|e| RuntimeError(e.to_string()))?;
+        let mut c = Command::new(exe);
+        c.arg(CREATE_VERB)
+            .arg(&self.root)
+            .arg(id)
+            .arg(bundle)
+            .arg(&pid_file)
+            .arg(&err_file);
+        if let Some(sock) = &io.console_socket {
+            c.arg(sock);
+        }
+        with_io(&mut c, io);
+        run_helper(c, "youki create", Some(&err_file))?;
+        read_pid(&pid_file)
+    }
+
+    fn start(&self, id: &str) -> Result<()> {
+        self.load(id)?.start().map_err(err("youki start"))
+    }
+
+    fn kill(&self, id: &str, signal: i32, all: bool) -> Result<()> {
+        let sig = libcontainer::signal::Signal::try_from(signal)
+            .map_err(|e| RuntimeError(format!("signal {signal}: {e}")))?;
+        self.load(id)?.kill(sig, all).map_err(err("youki kill"))
+    }
+
+    fn delete(&self, id: &str, force: bool) -> Result<()> {
+        if !self.root.join(id).exists() {
+            return Ok(());
+        }
+        self.load(id)?.delete(force).map_err(err("youki delete"))
+    }
+
+    fn pause(&self, id: &str) -> Result<()> {
+        self.load(id)?.pause().map_err(err("youki pause"))
+    }
+
+    fn resume(&self, id: &str) -> Result<()> {
+        self.load(id)?.resume().map_err(err("youki resume"))
+    }
+
+    fn update(&self, id: &str, bundle: &Path, resources_json: &[u8]) -> Result<()> {
+        use libcgroups::common::{
+            create_cgroup_manager, CgroupConfig, CgroupManager, ControllerOpt,
+        };
+        let resources: libcontainer::oci_spec::runtime::LinuxResources =
+            serde_json::from_slice(resources_json)
+                .map_err(|e| RuntimeError(format!("resources: {e}")))?;
+        let spec = libcontainer::oci_spec::runtime::Spec::load(bundle.join("config.json"))
+            .map_err(|e| RuntimeError(format!("config.json: {e}")))?;
+        let path = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.cgroups_path().clone())
+            .ok_or_else(|| RuntimeError("config.json has no cgroupsPath".into()))?;
+        let manager = create_cgroup_manager(CgroupConfig {
+            cgroup_path: path,
+            systemd_cgroup: false,
+            container_name: id.to_string(),
+        })
+        .map_err(|e| RuntimeError(format!("cgroup: {e}")))?;
+        manager
+            .apply(&ControllerOpt {
+                resources: &resources,
+                disable_oom_killer: false,
+                oom_score_adj: None,
+                freezer_state: None,
+            })
+            .map_err(|e| RuntimeError(format!("update cgroup: {e}")))
+    }
+
+    fn exec(
+        &self,
+        _id: &str,
+        init_pid: i32,
+        bundle: &Path,
+        process_json: &Path,
+        pid_file: &Path,
+        io: ProcessIo,
+    ) -> Result<Child> {
+        let exe = std::env::current_exe().map_err(|e| RuntimeError(e.to_string()))?;
+        let mut c = Command::new(exe);
+        c.arg(EXEC_VERB)
+            .arg(init_pid.to_string())
+            .arg(process_json)
+            .arg(bundle.join("config.json"))
+            .arg(pid_file);
+        with_io(&mut c, io);
+        c.spawn()
+            .map_err(|e| RuntimeError(format!("exec helper: {e}")))
+    }
+}
+
+/// `containerd-shim-vordr-v1 __youki-create ROOT ID BUNDLE PID_FILE ERR_FILE [CONSOLE_SOCKET]`:
+/// runs single-threaded, before anything else in the binary.
+pub fn youki_create_main(args: &[String]) -> i32 {
+    let [root, id, bundle, pid_file, err_file, rest @ ..] = args else {
+        eprintln!("usage: {CREATE_VERB} ROOT ID BUNDLE PID_FILE ERR_FILE [CONSOLE_SOCKET]");
+        return 2;
+    };
+    let console = rest.first().map(PathBuf::from);
+    let res = ContainerBuilder::new(id.clone(), SyscallType::default())
+        .with_root_path(root)
+        .and_then(|b| b.with_pid_file(Some(pid_file)))
+        .map(|b| b.with_console_socket(console))
+        .and_then(|b| b.validate_id())
+        .and_then(|b| {
+            b.as_init(bundle)
+                .with_systemd(false)
+                .with_detach(true)
+                .build()
+        });
+    match res {
+        Ok(_) => 0,
+        Err(e) => {
+            let _ = std::fs::write(err_file, format!("{e}"));
+            1
+        }
+    }
+}

@@ -1,0 +1,589 @@
+//! Containers end to end: real images from a local registry, real shims,
+//! youki and runc, logs, exec, stats, exits, and daemon restarts.
+
+use std::time::{Duration, Instant};
+
+use tonic::Code;
+use vordr_e2e::registry::{push_busybox, Registry};
+use vordr_e2e::*;
+
+struct Setup {
+    reg: Registry,
+    d: Daemon,
+    c: CriClient,
+    image: String,
+    logs: tempfile::TempDir,
+}
+
+async fn setup(tag: &str) -> Option<Setup> {
+    if !can_run() {
+        eprintln!("skipped: needs root and netavark");
+        return None;
+    }
+    let reg = Registry::start();
+    let image = format!("{}/e2e/busybox:1", reg.addr);
+    push_busybox(&image, serde_json::json!({"Cmd": ["sleep", "1000"]})).await;
+    let d = Daemon::start_with_registries(
+        tag,
+        &format!(
+            "[[registry]]\nlocation = \"{}\"\ninsecure = true\n",
+            reg.addr
+        ),
+    )
+    .await;
+    let mut c = d.client().await;
+    c.image
+        .pull_image(cri::PullImageRequest {
+            image: Some(cri::ImageSpec {
+                image: image.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    Some(Setup {
+        reg,
+        d,
+        c,
+        image,
+        logs,
+    })
+}
+
+impl Setup {
+    async fn pod(&mut self, name: &str, handler: &str) -> (String, cri::PodSandboxConfig) {
+        let mut cfg = pod_config(name);
+        cfg.log_directory = self.logs.path().join(name).display().to_string();
+        let id = self
+            .c
+            .runtime
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(cfg.clone()),
+                runtime_handler: handler.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        (id, cfg)
+    }
+
+    fn config(&self, name: &str, cmd: &[&str]) -> cri::ContainerConfig {
+        cri::ContainerConfig {
+            metadata: Some(cri::ContainerMetadata {
+                name: name.into(),
+                attempt: 0,
+            }),
+            image: Some(cri::ImageSpec {
+                image: self.image.clone(),
+                ..Default::default()
+            }),
+            command: cmd.iter().map(|s| s.to_string()).collect(),
+            log_path: format!("{name}/0.log"),
+            labels: [("c".to_string(), name.to_string())].into(),
+            linux: Some(cri::LinuxContainerConfig {
+                security_context: Some(cri::LinuxContainerSecurityContext {
+                    seccomp: Some(cri::SecurityProfile {
+                        profile_type: cri::security_profile::ProfileType::RuntimeDefault as i32,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    async fn create(
+        &mut self,
+        pod: &(String, cri::PodSandboxConfig),
+        cfg: cri::ContainerConfig,
+    ) -> Result<String, tonic::Status> {
+        self.c
+            .runtime
+            .create_container(cri::CreateContainerRequest {
+                pod_sandbox_id: pod.0.clone(),
+                config: Some(cfg),
+                sandbox_config: Some(pod.1.clone()),
+            })
+            .await
+            .map(|r| r.into_inner().container_id)
+    }
+
+    async fn run(
+        &mut self,
+        pod: &(String, cri::PodSandboxConfig),
+        cfg: cri::ContainerConfig,
+    ) -> String {
+        let id = self.create(pod, cfg).await.unwrap_or_else(|e| {
+            panic!("create: {e}\n{}", self.d.log());
+        });
+        self.c
+            .runtime
+            .start_container(cri::StartContainerRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("start: {e}\n{}", self.d.log()));
+        id
+    }
+
+    async fn status(&mut self, id: &str) -> cri::ContainerStatus {
+        self.c
+            .runtime
+            .container_status(cri::ContainerStatusRequest {
+                container_id: id.into(),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap()
+    }
+
+    async fn wait_exit(&mut self, id: &str) -> cri::ContainerStatus {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let s = self.status(id).await;
+            if s.state == cri::ContainerState::ContainerExited as i32 {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "{id} never exited: {s:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn exec(
+        &mut self,
+        id: &str,
+        cmd: &[&str],
+        timeout: i64,
+    ) -> Result<cri::ExecSyncResponse, tonic::Status> {
+        self.c
+            .runtime
+            .exec_sync(cri::ExecSyncRequest {
+                container_id: id.into(),
+                cmd: cmd.iter().map(|s| s.to_string()).collect(),
+                timeout,
+            })
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    fn log_of(&self, pod: &str, name: &str) -> String {
+        std::fs::read_to_string(self.logs.path().join(pod).join(name).join("0.log"))
+            .unwrap_or_default()
+    }
+
+    async fn wait_log(&self, pod: &str, name: &str, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let l = self.log_of(pod, name);
+            if l.contains(needle) {
+                return l;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "log never showed {needle:?}: {l:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Checks the CRI log format of every line.
+fn assert_cri_log(log: &str) {
+    for line in log.lines() {
+        let parts: Vec<&str> = line.splitn(4, ' ').collect();
+        assert!(parts.len() >= 3, "bad log line {line:?}");
+        assert!(
+            parts[0].ends_with('Z') && parts[0].contains('T'),
+            "time in {line:?}"
+        );
+        assert!(
+            ["stdout", "stderr"].contains(&parts[1]),
+            "stream in {line:?}"
+        );
+        assert!(["P", "F"].contains(&parts[2]), "tag in {line:?}");
+    }
+}
+
+async fn lifecycle(handler: &str) {
+    let Some(mut s) = setup(&format!("ctr-{handler}")).await else {
+        return;
+    };
+    let podname = format!(
+        "life-{}",
+        if handler.is_empty() { "youki" } else { handler }
+    );
+    let pod = s.pod(&podname, handler).await;
+    let long = "x".repeat(20_000);
+    let script = format!("echo hello; echo oops >&2; echo {long}; exec sleep 1000");
+    let id = s.run(&pod, s.config("app", &["sh", "-c", &script])).await;
+
+    let st = s.status(&id).await;
+    assert_eq!(st.state, cri::ContainerState::ContainerRunning as i32);
+    assert!(st.started_at > 0 && st.image_ref.contains("sha256:"));
+    let log = s.wait_log(&podname, "app", "oops").await;
+    let log = if log.contains(&long[..100]) {
+        log
+    } else {
+        s.wait_log(&podname, "app", " F x").await
+    };
+    assert_cri_log(&log);
+    assert!(log.contains(" stdout F hello\n"), "{log}");
+    assert!(log.contains(" stderr F oops\n"), "{log}");
+    // A 20000-byte line is one partial record of 16384 bytes and a full one.
+    assert!(
+        log.contains(&format!(" stdout P {}\n", "x".repeat(16384))),
+        "no partial record"
+    );
+    assert!(log.contains(&format!(" stdout F {}\n", "x".repeat(20_000 - 16384))));
+
+    // ExecSync: output, exit codes, the container's view, seccomp, timeout.
+    let r = s
+        .exec(&id, &["sh", "-c", "echo out; echo err >&2; exit 3"], 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.stdout.as_slice(), r.stderr.as_slice(), r.exit_code),
+        (&b"out\n"[..], &b"err\n"[..], 3)
+    );
+    let r = s.exec(&id, &["hostname"], 10).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&r.stdout).trim(), podname);
+    let r = s
+        .exec(
+            &id,
+            &["grep", "-E", "^(Seccomp|NoNewPrivs):", "/proc/self/status"],
+            10,
+        )
+        .await
+        .unwrap();
+    let out = String::from_utf8_lossy(&r.stdout);
+    assert!(
+        out.contains("Seccomp:\t2"),
+        "exec runs without the seccomp filter: {out}"
+    );
+    let r = s.exec(&id, &["cat", "/proc/1/cmdline"], 10).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&r.stdout).starts_with("sleep"),
+        "exec is not in the container's pid namespace"
+    );
+    let r = s.exec(&id, &["no-such-binary"], 10).await.unwrap();
+    assert_ne!(r.exit_code, 0);
+    let t = Instant::now();
+    let e = s.exec(&id, &["sleep", "30"], 1).await.unwrap_err();
+    assert_eq!(e.code(), Code::DeadlineExceeded, "{e}");
+    assert!(t.elapsed() < Duration::from_secs(10));
+    let r = s
+        .exec(
+            &id,
+            &["sh", "-c", "ps -o args | grep -c '^sleep 30$' || true"],
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&r.stdout).trim(),
+        "0",
+        "the timed-out exec still runs"
+    );
+
+    // Stats, listing.
+    let stats =
+        s.c.runtime
+            .container_stats(cri::ContainerStatsRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .stats
+            .unwrap();
+    assert!(stats.memory.unwrap().working_set_bytes.unwrap().value > 0);
+    assert!(stats.cpu.unwrap().usage_core_nano_seconds.unwrap().value > 0);
+    let listed =
+        s.c.runtime
+            .list_containers(cri::ListContainersRequest {
+                filter: Some(cri::ContainerFilter {
+                    pod_sandbox_id: pod.0.clone(),
+                    label_selector: [("c".to_string(), "app".to_string())].into(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .containers;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, id);
+
+    // sleep as PID 1 ignores SIGTERM: Stop waits out the timeout, then kills.
+    let t = Instant::now();
+    s.c.runtime
+        .stop_container(cri::StopContainerRequest {
+            container_id: id.clone(),
+            timeout: 2,
+        })
+        .await
+        .unwrap();
+    assert!(t.elapsed() >= Duration::from_secs(2), "stopped too early");
+    let st = s.status(&id).await;
+    assert_eq!(st.state, cri::ContainerState::ContainerExited as i32);
+    assert_eq!(st.exit_code, 137);
+
+    // A container that exits by itself.
+    let id2 = s
+        .run(&pod, s.config("quits", &["sh", "-c", "exit 7"]))
+        .await;
+    let st = s.wait_exit(&id2).await;
+    assert_eq!((st.exit_code, st.reason.as_str()), (7, "Error"));
+
+    for id in [&id, &id2] {
+        s.c.runtime
+            .remove_container(cri::RemoveContainerRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .unwrap();
+    }
+    let e = s.status_err(&id).await;
+    assert_eq!(e, Code::NotFound);
+    s.c.runtime
+        .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: pod.0.clone(),
+        })
+        .await
+        .unwrap();
+    s.d.drain_pool().await;
+    assert_eq!(s.d.leftovers(), Vec::<String>::new());
+    drop(s.reg);
+}
+
+impl Setup {
+    async fn status_err(&mut self, id: &str) -> Code {
+        self.c
+            .runtime
+            .container_status(cri::ContainerStatusRequest {
+                container_id: id.into(),
+                verbose: false,
+            })
+            .await
+            .unwrap_err()
+            .code()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lifecycle_youki() {
+    lifecycle("").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lifecycle_runc() {
+    lifecycle("runc").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oom_and_limits() {
+    let Some(mut s) = setup("ctr-oom").await else {
+        return;
+    };
+    let pod = s.pod("oom", "").await;
+    let mut cfg = s.config(
+        "hog",
+        &[
+            "sh",
+            "-c",
+            "exec dd if=/dev/zero of=/dev/null bs=64M count=1",
+        ],
+    );
+    let linux = cfg.linux.get_or_insert_with(Default::default);
+    linux.resources = Some(cri::LinuxContainerResources {
+        memory_limit_in_bytes: 32 << 20,
+        cpu_quota: 20_000,
+        cpu_period: 100_000,
+        ..Default::default()
+    });
+    let id = s.run(&pod, cfg).await;
+    let st = s.wait_exit(&id).await;
+    assert_eq!(st.reason, "OOMKilled", "{st:?}");
+    assert_eq!(st.exit_code, 137);
+
+    // Limits land in the container's cgroup, and updates too.
+    let id = s
+        .run(&pod, {
+            let mut c = s.config("limited", &["sleep", "1000"]);
+            c.linux.get_or_insert_with(Default::default).resources =
+                Some(cri::LinuxContainerResources {
+                    memory_limit_in_bytes: 64 << 20,
+                    ..Default::default()
+                });
+            c
+        })
+        .await;
+    let r = s
+        .exec(
+            &id,
+            &["cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes"],
+            10,
+        )
+        .await
+        .unwrap();
+    let seen = String::from_utf8_lossy(&r.stdout).trim().to_string();
+    // Without a cgroup namespace the container sees the host's hierarchy; find ours.
+    let info =
+        s.c.runtime
+            .container_status(cri::ContainerStatusRequest {
+                container_id: id.clone(),
+                verbose: true,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .info;
+    let v: serde_json::Value = serde_json::from_str(&info["info"]).unwrap();
+    let cg = v["runtimeSpec"]["linux"]["cgroupsPath"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let limit = |p: &str| {
+        std::fs::read_to_string(format!("/sys/fs/cgroup/memory{p}/memory.limit_in_bytes"))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(
+        limit(&cg),
+        (64u64 << 20).to_string(),
+        "container saw {seen}"
+    );
+    s.c.runtime
+        .update_container_resources(cri::UpdateContainerResourcesRequest {
+            container_id: id.clone(),
+            linux: Some(cri::LinuxContainerResources {
+                memory_limit_in_bytes: 96 << 20,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(limit(&cg), (96u64 << 20).to_string());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn survives_daemon_restart() {
+    let Some(mut s) = setup("ctr-restart").await else {
+        return;
+    };
+    let pod = s.pod("restart", "").await;
+    let id = s
+        .run(
+            &pod,
+            s.config(
+                "ticker",
+                &["sh", "-c", "while true; do echo tick; sleep 0.2; done"],
+            ),
+        )
+        .await;
+    let quitter = s
+        .run(&pod, s.config("quitter", &["sh", "-c", "sleep 2; exit 5"]))
+        .await;
+    s.wait_log("restart", "ticker", "tick").await;
+    s.d.kill9();
+    let before = s.log_of("restart", "ticker").lines().count();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let during = s.log_of("restart", "ticker").lines().count();
+    assert!(
+        during > before + 3,
+        "the container stopped logging while the daemon was down"
+    );
+    s.d.spawn().await;
+    s.c = s.d.client().await;
+    let st = s.status(&id).await;
+    assert_eq!(
+        st.state,
+        cri::ContainerState::ContainerRunning as i32,
+        "{st:?}"
+    );
+    let st = s.status(&quitter).await;
+    assert_eq!(
+        st.state,
+        cri::ContainerState::ContainerExited as i32,
+        "{st:?}"
+    );
+    assert_eq!(st.exit_code, 5);
+    let r = s.exec(&id, &["echo", "still here"], 10).await.unwrap();
+    assert_eq!(r.stdout, b"still here\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input() {
+    let Some(mut s) = setup("ctr-bad").await else {
+        return;
+    };
+    let pod = s.pod("bad", "").await;
+    // Unknown pod, unknown image, bad mount source, unknown container.
+    let e = s
+        .create(&("nope".into(), pod.1.clone()), s.config("x", &["true"]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound, "{e}");
+    let mut cfg = s.config("x", &["true"]);
+    cfg.image.as_mut().unwrap().image = format!("{}/e2e/absent:1", s.reg.addr);
+    let e = s.create(&pod, cfg).await.unwrap_err();
+    assert_eq!(e.code(), Code::NotFound, "{e}");
+    assert!(e.message().contains("absent"), "{e}");
+    let mut cfg = s.config("x", &["true"]);
+    cfg.mounts.push(cri::Mount {
+        container_path: "/data".into(),
+        host_path: "/no/such/dir".into(),
+        ..Default::default()
+    });
+    let e = s.create(&pod, cfg).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e}");
+    assert!(e.message().contains("mounts[0].host_path"), "{e}");
+    assert_eq!(s.status_err("0123456789ab").await, Code::NotFound);
+    let e =
+        s.c.runtime
+            .start_container(cri::StartContainerRequest {
+                container_id: "0123456789ab".into(),
+            })
+            .await
+            .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    // Nothing of the failed creates is left: no bundle, no shim, no mount.
+    let listed =
+        s.c.runtime
+            .list_containers(cri::ListContainersRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .containers;
+    assert!(listed.is_empty(), "{listed:?}");
+    // A stopped pod takes no new containers.
+    s.c.runtime
+        .stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: pod.0.clone(),
+        })
+        .await
+        .unwrap();
+    let e = s
+        .create(&pod, s.config("late", &["true"]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e}");
+    s.c.runtime
+        .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: pod.0.clone(),
+        })
+        .await
+        .unwrap();
+    s.d.drain_pool().await;
+    assert_eq!(s.d.leftovers(), Vec::<String>::new());
+}
