@@ -5,6 +5,7 @@
 mod crilog;
 mod exit;
 mod nsexec;
+mod podinit;
 mod runtime;
 mod shim;
 mod task;
@@ -17,6 +18,7 @@ fn main() {
             std::process::exit(runtime::youki_create_main(&args[2..]))
         }
         Some(runtime::youki::EXEC_VERB) => std::process::exit(nsexec_main(&args[2..])),
+        Some(podinit::POD_INIT_VERB) => std::process::exit(podinit::pod_init_main()),
         _ => {}
     }
     let config = containerd_shim::Config {

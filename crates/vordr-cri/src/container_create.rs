@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 
 use k8s_cri::v1::{
-    ContainerConfig, CreateContainerRequest, CreateContainerResponse, PodSandboxConfig,
+    ContainerConfig, CreateContainerRequest, CreateContainerResponse, NamespaceMode,
+    PodSandboxConfig,
 };
 use serde::Deserialize;
 use tonic::Status;
@@ -256,12 +257,25 @@ async fn build(
     let hostname = std::fs::read_to_string(pod_dir.join("hostname"))
         .map(|s| s.trim().to_string())
         .unwrap_or_default();
+    // Containers of a pod that shares its PID namespace join the pod's init.
+    let pid_mode = config
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.as_ref())
+        .map(|n| n.pid)
+        .unwrap_or(NamespaceMode::Pod as i32);
+    let pid_ns_path = if pid_mode == NamespaceMode::Pod as i32 {
+        Some(crate::pod_init::pid_namespace(rt, &pod.id).await?)
+    } else {
+        None
+    };
     let paths = vordr_spec::PodPaths {
         sandbox_id: pod.id.clone(),
         netns: pod.netns_path.as_ref().map(PathBuf::from),
         ipcns: pod.ipc_path.as_ref().map(PathBuf::from),
         utsns: pod.uts_path.as_ref().map(PathBuf::from),
-        pid_ns_path: None,
+        pid_ns_path,
         hostname,
         resolv_conf: Some(pod_dir.join("resolv.conf")),
         hosts: Some(pod_dir.join("hosts")),

@@ -24,6 +24,7 @@ mod image_remove;
 mod image_status;
 mod images;
 mod netns_pool;
+mod pod_init;
 mod reconcile;
 mod rootfs;
 mod runtime;

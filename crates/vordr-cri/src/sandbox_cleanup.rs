@@ -60,6 +60,7 @@ pub async fn teardown(rt: &Runtime, pod: &PodRecord) -> Result<(), String> {
 /// Unpins the pod's namespaces.
 pub async fn release_namespaces(rt: &Runtime, pod_id: &str) -> Result<(), String> {
     let dir = rt.ns_dir(pod_id);
+    crate::pod_init::kill(&dir);
     tokio::task::spawn_blocking(move || netns::release_dir(&dir))
         .await
         .map_err(|e| e.to_string())?

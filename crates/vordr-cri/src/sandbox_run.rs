@@ -150,10 +150,12 @@ async fn build(
             e => internal("pinning namespaces", e),
         })?;
     let s = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.to_string_lossy().into_owned());
+    // A pod from the pool joined the slot's pinned network namespace.
+    let net_pin = pins.net.clone().or_else(|| from_pool.then_some(pool_net));
     rt.store
         .set_pod_namespaces(
             id,
-            s(&pins.net).as_deref(),
+            s(&net_pin).as_deref(),
             s(&pins.ipc).as_deref(),
             s(&pins.uts).as_deref(),
         )

@@ -318,22 +318,103 @@ pub fn unpack_layer(r: impl Read, dest: &Path) -> Result<UnpackStats, UnpackErro
 }
 
 /// Unpacks the uncompressed tar `r` into `dest`, an empty directory.
+///
+/// A layer whose last entry is complete but whose stream stops before that
+/// entry's padding and the end-of-archive blocks is accepted, as Go's
+/// archive/tar (and so containerd) accepts it; a layer that stops inside an
+/// entry's content is refused.
 pub fn unpack_tar(r: impl Read, dest: &Path) -> Result<UnpackStats, UnpackError> {
-    let mut archive = tar::Archive::new(r);
+    let eof_at = std::rc::Rc::new(std::cell::Cell::new(None));
+    let mut archive = tar::Archive::new(PadToBlock {
+        inner: r,
+        read: 0,
+        pad_left: None,
+        eof_at: eof_at.clone(),
+    });
     let mut layer = Layer {
         root: dest,
         stats: UnpackStats::default(),
     };
+    let mut content_end = 0u64;
     for e in archive.entries().map_err(UnpackError::Read)? {
-        layer.entry(e.map_err(UnpackError::Read)?)?;
+        let e = e.map_err(UnpackError::Read)?;
+        content_end = content_end.max(e.raw_file_position() + e.size());
+        layer.entry(e)?;
+    }
+    if let Some(end) = eof_at.get() {
+        if content_end > end {
+            return Err(UnpackError::Read(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "the layer stops at byte {end}, inside an entry that ends at {content_end}"
+                ),
+            )));
+        }
     }
     Ok(layer.stats)
+}
+
+/// At the end of the stream, supplies zeros up to the next 512-byte block
+/// (a missing last padding), and records where the real data ended.
+struct PadToBlock<R> {
+    inner: R,
+    read: u64,
+    pad_left: Option<u64>,
+    eof_at: std::rc::Rc<std::cell::Cell<Option<u64>>>,
+}
+
+impl<R: Read> Read for PadToBlock<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(left) = self.pad_left {
+            let n = (left as usize).min(buf.len());
+            buf[..n].fill(0);
+            self.pad_left = Some(left - n as u64);
+            return Ok(n);
+        }
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.eof_at.set(Some(self.read));
+            let rem = self.read % 512;
+            self.pad_left = Some(if rem == 0 { 0 } else { 512 - rem });
+            return self.read(buf);
+        }
+        self.read += n as u64;
+        Ok(n)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+    fn one_file_tar(content: &[u8]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(content.len() as u64);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_cksum();
+        b.append_data(&mut h, "f", content).unwrap();
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn missing_final_padding_is_accepted_truncated_content_is_not() {
+        let content = vec![b'x'; 700];
+        let full = one_file_tar(&content);
+        // Cut right after the content: no padding, no end-of-archive blocks.
+        let cut = &full[..512 + 700];
+        let dir = tempfile::tempdir().unwrap();
+        unpack_tar(cut, dir.path()).unwrap();
+        assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), content);
+        // Cut inside the content.
+        let dir = tempfile::tempdir().unwrap();
+        let err = unpack_tar(&full[..512 + 600], dir.path()).unwrap_err();
+        assert!(err.to_string().contains("inside an entry"), "{err}");
+    }
 
     fn root() -> bool {
         nix::unistd::geteuid().is_root()

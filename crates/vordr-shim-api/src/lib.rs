@@ -32,6 +32,10 @@ pub const EXIT_FILE: &str = "exit.json";
 /// The shim's own log (its stderr), in the bundle.
 pub const SHIM_LOG_FILE: &str = "shim.log";
 
+/// Hidden verb of the shim binary that starts the init of a pod whose
+/// containers share a PID namespace; it prints the init's pid.
+pub const POD_INIT_VERB: &str = "__pod-init";
+
 /// Environment variable naming the directory the shim puts its socket in.
 pub const SOCKET_DIR_ENV: &str = "VORDR_SHIM_SOCKET_DIR";
 

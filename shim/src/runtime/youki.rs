@@ -35,6 +35,7 @@ fn err(what: &str) -> impl Fn(libcontainer::error::LibcontainerError) -> Runtime
 
 impl OciRuntime for Youki {
     fn create(&self, id: &str, bundle: &Path, io: ProcessIo) -> Result<i32> {
+        patch_config(&bundle.join("config.json"))?;
         let pid_file = bundle.join("init.pid");
         let err_file = bundle.join("create-error");
         let exe = std::env::current_exe().map_err(|e| RuntimeError(e.to_string()))?;
@@ -130,6 +131,64 @@ impl OciRuntime for Youki {
     }
 }
 
+/// Rewrites the parts of an OCI config that youki 0.7 reads differently
+/// from runc, so that both runtimes run the same spec the same way.
+fn patch_config(path: &Path) -> Result<()> {
+    // Once per bundle: swapping twice would undo it.
+    let marker = path.with_file_name("config.youki-patched");
+    if marker.exists() {
+        return Ok(());
+    }
+    let data = std::fs::read(path).map_err(|e| RuntimeError(format!("{}: {e}", path.display())))?;
+    let mut spec: serde_json::Value = serde_json::from_slice(&data)
+        .map_err(|e| RuntimeError(format!("{}: {e}", path.display())))?;
+    if youki_compat(&mut spec) {
+        let out = serde_json::to_vec(&spec).map_err(|e| RuntimeError(e.to_string()))?;
+        std::fs::write(path, out).map_err(|e| RuntimeError(format!("{}: {e}", path.display())))?;
+    }
+    std::fs::write(&marker, b"").map_err(|e| RuntimeError(format!("{}: {e}", marker.display())))?;
+    Ok(())
+}
+
+/// Returns whether it changed anything:
+/// - rootfsPropagation "rshared"/"rslave"/"rprivate" (containerd's values,
+///   which runc accepts) become "shared"/"slave"/"private": youki refuses the
+///   r-forms and always applies them recursively;
+/// - seccomp SCMP_CMP_MASKED_EQ arguments: runc reads `value` as the mask
+///   and `valueTwo` as the datum, youki the other way round, so they swap.
+pub fn youki_compat(spec: &mut serde_json::Value) -> bool {
+    let mut changed = false;
+    if let Some(p) = spec.pointer_mut("/linux/rootfsPropagation") {
+        if let Some(s) = p.as_str().and_then(|s| s.strip_prefix('r')) {
+            if ["shared", "slave", "private"].contains(&s) {
+                *p = serde_json::Value::String(s.to_string());
+                changed = true;
+            }
+        }
+    }
+    if let Some(syscalls) = spec
+        .pointer_mut("/linux/seccomp/syscalls")
+        .and_then(|v| v.as_array_mut())
+    {
+        for sc in syscalls {
+            let Some(args) = sc.get_mut("args").and_then(|a| a.as_array_mut()) else {
+                continue;
+            };
+            for a in args {
+                if a.get("op").and_then(|o| o.as_str()) != Some("SCMP_CMP_MASKED_EQ") {
+                    continue;
+                }
+                let value = a.get("value").cloned().unwrap_or(serde_json::json!(0));
+                let two = a.get("valueTwo").cloned().unwrap_or(serde_json::json!(0));
+                a["value"] = two;
+                a["valueTwo"] = value;
+                changed = true;
+            }
+        }
+    }
+    changed
+}
+
 /// `containerd-shim-vordr-v1 __youki-create ROOT ID BUNDLE PID_FILE ERR_FILE [CONSOLE_SOCKET]`:
 /// runs single-threaded, before anything else in the binary.
 pub fn youki_create_main(args: &[String]) -> i32 {
@@ -155,5 +214,36 @@ pub fn youki_create_main(args: &[String]) -> i32 {
             let _ = std::fs::write(err_file, format!("{e}"));
             1
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::youki_compat;
+
+    #[test]
+    fn rewrites_what_youki_reads_differently() {
+        let mut spec = serde_json::json!({
+            "linux": {
+                "rootfsPropagation": "rshared",
+                "seccomp": {"syscalls": [
+                    {"names": ["clone"], "action": "SCMP_ACT_ALLOW",
+                     "args": [{"index": 0, "value": 2114060288u64, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]},
+                    {"names": ["personality"], "action": "SCMP_ACT_ALLOW",
+                     "args": [{"index": 0, "value": 8, "op": "SCMP_CMP_EQ"}]}
+                ]}
+            }
+        });
+        assert!(youki_compat(&mut spec));
+        assert_eq!(spec["linux"]["rootfsPropagation"], "shared");
+        let clone = &spec["linux"]["seccomp"]["syscalls"][0]["args"][0];
+        assert_eq!(
+            (clone["value"].as_u64(), clone["valueTwo"].as_u64()),
+            (Some(0), Some(2114060288))
+        );
+        let p = &spec["linux"]["seccomp"]["syscalls"][1]["args"][0];
+        assert_eq!(p["value"], 8);
+        let mut plain = serde_json::json!({"linux": {"rootfsPropagation": "slave"}});
+        assert!(!youki_compat(&mut plain));
     }
 }

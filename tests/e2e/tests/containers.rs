@@ -85,6 +85,11 @@ impl Setup {
             labels: [("c".to_string(), name.to_string())].into(),
             linux: Some(cri::LinuxContainerConfig {
                 security_context: Some(cri::LinuxContainerSecurityContext {
+                    // kubelet's default: each container its own PID namespace.
+                    namespace_options: Some(cri::NamespaceOption {
+                        pid: cri::NamespaceMode::Container as i32,
+                        ..Default::default()
+                    }),
                     seccomp: Some(cri::SecurityProfile {
                         profile_type: cri::security_profile::ProfileType::RuntimeDefault as i32,
                         ..Default::default()
@@ -252,6 +257,23 @@ async fn lifecycle(handler: &str) {
     assert_eq!(
         (r.stdout.as_slice(), r.stderr.as_slice(), r.exit_code),
         (&b"out\n"[..], &b"err\n"[..], 3)
+    );
+    // The pod's network namespace, not the host's (pods from the warm pool too).
+    let r = s
+        .exec(&id, &["readlink", "/proc/self/ns/net"], 10)
+        .await
+        .unwrap();
+    let host_net = std::fs::read_link("/proc/self/ns/net").unwrap();
+    let pod_net = std::fs::metadata(s.d.ns_dir(&pod.0).join("net")).unwrap();
+    let inner = String::from_utf8_lossy(&r.stdout).trim().to_string();
+    assert_ne!(
+        inner,
+        host_net.display().to_string(),
+        "the container is in the host's network namespace"
+    );
+    assert_eq!(
+        inner,
+        format!("net:[{}]", std::os::unix::fs::MetadataExt::ino(&pod_net))
     );
     let r = s.exec(&id, &["hostname"], 10).await.unwrap();
     assert_eq!(String::from_utf8_lossy(&r.stdout).trim(), podname);
@@ -586,4 +608,47 @@ async fn bad_input() {
         .unwrap();
     s.d.drain_pool().await;
     assert_eq!(s.d.leftovers(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shared_pid_namespace() {
+    let Some(mut s) = setup("ctr-pid").await else {
+        return;
+    };
+    let pod = s.pod("pidshare", "").await;
+    let shared = |mut c: cri::ContainerConfig| {
+        let sc = c.linux.as_mut().unwrap().security_context.as_mut().unwrap();
+        sc.namespace_options.as_mut().unwrap().pid = cri::NamespaceMode::Pod as i32;
+        c
+    };
+    let a = s.run(&pod, shared(s.config("a", &["sleep", "1001"]))).await;
+    let b = s.run(&pod, shared(s.config("b", &["sleep", "1002"]))).await;
+    // PID 1 is the pod's init, and each container sees the other's process.
+    let r = s.exec(&b, &["cat", "/proc/1/cmdline"], 10).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&r.stdout).contains("__pod-init"),
+        "{r:?}"
+    );
+    let r = s.exec(&b, &["ps", "-o", "args"], 10).await.unwrap();
+    let ps = String::from_utf8_lossy(&r.stdout).to_string();
+    assert!(
+        ps.contains("sleep 1001") && ps.contains("sleep 1002"),
+        "{ps}"
+    );
+    let r = s.exec(&a, &["ps", "-o", "args"], 10).await.unwrap();
+    assert!(String::from_utf8_lossy(&r.stdout).contains("sleep 1002"));
+    // Stopping the pod kills the init with everything in the namespace.
+    let init = std::fs::read_to_string(s.d.ns_dir(&pod.0).join("init.pid")).unwrap();
+    s.c.runtime
+        .stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: pod.0.clone(),
+        })
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::path::Path::new(&format!("/proc/{}", init.trim())).exists() {
+        assert!(Instant::now() < deadline, "the pod init outlived its pod");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(s.wait_exit(&a).await.exit_code, 137);
 }
