@@ -225,6 +225,32 @@ fn image_config(
     })
 }
 
+/// The pod's user namespace mappings, when kubelet asked for one (mode POD).
+fn pod_userns(sandbox: &PodSandboxConfig) -> Option<vordr_spec::UserNamespace> {
+    let u = sandbox
+        .linux
+        .as_ref()?
+        .security_context
+        .as_ref()?
+        .namespace_options
+        .as_ref()?
+        .userns_options
+        .as_ref()?;
+    if u.mode != NamespaceMode::Pod as i32 {
+        return None;
+    }
+    let map = |m: &[k8s_cri::v1::IdMapping]| {
+        m.iter()
+            .map(|m| (m.container_id, m.host_id, m.length))
+            .collect::<Vec<_>>()
+    };
+    Some(vordr_spec::UserNamespace {
+        uid_mappings: map(&u.uids),
+        gid_mappings: map(&u.gids),
+        path: None,
+    })
+}
+
 /// Everything after the row: returns the init's pid and the stop signal.
 #[allow(clippy::too_many_arguments)]
 async fn build(
@@ -282,7 +308,10 @@ async fn build(
         hostname_file: Some(pod_dir.join("hostname")),
         shm: None,
         cgroup_parent: pod.cgroup_parent.clone(),
-        userns: None,
+        userns: pod_userns(sandbox).map(|u| vordr_spec::UserNamespace {
+            path: Some(rt.ns_dir(&pod.id).join("user")),
+            ..u
+        }),
     };
     let opts = vordr_spec::SpecOptions {
         restrict_oom_score_adj: rt.config.runtime.restrict_oom_score_adj,
@@ -297,6 +326,20 @@ async fn build(
                 internal("building the OCI spec", e)
             }
         })?;
+    if paths.userns.is_some() {
+        let points: Vec<(PathBuf, bool)> = built
+            .spec
+            .mounts()
+            .iter()
+            .flatten()
+            .map(|m| {
+                let file = m.source().as_ref().is_some_and(|s| s.is_file());
+                (m.destination().clone(), !file)
+            })
+            .collect();
+        crate::rootfs::create_mountpoints(&rootfs, &points)
+            .map_err(|e| internal("creating mount points in the rootfs", e))?;
+    }
     let spec_json =
         serde_json::to_vec_pretty(&built.spec).map_err(|e| internal("config.json", e))?;
     std::fs::write(bundle.join("config.json"), spec_json)

@@ -84,7 +84,11 @@ pub async fn run_pod_sandbox(
     };
     // A pod with its own network and no port mappings takes a pre-attached
     // namespace from the warm pool when there is one.
-    let poolable = !plan.host_network && plan.ports.is_empty() && rt.config.network.pool_size > 0;
+    // Pool slots' network namespaces belong to the host's user namespace.
+    let poolable = !plan.host_network
+        && plan.ports.is_empty()
+        && plan.userns.is_none()
+        && rt.config.network.pool_size > 0;
     let claimed = if poolable {
         rt.store.claim_pool_slot(&record).map_err(exists)?
     } else {
@@ -140,6 +144,7 @@ async fn build(
         uts: !plan.host_network,
         hostname: plan.hostname.clone(),
         sysctls: plan.sysctls.clone(),
+        userns: plan.userns.clone(),
     };
     let dir = rt.ns_dir(id);
     let pins = tokio::task::spawn_blocking(move || netns::create(&dir, &req))

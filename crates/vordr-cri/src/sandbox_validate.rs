@@ -31,6 +31,8 @@ pub struct PodPlan {
     pub dns: Option<(Vec<String>, Vec<String>, Vec<String>)>,
     pub cgroup_parent: String,
     pub log_directory: Option<PathBuf>,
+    /// The pod's user namespace mappings (userns mode POD).
+    pub userns: Option<vordr_net::netns::IdMaps>,
 }
 
 fn mode(field: &str, v: i32) -> Result<NamespaceMode, Status> {
@@ -111,11 +113,32 @@ pub fn plan(cfg: &PodSandboxConfig, driver: CgroupDriver) -> Result<PodPlan, Sta
             ));
         }
     }
+    let mut userns = None;
     if let Some(u) = &ns.userns_options {
-        mode(
-            "config.linux.security_context.namespace_options.userns_options.mode",
-            u.mode,
-        )?;
+        let field = "config.linux.security_context.namespace_options.userns_options";
+        match mode(&format!("{field}.mode"), u.mode)? {
+            NamespaceMode::Node => {}
+            NamespaceMode::Pod if !u.uids.is_empty() && !u.gids.is_empty() => {
+                let map = |m: &[k8s_cri::v1::IdMapping]| {
+                    m.iter()
+                        .map(|m| (m.container_id, m.host_id, m.length))
+                        .collect()
+                };
+                userns = Some(vordr_net::netns::IdMaps {
+                    uids: map(&u.uids),
+                    gids: map(&u.gids),
+                });
+            }
+            NamespaceMode::Pod => {
+                return Err(invalid(field, "mode POD needs uid and gid mappings"));
+            }
+            _ => {
+                return Err(invalid(
+                    &format!("{field}.mode"),
+                    "a user namespace is POD or NODE",
+                ))
+            }
+        }
     }
     let host_network = net_mode == NamespaceMode::Node;
     let host_ipc = ipc_mode == NamespaceMode::Node;
@@ -229,6 +252,7 @@ pub fn plan(cfg: &PodSandboxConfig, driver: CgroupDriver) -> Result<PodPlan, Sta
     };
 
     Ok(PodPlan {
+        userns,
         name: md.name.clone(),
         namespace: md.namespace.clone(),
         uid: md.uid.clone(),

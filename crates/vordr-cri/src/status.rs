@@ -80,7 +80,7 @@ pub async fn status(rt: &Runtime, req: StatusRequest) -> StatusResponse {
                 name,
                 features: Some(RuntimeHandlerFeatures {
                     recursive_read_only_mounts: false,
-                    user_namespaces: false,
+                    user_namespaces: true,
                 }),
             })
             .collect(),

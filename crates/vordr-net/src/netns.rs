@@ -59,6 +59,17 @@ pub struct NsRequest {
     pub hostname: Option<String>,
     /// Applied inside the new namespaces.
     pub sysctls: Vec<Sysctl>,
+    /// A user namespace with these mappings, owning the pod's new net, IPC
+    /// and UTS namespaces (so that user-namespaced containers may mount
+    /// sysfs and mqueue in them). Excludes `join_net`.
+    pub userns: Option<IdMaps>,
+}
+
+/// uid and gid mappings: (first id inside, first id on the host, count).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdMaps {
+    pub uids: Vec<(u32, u32, u32)>,
+    pub gids: Vec<(u32, u32, u32)>,
 }
 
 /// Where a pod's namespaces are pinned. `None` means the host's namespace.
@@ -67,11 +78,14 @@ pub struct Pins {
     pub net: Option<PathBuf>,
     pub ipc: Option<PathBuf>,
     pub uts: Option<PathBuf>,
+    pub user: Option<PathBuf>,
 }
 
 impl Pins {
     fn all(&self) -> impl Iterator<Item = &PathBuf> {
-        [&self.net, &self.ipc, &self.uts].into_iter().flatten()
+        [&self.net, &self.ipc, &self.uts, &self.user]
+            .into_iter()
+            .flatten()
     }
 }
 
@@ -82,6 +96,9 @@ pub fn create(dir: &Path, req: &NsRequest) -> Result<Pins, NsError> {
         path: dir.to_path_buf(),
         source,
     })?;
+    if req.userns.is_some() {
+        return create_in_userns(dir, req);
+    }
     let dir = dir.to_path_buf();
     let req = req.clone();
     // The thread's namespaces change for good, so it must never run anything
@@ -175,7 +192,136 @@ fn write_sysctl(s: &Sysctl) -> std::io::Result<()> {
     f.write_all(s.value.as_bytes())
 }
 
+/// The user namespace and the namespaces it owns are made by a child
+/// process (a multithreaded process can neither create nor join a user
+/// namespace): it unshares them all at once, so the user namespace comes
+/// first and owns the others; we write its mappings, pin everything from
+/// /proc/<child>, set the hostname and sysctls from a thread that joins the
+/// new namespaces, and end the child.
+fn create_in_userns(dir: &Path, req: &NsRequest) -> Result<Pins, NsError> {
+    use std::os::unix::process::CommandExt;
+    let maps = req.userns.clone().unwrap_or_default();
+    let mut flags = CloneFlags::CLONE_NEWUSER;
+    let mut names = vec!["user"];
+    for (on, flag, name) in [
+        (req.net, CloneFlags::CLONE_NEWNET, "net"),
+        (req.ipc, CloneFlags::CLONE_NEWIPC, "ipc"),
+        (req.uts, CloneFlags::CLONE_NEWUTS, "uts"),
+    ] {
+        if on {
+            flags |= flag;
+            names.push(name);
+        }
+    }
+    let mut cmd = std::process::Command::new("sleep");
+    cmd.arg("60")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // SAFETY: unshare is a plain system call, safe between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || unshare(flags).map_err(std::io::Error::from));
+    }
+    let mut child = cmd.spawn().map_err(|source| NsError::Pin {
+        path: PathBuf::from("sleep (user namespace holder)"),
+        source,
+    })?;
+    let proc_dir = PathBuf::from(format!("/proc/{}", child.id()));
+    let res = (|| {
+        for (file, list) in [("uid_map", &maps.uids), ("gid_map", &maps.gids)] {
+            let text: String = list
+                .iter()
+                .map(|(inside, host, n)| format!("{inside} {host} {n}\n"))
+                .collect();
+            std::fs::write(proc_dir.join(file), text).map_err(|source| NsError::Pin {
+                path: proc_dir.join(file),
+                source,
+            })?;
+        }
+        let mut pins = Pins::default();
+        for name in &names {
+            let target = dir.join(name);
+            if let Err(e) = pin_from(&proc_dir.join("ns").join(name), &target) {
+                release(&pins).ok();
+                return Err(e);
+            }
+            match *name {
+                "user" => pins.user = Some(target),
+                "net" => pins.net = Some(target),
+                "ipc" => pins.ipc = Some(target),
+                _ => pins.uts = Some(target),
+            }
+        }
+        if let Err(e) = configure_pinned(&pins, req) {
+            release(&pins).ok();
+            return Err(e);
+        }
+        Ok(pins)
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    res
+}
+
+/// Sets the hostname and sysctls inside already pinned namespaces, from a
+/// dedicated thread that joins them.
+fn configure_pinned(pins: &Pins, req: &NsRequest) -> Result<(), NsError> {
+    let pins = pins.clone();
+    let req = req.clone();
+    std::thread::spawn(move || -> Result<(), NsError> {
+        for (pin, flag) in [
+            (&pins.net, CloneFlags::CLONE_NEWNET),
+            (&pins.ipc, CloneFlags::CLONE_NEWIPC),
+            (&pins.uts, CloneFlags::CLONE_NEWUTS),
+        ] {
+            if let Some(p) = pin {
+                let f = File::open(p).map_err(|source| NsError::Pin {
+                    path: p.clone(),
+                    source,
+                })?;
+                nix::sched::setns(&f, flag).map_err(|source| NsError::Unshare {
+                    what: format!("setns {}", p.display()),
+                    source,
+                })?;
+            }
+        }
+        if pins.uts.is_some() {
+            if let Some(h) = req.hostname.as_deref().filter(|h| !h.is_empty()) {
+                nix::unistd::sethostname(h).map_err(|source| NsError::Hostname {
+                    hostname: h.to_string(),
+                    source,
+                })?;
+            }
+        }
+        for s in &req.sysctls {
+            let applies = match s.ns {
+                SysctlNs::Net => pins.net.is_some(),
+                SysctlNs::Ipc => pins.ipc.is_some(),
+                SysctlNs::Uts => pins.uts.is_some(),
+            };
+            if applies {
+                write_sysctl(s).map_err(|source| NsError::Sysctl {
+                    name: s.name.clone(),
+                    value: s.value.clone(),
+                    source,
+                })?;
+            }
+        }
+        Ok(())
+    })
+    .join()
+    .map_err(|_| NsError::ThreadPanicked)?
+}
+
 fn pin_one(name: &str, target: &Path) -> Result<(), NsError> {
+    pin_from(
+        &PathBuf::from(format!("/proc/thread-self/ns/{name}")),
+        target,
+    )
+}
+
+/// Bind-mounts the namespace file `source` onto a new file `target`.
+fn pin_from(source: &Path, target: &Path) -> Result<(), NsError> {
     let err = |source| NsError::Pin {
         path: target.to_path_buf(),
         source,
@@ -186,9 +332,8 @@ fn pin_one(name: &str, target: &Path) -> Result<(), NsError> {
         .mode(0o444)
         .open(target)
         .map_err(err)?;
-    let source = PathBuf::from(format!("/proc/thread-self/ns/{name}"));
     if let Err(e) = mount(
-        Some(&source),
+        Some(source),
         target,
         None::<&str>,
         MsFlags::MS_BIND,
@@ -243,7 +388,7 @@ pub fn release(pins: &Pins) -> Result<(), NsError> {
 
 /// Releases whatever is pinned in `dir` and removes the directory.
 pub fn release_dir(dir: &Path) -> Result<(), NsError> {
-    for name in ["net", "ipc", "uts"] {
+    for name in ["net", "ipc", "uts", "user"] {
         unpin(&dir.join(name))?;
     }
     match std::fs::remove_dir(dir) {
@@ -299,6 +444,7 @@ mod tests {
             ipc: true,
             uts: true,
             join_net: None,
+            userns: None,
             hostname: Some("pinned-pod".into()),
             sysctls: vec![
                 sysctl::check("net.ipv4.ip_unprivileged_port_start", "42", false, false).unwrap(),
@@ -357,5 +503,54 @@ mod tests {
         assert!(e.to_string().contains("no_such_sysctl"), "{e}");
         assert!(!dir.join("net").exists());
         assert!(!dir.join("ipc").exists());
+    }
+
+    #[test]
+    fn pins_a_user_namespace_that_owns_the_others() {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        use std::os::unix::fs::MetadataExt;
+        if !root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("pod");
+        let req = NsRequest {
+            net: true,
+            ipc: true,
+            uts: true,
+            hostname: Some("userns-pod".into()),
+            userns: Some(IdMaps {
+                uids: vec![(0, 300_000, 65_536)],
+                gids: vec![(0, 300_000, 65_536)],
+            }),
+            ..Default::default()
+        };
+        let pins = create(&dir, &req).unwrap();
+        let user = pins.user.clone().expect("user namespace pinned");
+        assert!(is_pinned(&user));
+        let user_ino = std::fs::metadata(&user).unwrap().ino();
+        for p in [&pins.net, &pins.ipc, &pins.uts] {
+            let f = File::open(p.as_ref().unwrap()).unwrap();
+            // NS_GET_USERNS: the user namespace owning this namespace.
+            let fd = unsafe { libc::ioctl(f.as_raw_fd(), 0xb701) };
+            assert!(fd >= 0, "NS_GET_USERNS failed");
+            let owner = unsafe { OwnedFd::from_raw_fd(fd) };
+            let ino = File::from(owner).metadata().unwrap().ino();
+            assert_eq!(
+                ino, user_ino,
+                "{p:?} is not owned by the pod's user namespace"
+            );
+        }
+        let uts = File::open(pins.uts.as_ref().unwrap()).unwrap();
+        let name = std::thread::spawn(move || {
+            nix::sched::setns(&uts, CloneFlags::CLONE_NEWUTS).unwrap();
+            nix::unistd::gethostname().unwrap()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(name, "userns-pod");
+        release_dir(&dir).unwrap();
+        assert!(!dir.exists());
     }
 }

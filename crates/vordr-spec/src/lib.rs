@@ -118,6 +118,8 @@ pub struct UserNamespace {
     pub uid_mappings: Vec<(u32, u32, u32)>,
     /// GID mappings: (first gid in the container, first gid on the host, count).
     pub gid_mappings: Vec<(u32, u32, u32)>,
+    /// The pod's pinned user namespace to join; `None` creates a new one.
+    pub path: Option<PathBuf>,
 }
 
 /// Runtime-wide settings (containerd's CRI plugin config equivalents).

@@ -68,7 +68,7 @@ pub(crate) fn build(
     }
     let id_mappings = match &pod.userns {
         Some(userns) => {
-            out.push(ns(LinuxNamespaceType::User, None));
+            out.push(ns(LinuxNamespaceType::User, userns.path.clone()));
             Some(mappings(userns)?)
         }
         None => None,
@@ -242,12 +242,17 @@ mod tests {
             userns: Some(UserNamespace {
                 uid_mappings: vec![(0, 100_000, 65_536)],
                 gid_mappings: vec![(0, 200_000, 65_536)],
+                path: Some("/run/vordr/ns/pod/user".into()),
             }),
             ..pod()
         };
         let n = build(&LinuxContainerSecurityContext::default(), &p, true).expect("ns");
         let types: Vec<_> = summary(&n).into_iter().map(|(t, _)| t).collect();
         assert_eq!(types, vec![Pid, Ipc, Uts, Mount, Network, Cgroup, User]);
+        assert_eq!(
+            summary(&n).last().unwrap().1.as_deref(),
+            Some("/run/vordr/ns/pod/user")
+        );
         let (uids, gids) = n.id_mappings.expect("mappings");
         assert_eq!(
             (uids[0].container_id(), uids[0].host_id(), uids[0].size()),
@@ -259,6 +264,7 @@ mod tests {
             userns: Some(UserNamespace {
                 uid_mappings: vec![(0, 1, 1)],
                 gid_mappings: vec![],
+                path: None,
             }),
             ..pod()
         };

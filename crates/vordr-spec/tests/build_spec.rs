@@ -308,6 +308,7 @@ fn serde_round_trip() {
     pod.userns = Some(UserNamespace {
         uid_mappings: vec![(0, 100_000, 65_536)],
         gid_mappings: vec![(0, 100_000, 65_536)],
+        path: None,
     });
     let built = build_spec(
         "c1",

@@ -652,3 +652,113 @@ async fn shared_pid_namespace() {
     }
     assert_eq!(s.wait_exit(&a).await.exit_code, 137);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn user_namespaced_pod_and_exec_are_not_host_root_youki() {
+    user_namespaced("").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn user_namespaced_pod_and_exec_are_not_host_root_runc() {
+    user_namespaced("runc").await;
+}
+
+async fn user_namespaced(handler: &str) {
+    let tag = format!("ctr-userns{handler}");
+    let Some(mut s) = setup(&tag).await else {
+        return;
+    };
+    let mut cfg = pod_config("userns");
+    cfg.log_directory = s.logs.path().join("userns").display().to_string();
+    let map = |host| cri::IdMapping {
+        host_id: host,
+        container_id: 0,
+        length: 65536,
+    };
+    cfg.linux
+        .get_or_insert_with(Default::default)
+        .security_context = Some(cri::LinuxSandboxSecurityContext {
+        namespace_options: Some(cri::NamespaceOption {
+            userns_options: Some(cri::UserNamespace {
+                mode: cri::NamespaceMode::Pod as i32,
+                uids: vec![map(200_000)],
+                gids: vec![map(200_000)],
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let pod_id =
+        s.c.runtime
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(cfg.clone()),
+                runtime_handler: handler.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+    let pod = (pod_id, cfg);
+    let id = s.run(&pod, s.config("root", &["sleep", "1000"])).await;
+    let r = s
+        .exec(
+            &id,
+            &["sh", "-c", "id -u; cat /proc/self/uid_map; echo $$"],
+            10,
+        )
+        .await
+        .unwrap();
+    let out = String::from_utf8_lossy(&r.stdout).to_string();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "0", "{out}");
+    let map: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(map, ["0", "200000", "65536"], "{out}");
+    // Seen from the host, the exec'd process is uid 200000, not root.
+    let r = s
+        .exec(&id, &["sh", "-c", "sleep 5 >/dev/null 2>&1 & echo ok"], 10)
+        .await
+        .unwrap();
+    assert_eq!(r.stdout, b"ok\n");
+    let host_uids: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            (cmd == b"sleep\x005\x00").then(|| {
+                std::fs::read_to_string(e.path().join("status"))
+                    .unwrap_or_default()
+                    .lines()
+                    .find(|l| l.starts_with("Uid:"))
+                    .unwrap_or_default()
+                    .to_string()
+            })
+        })
+        .collect();
+    assert!(
+        !host_uids.is_empty(),
+        "the exec'd sleep is not visible from the host"
+    );
+    for u in &host_uids {
+        assert!(
+            u.contains("200000") && !u.split_whitespace().skip(1).any(|x| x == "0"),
+            "{u}"
+        );
+    }
+    // A pod asking for a user namespace without mappings is refused.
+    let mut bad = pod_config("userns-bad");
+    bad.linux
+        .get_or_insert_with(Default::default)
+        .security_context = Some(cri::LinuxSandboxSecurityContext {
+        namespace_options: Some(cri::NamespaceOption {
+            userns_options: Some(cri::UserNamespace {
+                mode: cri::NamespaceMode::Pod as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let e = run_pod(&mut s.c, bad).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e}");
+    assert!(e.message().contains("userns_options"), "{e}");
+}
