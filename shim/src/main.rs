@@ -9,8 +9,14 @@ mod podinit;
 mod runtime;
 mod shim;
 mod task;
+mod trim;
 
 fn main() {
+    // One malloc arena: a shim's few threads need no per-thread heaps.
+    // SAFETY: called before any thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
     let args: Vec<String> = std::env::args().collect();
     // Helper verbs run before any thread exists: libcontainer clones.
     match args.get(1).map(String::as_str) {

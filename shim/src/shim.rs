@@ -89,6 +89,8 @@ impl Shim for VordrShim {
     }
 
     fn wait(&mut self) {
+        // Serving: drop the start-up code and data from the working set.
+        crate::trim::trim_working_set();
         self.exit.wait();
     }
 

@@ -25,6 +25,9 @@ use crate::exit::{now_ns, oom_killed, write_record};
 use crate::runtime::{self, OciRuntime, ProcessIo};
 use crate::shim::protobuf_timestamp;
 
+/// How often an idle shim trims its working set.
+const TRIM_EVERY: Duration = Duration::from_secs(10);
+
 /// The lifecycle state of one process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum PState {
@@ -151,10 +154,16 @@ impl TaskService {
         let id = self.id.clone();
         let ns = self.namespace.clone();
         let addr = self.events_address.clone();
-        std::thread::spawn(move || {
-            while let Ok(ExitEvent { subject, exit_code }) = sub.rx.recv() {
-                let Subject::Pid(pid) = subject else { continue };
-                on_exit(&state, &id, &ns, &addr, pid, exit_code);
+        std::thread::spawn(move || loop {
+            // Between exits, now and then, give back what serving RPCs
+            // brought into the working set.
+            match sub.rx.recv_timeout(TRIM_EVERY) {
+                Ok(ExitEvent { subject, exit_code }) => {
+                    let Subject::Pid(pid) = subject else { continue };
+                    on_exit(&state, &id, &ns, &addr, pid, exit_code);
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => crate::trim::trim_working_set(),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
             }
         });
     }
