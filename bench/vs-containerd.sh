@@ -75,6 +75,18 @@ image_with_layers() {  # NAME LAYERS MB_PER_LAYER
   done
   skopeo copy -q --dest-tls-verify=false "oci:$WORK/oci:$name" "docker://$REG/vordr-bench/$name:1"
 }
+log "building the container image (busybox-static)"
+rm -rf "$WORK/bundle"
+umoci new --image "$WORK/oci:busybox" >/dev/null
+umoci unpack --image "$WORK/oci:busybox" "$WORK/bundle" >/dev/null
+mkdir -p "$WORK/bundle/rootfs/bin" "$WORK/bundle/rootfs/etc" "$WORK/bundle/rootfs/tmp"
+install -m 0755 /bin/busybox "$WORK/bundle/rootfs/bin/busybox"
+for a in sh sleep echo cat; do ln -s busybox "$WORK/bundle/rootfs/bin/$a"; done
+echo 'root:x:0:0:root:/root:/bin/sh' > "$WORK/bundle/rootfs/etc/passwd"
+echo 'root:x:0:' > "$WORK/bundle/rootfs/etc/group"
+umoci repack --image "$WORK/oci:busybox" "$WORK/bundle" >/dev/null
+umoci config --image "$WORK/oci:busybox" --config.cmd /bin/sh >/dev/null
+skopeo copy -q --dest-tls-verify=false "oci:$WORK/oci:busybox" "docker://$REG/vordr-bench/busybox:1"
 log "building the pull images"
 image_with_layers pull-1mb 1 1
 image_with_layers pull-50mb 5 10
@@ -149,7 +161,9 @@ log "running $ITERATIONS iterations of each benchmark on each runtime"
 "$VORDR" bench -r "unix://$RUN/vordr.sock" --compare "unix://$RUN/containerd.sock" \
   -n "$ITERATIONS" --warmup 3 \
   --pull "$REG/vordr-bench/pull-1mb:1" --pull "$REG/vordr-bench/pull-50mb:1" \
-  --list-prefix "$REG/vordr-bench/list:" --list-count 100
+  --list-prefix "$REG/vordr-bench/list:" --list-count 100 \
+  --container "$REG/vordr-bench/busybox:1" --hold "${HOLD:-20}" \
+  --daemon-pid "${PIDS[2]}" --compare-daemon-pid "${PIDS[1]}"
 
 rss() { ps -o rss= -p "$1" | awk '{printf "%.1f MB", $1/1024}'; }
 echo

@@ -45,6 +45,20 @@ pub struct BenchArgs {
     pub list_prefix: Option<String>,
     #[arg(long, default_value_t = 100)]
     pub list_count: usize,
+    /// Also time a pod with one container of this image (command `sleep`):
+    /// Create, Start, Stop, Remove and the whole pod-plus-container lifecycle
+    #[arg(long)]
+    pub container: Option<String>,
+    /// Then keep this many such pods running and report memory: the
+    /// daemons' RSS (idle and holding) and the RSS and PSS per shim
+    #[arg(long, default_value_t = 0)]
+    pub hold: usize,
+    /// pid of the daemon behind --endpoint (for the memory report)
+    #[arg(long)]
+    pub daemon_pid: Option<u32>,
+    /// pid of the daemon behind --compare
+    #[arg(long)]
+    pub compare_daemon_pid: Option<u32>,
 }
 
 const RPCS: [&str; 5] = [
@@ -60,6 +74,17 @@ const RPCS: [&str; 5] = [
 struct Samples {
     rows: Vec<String>,
     times: HashMap<String, Vec<Duration>>,
+    memory: Option<Memory>,
+}
+
+/// Memory in KiB: daemon idle and with `hold` pods, per-shim RSS and PSS (medians).
+#[derive(Debug, Clone, Copy, Default)]
+struct Memory {
+    daemon_idle: u64,
+    daemon_holding: u64,
+    shim_rss: u64,
+    shim_pss: u64,
+    shims: usize,
 }
 
 impl Samples {
@@ -137,6 +162,184 @@ async fn lifecycle(c: &mut CriClient, tag: &str, i: usize, s: Option<&mut Sample
     Ok(())
 }
 
+const CONTAINER_RPCS: [&str; 8] = [
+    "RunPodSandbox (with container)",
+    "CreateContainer",
+    "StartContainer",
+    "StopContainer",
+    "RemoveContainer",
+    "StopPodSandbox (with container)",
+    "RemovePodSandbox (with container)",
+    "Pod + container lifecycle",
+];
+
+/// A pod and container config as kubelet sends them by default (each
+/// container its own PID namespace).
+fn container_config(image_name: &str, pod: &cri::PodSandboxConfig) -> cri::ContainerConfig {
+    cri::ContainerConfig {
+        metadata: Some(cri::ContainerMetadata {
+            name: "c".into(),
+            attempt: 0,
+        }),
+        image: image(image_name),
+        command: vec!["sleep".into(), "3600".into()],
+        log_path: "c/0.log".into(),
+        linux: Some(cri::LinuxContainerConfig {
+            security_context: Some(cri::LinuxContainerSecurityContext {
+                namespace_options: Some(cri::NamespaceOption {
+                    pid: cri::NamespaceMode::Container as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        labels: pod.labels.clone(),
+        ..Default::default()
+    }
+}
+
+/// Runs a pod with one container; returns (pod id, container id, times).
+async fn start_pod_with_container(
+    c: &mut CriClient,
+    image_name: &str,
+    tag: &str,
+    i: usize,
+) -> Result<(String, String, Vec<Duration>)> {
+    let mut pod = pod_config(tag, i);
+    pod.log_directory = format!("/tmp/vordr-bench-logs/{tag}-{i}");
+    let mut times = Vec::with_capacity(3);
+    let t = Instant::now();
+    let pod_id = c
+        .runtime
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(pod.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .context("RunPodSandbox")?
+        .into_inner()
+        .pod_sandbox_id;
+    times.push(t.elapsed());
+    let t = Instant::now();
+    let id = c
+        .runtime
+        .create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: pod_id.clone(),
+            config: Some(container_config(image_name, &pod)),
+            sandbox_config: Some(pod),
+        })
+        .await
+        .context("CreateContainer")?
+        .into_inner()
+        .container_id;
+    times.push(t.elapsed());
+    let t = Instant::now();
+    c.runtime
+        .start_container(cri::StartContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .context("StartContainer")?;
+    times.push(t.elapsed());
+    Ok((pod_id, id, times))
+}
+
+/// Stops and removes a container and its pod; returns the four times.
+async fn tear_down(c: &mut CriClient, pod_id: &str, id: &str) -> Result<Vec<Duration>> {
+    let mut times = Vec::with_capacity(4);
+    let t = Instant::now();
+    c.runtime
+        .stop_container(cri::StopContainerRequest {
+            container_id: id.to_string(),
+            timeout: 0,
+        })
+        .await
+        .context("StopContainer")?;
+    times.push(t.elapsed());
+    let t = Instant::now();
+    c.runtime
+        .remove_container(cri::RemoveContainerRequest {
+            container_id: id.to_string(),
+        })
+        .await
+        .context("RemoveContainer")?;
+    times.push(t.elapsed());
+    let t = Instant::now();
+    c.runtime
+        .stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: pod_id.to_string(),
+        })
+        .await
+        .context("StopPodSandbox")?;
+    times.push(t.elapsed());
+    let t = Instant::now();
+    c.runtime
+        .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: pod_id.to_string(),
+        })
+        .await
+        .context("RemovePodSandbox")?;
+    times.push(t.elapsed());
+    Ok(times)
+}
+
+async fn container_lifecycle(
+    c: &mut CriClient,
+    image_name: &str,
+    tag: &str,
+    i: usize,
+    s: Option<&mut Samples>,
+) -> Result<()> {
+    let whole = Instant::now();
+    let (pod_id, id, mut times) = start_pod_with_container(c, image_name, tag, i).await?;
+    times.extend(tear_down(c, &pod_id, &id).await?);
+    times.push(whole.elapsed());
+    if let Some(s) = s {
+        for (rpc, d) in CONTAINER_RPCS.iter().zip(times) {
+            s.add(rpc, d);
+        }
+    }
+    Ok(())
+}
+
+/// (RSS, PSS) in KiB of a process, from /proc.
+fn rss_pss(pid: u32) -> Option<(u64, u64)> {
+    let field = |text: &str, key: &str| -> Option<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+    };
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    Some((field(&status, "VmRSS:")?, field(&rollup, "Pss:")?))
+}
+
+/// The shims serving the daemon at `endpoint`: processes named
+/// containerd-shim-* whose command line names the endpoint's socket.
+fn shims_of(endpoint: &str) -> Vec<u32> {
+    let socket = endpoint.trim_start_matches("unix://");
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    rd.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    let c = String::from_utf8_lossy(&c).replace('\0', " ");
+                    c.contains("containerd-shim") && c.contains(socket)
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+fn median(mut v: Vec<u64>) -> u64 {
+    v.sort_unstable();
+    v.get(v.len() / 2).copied().unwrap_or(0)
+}
+
 /// The `q` quantile (nearest rank) of `v`, in milliseconds.
 pub fn quantile_ms(v: &[Duration], q: f64) -> f64 {
     if v.is_empty() {
@@ -176,11 +379,12 @@ async fn remove(c: &mut CriClient, name: &str) -> Result<()> {
     Ok(())
 }
 
-async fn bench_one(endpoint: &str, a: &BenchArgs) -> Result<Samples> {
+async fn bench_one(endpoint: &str, a: &BenchArgs, daemon_pid: Option<u32>) -> Result<Samples> {
     let mut c = CriClient::connect(endpoint)
         .await
         .with_context(|| format!("connecting to {endpoint}"))?;
     let mut s = Samples::default();
+    let idle = daemon_pid.and_then(rss_pss).map(|m| m.0).unwrap_or(0);
     if !a.no_pods {
         let tag = format!(
             "{}-{}",
@@ -196,6 +400,42 @@ async fn bench_one(endpoint: &str, a: &BenchArgs) -> Result<Samples> {
             lifecycle(&mut c, &tag, i, Some(&mut s))
                 .await
                 .with_context(|| format!("iteration {i} on {endpoint}"))?;
+        }
+    }
+    if let Some(img) = &a.container {
+        pull(&mut c, img).await?;
+        let tag = format!("c{}", std::process::id());
+        for i in 0..a.warmup {
+            container_lifecycle(&mut c, img, &format!("w{tag}"), i, None)
+                .await
+                .with_context(|| format!("container warm-up on {endpoint}"))?;
+        }
+        for i in 0..a.iterations {
+            container_lifecycle(&mut c, img, &tag, i, Some(&mut s))
+                .await
+                .with_context(|| format!("container iteration {i} on {endpoint}"))?;
+        }
+        if a.hold > 0 {
+            let mut held = Vec::new();
+            for i in 0..a.hold {
+                let (p, id, _) =
+                    start_pod_with_container(&mut c, img, &format!("h{tag}"), i).await?;
+                held.push((p, id));
+            }
+            // Let the daemon and the shims settle (shims trim when idle).
+            tokio::time::sleep(Duration::from_secs(15)).await;
+            let shims = shims_of(endpoint);
+            let mem: Vec<(u64, u64)> = shims.iter().filter_map(|p| rss_pss(*p)).collect();
+            s.memory = Some(Memory {
+                daemon_idle: idle,
+                daemon_holding: daemon_pid.and_then(rss_pss).map(|m| m.0).unwrap_or(0),
+                shim_rss: median(mem.iter().map(|m| m.0).collect()),
+                shim_pss: median(mem.iter().map(|m| m.1).collect()),
+                shims: mem.len(),
+            });
+            for (p, id) in held {
+                tear_down(&mut c, &p, &id).await?;
+            }
         }
     }
     for name in &a.pull {
@@ -250,9 +490,9 @@ async fn bench_one(endpoint: &str, a: &BenchArgs) -> Result<Samples> {
 }
 
 pub async fn run(a: BenchArgs) -> Result<()> {
-    let mine = bench_one(&a.endpoint, &a).await?;
+    let mine = bench_one(&a.endpoint, &a, a.daemon_pid).await?;
     let theirs = match &a.compare {
-        Some(e) => Some(bench_one(e, &a).await?),
+        Some(e) => Some(bench_one(e, &a, a.compare_daemon_pid).await?),
         None => None,
     };
     println!("{} iterations per row (milliseconds)", a.iterations);
@@ -292,6 +532,27 @@ pub async fn run(a: BenchArgs) -> Result<()> {
             }
         }
         json.insert(rpc.to_string(), row);
+    }
+    for (name, s) in [(&a.name, Some(&mine)), (&a.compare_name, theirs.as_ref())] {
+        if let Some(m) = s.and_then(|s| s.memory) {
+            println!(
+                "memory {name}: daemon {:.1} MB idle, {:.1} MB with {} pods; per shim ({} shims) RSS {:.1} MB, PSS {:.1} MB",
+                m.daemon_idle as f64 / 1024.0,
+                m.daemon_holding as f64 / 1024.0,
+                a.hold,
+                m.shims,
+                m.shim_rss as f64 / 1024.0,
+                m.shim_pss as f64 / 1024.0,
+            );
+            json.insert(
+                format!("memory {name}"),
+                serde_json::json!({
+                    "daemon_idle_kb": m.daemon_idle, "daemon_holding_kb": m.daemon_holding,
+                    "pods": a.hold, "shims": m.shims,
+                    "shim_rss_kb": m.shim_rss, "shim_pss_kb": m.shim_pss,
+                }),
+            );
+        }
     }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&json)?);
