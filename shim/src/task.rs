@@ -381,13 +381,20 @@ impl Task for TaskService {
         let stdin = open_stream(&req.stdin, false).map_err(|e| invalid(format!("stdin: {e}")))?;
         let mut copiers = Vec::new();
         let io = if req.terminal {
-            let sock = bundle.join("console.sock");
+            // Short enough for a socket address whatever the bundle path.
+            let dir = std::env::var_os(vordr_shim_api::SOCKET_DIR_ENV)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/run/vordr/s"));
+            let sock = vordr_shim_api::socket_path(&dir, &format!("{}.console", req.id));
             let _ = std::fs::remove_file(&sock);
             let listener = std::os::unix::net::UnixListener::bind(&sock)
                 .map_err(|e| internal(format!("console socket: {e}")))?;
             let log = log.clone();
+            let sock_path = sock.clone();
             copiers.push(std::thread::spawn(move || {
-                if let Ok(master) = receive_master(listener) {
+                let accepted = receive_master(listener);
+                let _ = std::fs::remove_file(&sock_path);
+                if let Ok(master) = accepted {
                     let f = File::from(master);
                     match log {
                         Some(l) => l.copy("stdout", f),

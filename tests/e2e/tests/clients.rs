@@ -121,4 +121,53 @@ async fn crictl_drives_the_pod_lifecycle() {
     assert_eq!(inspect["status"]["uid"]["value"], "1000");
     run(&["rmi", &image]);
     assert_eq!(run(&["images", "-q"]), "");
+
+    // Containers: run, ps, exec, logs, inspect, stop, rm.
+    let bb = format!("{}/e2e/busybox:1", reg.addr);
+    vordr_e2e::registry::push_busybox(&bb, serde_json::json!({"Cmd": ["sh"]})).await;
+    run(&["pull", &bb]);
+    let logs = d.dir.path().join("crictl-logs");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"{{"metadata":{{"name":"crictl-pod2","namespace":"e2e","uid":"crictl-uid2","attempt":0}},
+                "log_directory":{:?},"linux":{{}}}}"#,
+            logs.display().to_string()
+        ),
+    )
+    .unwrap();
+    let ccfg = d.dir.path().join("container.json");
+    std::fs::write(
+        &ccfg,
+        format!(
+            r#"{{"metadata":{{"name":"app"}},"image":{{"image":"{bb}"}},
+                "command":["sh","-c","echo from-crictl; exec sleep 1000"],"log_path":"app.log","linux":{{}}}}"#
+        ),
+    )
+    .unwrap();
+    let pod = run(&["runp", cfg.to_str().unwrap()]);
+    let c = run(&[
+        "create",
+        &pod,
+        ccfg.to_str().unwrap(),
+        cfg.to_str().unwrap(),
+    ]);
+    run(&["start", &c]);
+    assert!(run(&["ps", "-q", "--pod", &pod]).contains(&c));
+    assert_eq!(run(&["exec", "-s", &c, "echo", "exec-ok"]), "exec-ok");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !run(&["logs", &c]).contains("from-crictl") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "crictl logs shows nothing"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let inspect: serde_json::Value = serde_json::from_str(&run(&["inspect", &c])).unwrap();
+    assert_eq!(inspect["status"]["state"], "CONTAINER_RUNNING");
+    run(&["stop", "-t", "0", &c]);
+    run(&["rm", &c]);
+    run(&["stopp", &pod]);
+    run(&["rmp", &pod]);
+    assert_eq!(run(&["ps", "-a", "-q"]), "");
 }

@@ -290,6 +290,14 @@ async fn lifecycle(handler: &str) {
         out.contains("Seccomp:\t2"),
         "exec runs without the seccomp filter: {out}"
     );
+    // RuntimeDefault refuses unshare(2) without CAP_SYS_ADMIN, even for a
+    // user namespace (which needs no capability): in the exec too.
+    let r = s.exec(&id, &["unshare", "-U", "true"], 10).await.unwrap();
+    assert_ne!(r.exit_code, 0, "unshare passed the RuntimeDefault filter");
+    assert!(
+        String::from_utf8_lossy(&r.stderr).contains("Operation not permitted"),
+        "{r:?}"
+    );
     let r = s.exec(&id, &["cat", "/proc/1/cmdline"], 10).await.unwrap();
     assert!(
         String::from_utf8_lossy(&r.stdout).starts_with("sleep"),
@@ -357,6 +365,28 @@ async fn lifecycle(handler: &str) {
     let st = s.status(&id).await;
     assert_eq!(st.state, cri::ContainerState::ContainerExited as i32);
     assert_eq!(st.exit_code, 137);
+
+    // Unconfined, the same unshare works: the filter is what refused it.
+    let mut cfg = s.config("unconfined", &["sleep", "1000"]);
+    cfg.linux
+        .as_mut()
+        .unwrap()
+        .security_context
+        .as_mut()
+        .unwrap()
+        .seccomp = Some(cri::SecurityProfile {
+        profile_type: cri::security_profile::ProfileType::Unconfined as i32,
+        ..Default::default()
+    });
+    let free = s.run(&pod, cfg).await;
+    let r = s.exec(&free, &["unshare", "-U", "true"], 10).await.unwrap();
+    assert_eq!(r.exit_code, 0, "{r:?}");
+    s.c.runtime
+        .remove_container(cri::RemoveContainerRequest {
+            container_id: free.clone(),
+        })
+        .await
+        .unwrap();
 
     // A container that exits by itself.
     let id2 = s
@@ -761,4 +791,67 @@ async fn user_namespaced(handler: &str) {
     let e = run_pod(&mut s.c, bad).await.unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument, "{e}");
     assert!(e.message().contains("userns_options"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tty_and_log_reopen() {
+    let Some(mut s) = setup("ctr-tty").await else {
+        return;
+    };
+    let pod = s.pod("tty", "").await;
+    let mut cfg = s.config(
+        "term",
+        &[
+            "sh",
+            "-c",
+            "echo tty-out; [ -t 1 ] && echo is-a-tty; exec sleep 1000",
+        ],
+    );
+    cfg.tty = true;
+    let _term = s.run(&pod, cfg).await;
+    let log = s.wait_log("tty", "term", "is-a-tty").await;
+    assert_cri_log(&log);
+    assert!(log.contains(" stdout F tty-out"), "{log:?}");
+
+    let id = s
+        .run(
+            &pod,
+            s.config(
+                "ticker",
+                &["sh", "-c", "while true; do echo tick; sleep 0.1; done"],
+            ),
+        )
+        .await;
+    s.wait_log("tty", "ticker", "tick").await;
+    // kubelet rotates: renames the file, then asks for a new one.
+    let dir = s.logs.path().join("tty").join("ticker");
+    std::fs::rename(dir.join("0.log"), dir.join("0.log.1")).unwrap();
+    s.c.runtime
+        .reopen_container_log(cri::ReopenContainerLogRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    s.wait_log("tty", "ticker", "tick").await;
+    let old = std::fs::read_to_string(dir.join("0.log.1")).unwrap().len();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        std::fs::read_to_string(dir.join("0.log.1")).unwrap().len(),
+        old,
+        "the shim still writes to the rotated file"
+    );
+    // Not running: FailedPrecondition.
+    s.c.runtime
+        .stop_container(cri::StopContainerRequest {
+            container_id: id.clone(),
+            timeout: 0,
+        })
+        .await
+        .unwrap();
+    let e =
+        s.c.runtime
+            .reopen_container_log(cri::ReopenContainerLogRequest { container_id: id })
+            .await
+            .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
 }
