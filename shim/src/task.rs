@@ -79,6 +79,10 @@ struct State {
     early: HashMap<i32, i32>,
     log: Option<Arc<CriLog>>,
     copiers: Vec<JoinHandle<()>>,
+    /// The pty master of a terminal container, for ResizePty.
+    console: Option<OwnedFd>,
+    /// The write end of the container's stdin pipe, held open for attach.
+    stdin: Option<OwnedFd>,
 }
 
 pub struct TaskService {
@@ -378,7 +382,13 @@ impl Task for TaskService {
             None => None,
         };
 
-        let stdin = open_stream(&req.stdin, false).map_err(|e| invalid(format!("stdin: {e}")))?;
+        let (stdin, stdin_writer) = if opts.stdin {
+            let (r, w) = pipe().map_err(|e| internal(e.to_string()))?;
+            (r, Some(w))
+        } else {
+            let s = open_stream(&req.stdin, false).map_err(|e| invalid(format!("stdin: {e}")))?;
+            (s, None)
+        };
         let mut copiers = Vec::new();
         let io = if req.terminal {
             // Short enough for a socket address whatever the bundle path.
@@ -391,10 +401,14 @@ impl Task for TaskService {
                 .map_err(|e| internal(format!("console socket: {e}")))?;
             let log = log.clone();
             let sock_path = sock.clone();
+            let state = self.state.clone();
             copiers.push(std::thread::spawn(move || {
                 let accepted = receive_master(listener);
                 let _ = std::fs::remove_file(&sock_path);
                 if let Ok(master) = accepted {
+                    if let Ok(dup) = master.try_clone() {
+                        state.0.lock().unwrap_or_else(|e| e.into_inner()).console = Some(dup);
+                    }
                     let f = File::from(master);
                     match log {
                         Some(l) => l.copy("stdout", f),
@@ -435,6 +449,7 @@ impl Task for TaskService {
             st.options = opts;
             st.cgroups_path = cgroups_path;
             st.log = log;
+            st.stdin = stdin_writer;
         }
         let pid = match rt.create(&req.id, &bundle, io) {
             Ok(pid) => pid,
@@ -732,15 +747,47 @@ impl Task for TaskService {
 
     fn close_io(&self, _ctx: &TtrpcContext, req: CloseIORequest) -> TtrpcResult<Empty> {
         self.check_id(&req.id)?;
+        if req.exec_id.is_empty() && req.stdin {
+            // The container reads end of file.
+            self.lock().stdin = None;
+        }
         Ok(Empty::new())
     }
 
     fn resize_pty(&self, _ctx: &TtrpcContext, req: ResizePtyRequest) -> TtrpcResult<Empty> {
         self.check_id(&req.id)?;
-        Err(status(
-            containerd_shim::protos::ttrpc::Code::UNIMPLEMENTED,
-            "resize needs the streaming server",
-        ))
+        if !req.exec_id.is_empty() {
+            return Err(status(
+                containerd_shim::protos::ttrpc::Code::UNIMPLEMENTED,
+                "exec with a terminal comes with the streaming server",
+            ));
+        }
+        let st = self.lock();
+        let fd = st
+            .console
+            .as_ref()
+            .ok_or_else(|| failed("the container has no terminal"))?;
+        let ws = libc::winsize {
+            ws_row: req.height.min(u32::from(u16::MAX)) as u16,
+            ws_col: req.width.min(u32::from(u16::MAX)) as u16,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads a winsize from a valid pointer.
+        let r = unsafe {
+            libc::ioctl(
+                std::os::fd::AsRawFd::as_raw_fd(fd),
+                libc::TIOCSWINSZ,
+                &ws as *const libc::winsize,
+            )
+        };
+        if r != 0 {
+            return Err(internal(format!(
+                "resize: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+        Ok(Empty::new())
     }
 
     fn stats(&self, _ctx: &TtrpcContext, req: StatsRequest) -> TtrpcResult<StatsResponse> {

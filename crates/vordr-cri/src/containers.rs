@@ -77,8 +77,18 @@ pub fn shim_status(context: &str, e: ShimError) -> Status {
 /// rootfs mount, bundle and writable layer. Leaves the row to the caller.
 /// Safe to call on any partial state.
 pub async fn teardown(rt: &Runtime, c: &ContainerRecord) {
-    if !c.shim_address.is_empty() {
-        if let Ok(shim) = Shim::connect(&c.id, &c.shim_address).await {
+    // A create cut short may have started the shim before recording it;
+    // its socket path follows from the id.
+    let address = if c.shim_address.is_empty() {
+        format!(
+            "unix://{}",
+            vordr_shim_api::socket_path(&rt.shim_socket_dir(), &c.id).display()
+        )
+    } else {
+        c.shim_address.clone()
+    };
+    {
+        if let Ok(shim) = Shim::connect(&c.id, &address).await {
             let _ = shim.kill("", 9, true).await;
             let _ = shim.delete("").await;
             let _ = shim.shutdown().await;

@@ -64,6 +64,10 @@ pub struct CreateOptions {
     pub log_path: Option<PathBuf>,
     /// Longer lines are split into partial (`P`) records of this many bytes.
     pub max_log_line: usize,
+    /// Give the container a stdin pipe the shim holds open (CRI `stdin`),
+    /// for attach; CloseIO closes it. Otherwise stdin is /dev/null.
+    #[serde(default)]
+    pub stdin: bool,
 }
 
 /// The container's exit, as the shim saw it.
@@ -120,6 +124,7 @@ mod tests {
             runtime_root: "/run/vordr/runc".into(),
             log_path: Some("/var/log/pods/x/c/0.log".into()),
             max_log_line: 16384,
+            stdin: true,
         };
         let s = serde_json::to_string(&o).unwrap();
         assert!(s.contains("\"runc\""));
