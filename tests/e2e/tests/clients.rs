@@ -81,6 +81,10 @@ async fn crictl_drives_the_pod_lifecycle() {
             .arg(&endpoint)
             .arg("--image-endpoint")
             .arg(&endpoint)
+            // crictl's default of 2 s is tight on a busy 2-core machine;
+            // kubelet allows minutes.
+            .arg("--timeout")
+            .arg("30s")
             .args(args)
             .output()
             .unwrap();
