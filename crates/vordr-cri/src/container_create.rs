@@ -79,6 +79,16 @@ pub async fn create_container(
             )
         })?
         .clone();
+    let handler =
+        if handler.kind == "youki" && joins_pod_pid_namespace(&config) && !cgroup_v2_only() {
+            // youki 0.7 mounts cgroup v1 by reading /proc/<its pid> from the
+            // host's /proc with the pid of the joined namespace: such containers
+            // fail or see another process's cgroups. runc gets it right.
+            tracing::debug!(pod = %pod.id, "shared PID namespace on cgroup v1: running with runc");
+            runc_handler(rt)
+        } else {
+            handler
+        };
 
     let id = new_id();
     let log_path = if sandbox.log_directory.is_empty() || config.log_path.is_empty() {
@@ -225,6 +235,36 @@ fn image_config(
     })
 }
 
+/// Whether the container joins its pod's PID namespace (mode POD).
+fn joins_pod_pid_namespace(config: &ContainerConfig) -> bool {
+    config
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.as_ref())
+        .map(|n| n.pid)
+        .unwrap_or(NamespaceMode::Pod as i32)
+        == NamespaceMode::Pod as i32
+}
+
+fn cgroup_v2_only() -> bool {
+    std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+/// The configured runc handler, or runc from PATH.
+fn runc_handler(rt: &Runtime) -> vordr_config::RuntimeHandler {
+    rt.config
+        .runtime
+        .handlers
+        .values()
+        .find(|h| h.kind == "runc")
+        .cloned()
+        .unwrap_or(vordr_config::RuntimeHandler {
+            kind: "runc".into(),
+            path: "runc".into(),
+        })
+}
+
 /// The pod's user namespace mappings, when kubelet asked for one (mode POD).
 fn pod_userns(sandbox: &PodSandboxConfig) -> Option<vordr_spec::UserNamespace> {
     let u = sandbox
@@ -284,14 +324,7 @@ async fn build(
         .map(|s| s.trim().to_string())
         .unwrap_or_default();
     // Containers of a pod that shares its PID namespace join the pod's init.
-    let pid_mode = config
-        .linux
-        .as_ref()
-        .and_then(|l| l.security_context.as_ref())
-        .and_then(|s| s.namespace_options.as_ref())
-        .map(|n| n.pid)
-        .unwrap_or(NamespaceMode::Pod as i32);
-    let pid_ns_path = if pid_mode == NamespaceMode::Pod as i32 {
+    let pid_ns_path = if joins_pod_pid_namespace(config) {
         Some(crate::pod_init::pid_namespace(rt, &pod.id).await?)
     } else {
         None

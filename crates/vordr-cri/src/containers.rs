@@ -96,20 +96,24 @@ pub async fn teardown(rt: &Runtime, c: &ContainerRecord) {
     }
     let bundle = rt.bundle_dir(&c.id);
     // The shim may be gone: finish with the runtime's own state.
-    let _ = std::process::Command::new(crate::shim_client::shim_binary(
-        &rt.config.runtime.shim_path,
-    ))
-    .current_dir(&bundle)
-    .args([
-        "-namespace",
-        vordr_shim_api::NAMESPACE,
-        "-id",
-        &c.id,
-        "delete",
-    ])
-    .stdout(std::process::Stdio::null())
-    .stderr(std::process::Stdio::null())
-    .status();
+    if bundle.exists() {
+        let _ = tokio::process::Command::new(crate::shim_client::shim_binary(
+            &rt.config.runtime.shim_path,
+        ))
+        .current_dir(&bundle)
+        .args([
+            "-namespace",
+            vordr_shim_api::NAMESPACE,
+            "-id",
+            &c.id,
+            "delete",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .await;
+    }
     let _ = std::fs::remove_file(vordr_shim_api::socket_path(&rt.shim_socket_dir(), &c.id));
     crate::rootfs::unmount(&bundle.join("rootfs"));
     let _ = std::fs::remove_dir_all(&bundle);

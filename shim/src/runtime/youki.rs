@@ -38,6 +38,7 @@ impl OciRuntime for Youki {
         patch_config(&bundle.join("config.json"))?;
         let pid_file = bundle.join("init.pid");
         let err_file = bundle.join("create-error");
+        let _ = std::fs::remove_file(&err_file);
         let exe = std::env::current_exe().map_err(|e| RuntimeError(e.to_string()))?;
         let mut c = Command::new(exe);
         c.arg(CREATE_VERB)
@@ -197,6 +198,20 @@ pub fn youki_create_main(args: &[String]) -> i32 {
         return 2;
     };
     let console = rest.first().map(PathBuf::from);
+    // libcontainer says what went wrong through tracing: into the error file
+    // (stderr is the container's).
+    if let Ok(f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(err_file)
+    {
+        let _ = tracing_subscriber::fmt()
+            .with_writer(std::sync::Mutex::new(f))
+            .with_max_level(tracing::Level::ERROR)
+            .with_ansi(false)
+            .without_time()
+            .try_init();
+    }
     let res = ContainerBuilder::new(id.clone(), SyscallType::default())
         .with_root_path(root)
         .and_then(|b| b.with_pid_file(Some(pid_file)))
@@ -211,7 +226,14 @@ pub fn youki_create_main(args: &[String]) -> i32 {
     match res {
         Ok(_) => 0,
         Err(e) => {
-            let _ = std::fs::write(err_file, format!("{e}"));
+            use std::io::Write;
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(err_file)
+            {
+                let _ = writeln!(f, "{e}");
+            }
             1
         }
     }
