@@ -158,6 +158,9 @@ impl TaskService {
         let id = self.id.clone();
         let ns = self.namespace.clone();
         let addr = self.events_address.clone();
+        let exit = self.exit.clone();
+        // The shim starts in the container's bundle.
+        let bundle = std::env::current_dir().unwrap_or_default();
         std::thread::spawn(move || loop {
             // Between exits, now and then, give back what serving RPCs
             // brought into the working set.
@@ -166,7 +169,18 @@ impl TaskService {
                     let Subject::Pid(pid) = subject else { continue };
                     on_exit(&state, &id, &ns, &addr, pid, exit_code);
                 }
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => crate::trim::trim_working_set(),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    // Collected behind its back (the daemon's state was
+                    // wiped): with nothing left running, the shim goes too.
+                    let st = state.0.lock().unwrap_or_else(|e| e.into_inner());
+                    let idle = st.init.as_ref().is_none_or(|p| p.exit.is_some());
+                    drop(st);
+                    if idle && !bundle.as_os_str().is_empty() && !bundle.exists() {
+                        exit.signal();
+                        break;
+                    }
+                    crate::trim::trim_working_set()
+                }
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
             }
         });

@@ -855,3 +855,38 @@ async fn tty_and_log_reopen() {
             .unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shim_of_a_collected_container_exits() {
+    let Some(mut s) = setup("ctr-orphan").await else {
+        return;
+    };
+    let pod = s.pod("orphan", "").await;
+    let id = s.run(&pod, s.config("done", &["true"])).await;
+    s.wait_exit(&id).await;
+    let shim_alive = |id: &str| {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .map(|c| {
+                    let c = String::from_utf8_lossy(&c).replace('\0', " ");
+                    c.contains("containerd-shim-vordr-v1") && c.contains(id)
+                })
+                .unwrap_or(false)
+        })
+    };
+    assert!(shim_alive(&id), "the shim should wait for Delete");
+    // The daemon dies and its run dir is wiped (a reboot-like loss).
+    s.d.kill9();
+    let bundle = s.d.run_dir.join("bundles").join(&id);
+    nix::mount::umount2(&bundle.join("rootfs"), nix::mount::MntFlags::MNT_DETACH).unwrap();
+    std::fs::remove_dir_all(&bundle).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while shim_alive(&id) {
+        assert!(Instant::now() < deadline, "the orphaned shim never exited");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    s.d.spawn().await;
+    s.c = s.d.client().await;
+    let st = s.status(&id).await;
+    assert_eq!(st.state, cri::ContainerState::ContainerExited as i32);
+}
