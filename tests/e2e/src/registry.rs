@@ -209,7 +209,7 @@ pub async fn push_image(
 const BUSYBOX_APPLETS: &[&str] = &[
     "sh", "echo", "cat", "sleep", "id", "ls", "mkdir", "touch", "rm", "hostname", "head", "dd",
     "wc", "env", "grep", "true", "false", "kill", "ps", "trap", "seq", "yes", "tail", "unshare",
-    "mount", "sync", "chmod", "readlink", "printf", "test", "nc",
+    "mount", "sync", "chmod", "readlink", "printf", "test", "nc", "stty",
 ];
 
 /// A one-layer image of the host's static busybox with a passwd and group
