@@ -22,3 +22,12 @@ check:
 # Pod start, image pull and image list benchmarks, side by side with containerd 1.6.
 bench ITERATIONS="30": build-release
     ./bench/vs-containerd.sh {{ITERATIONS}}
+
+# Prove the SPARK policy with gnatprove, when it is installed (it is not in
+# Debian bookworm, PyPI or npm); the exhaustive tests check it either way.
+prove:
+    @if command -v gnatprove >/dev/null; then \
+        gnatprove -P crates/vordr-gatekeeper/ada/gatekeeper.gpr --level=2 --report=all; \
+    else \
+        echo "gnatprove is not installed here: nothing proved. cargo test -p vordr-gatekeeper checks every input combination instead."; \
+    fi
