@@ -294,9 +294,7 @@ pub fn build_spec(
     process.set_cwd(PathBuf::from(cwd));
     process.set_capabilities(Some(capabilities));
     process.set_rlimits(None);
-    // Omitted when false: youki 0.7 treats a present `false` as set and then
-    // loads seccomp after dropping CAP_SYS_ADMIN, which the kernel refuses.
-    process.set_no_new_privileges(sc.no_new_privs.then_some(true));
+    process.set_no_new_privileges(Some(sc.no_new_privs));
     process.set_apparmor_profile(None);
     process.set_oom_score_adj(oom_score_adj);
     process.set_selinux_label(None);

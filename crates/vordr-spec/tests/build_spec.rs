@@ -191,8 +191,7 @@ fn typical_container() {
         Some(&[4, 33][..])
     );
     assert_eq!(process.rlimits(), &None);
-    // Omitted rather than false: youki reads a present false as set.
-    assert_eq!(process.no_new_privileges(), None);
+    assert_eq!(process.no_new_privileges(), Some(false));
     assert_eq!(process.oom_score_adj(), Some(1000));
     assert_eq!(process.apparmor_profile(), &None);
     let caps = process.capabilities().as_ref().expect("caps");

@@ -152,6 +152,9 @@ fn patch_config(path: &Path) -> Result<()> {
 }
 
 /// Returns whether it changed anything:
+/// - `process.noNewPrivileges: false` is dropped: youki treats a present
+///   `false` as set and then loads seccomp after dropping CAP_SYS_ADMIN,
+///   which the kernel refuses;
 /// - rootfsPropagation "rshared"/"rslave"/"rprivate" (containerd's values,
 ///   which runc accepts) become "shared"/"slave"/"private": youki refuses the
 ///   r-forms and always applies them recursively;
@@ -159,6 +162,12 @@ fn patch_config(path: &Path) -> Result<()> {
 ///   and `valueTwo` as the datum, youki the other way round, so they swap.
 pub fn youki_compat(spec: &mut serde_json::Value) -> bool {
     let mut changed = false;
+    if let Some(process) = spec.get_mut("process").and_then(|p| p.as_object_mut()) {
+        if process.get("noNewPrivileges") == Some(&serde_json::Value::Bool(false)) {
+            process.remove("noNewPrivileges");
+            changed = true;
+        }
+    }
     if let Some(p) = spec.pointer_mut("/linux/rootfsPropagation") {
         if let Some(s) = p.as_str().and_then(|s| s.strip_prefix('r')) {
             if ["shared", "slave", "private"].contains(&s) {
@@ -246,6 +255,7 @@ mod tests {
     #[test]
     fn rewrites_what_youki_reads_differently() {
         let mut spec = serde_json::json!({
+            "process": {"noNewPrivileges": false},
             "linux": {
                 "rootfsPropagation": "rshared",
                 "seccomp": {"syscalls": [
@@ -257,6 +267,7 @@ mod tests {
             }
         });
         assert!(youki_compat(&mut spec));
+        assert!(spec["process"].get("noNewPrivileges").is_none());
         assert_eq!(spec["linux"]["rootfsPropagation"], "shared");
         let clone = &spec["linux"]["seccomp"]["syscalls"][0]["args"][0];
         assert_eq!(
@@ -265,7 +276,10 @@ mod tests {
         );
         let p = &spec["linux"]["seccomp"]["syscalls"][1]["args"][0];
         assert_eq!(p["value"], 8);
-        let mut plain = serde_json::json!({"linux": {"rootfsPropagation": "slave"}});
+        let mut plain = serde_json::json!({
+            "process": {"noNewPrivileges": true},
+            "linux": {"rootfsPropagation": "slave"}
+        });
         assert!(!youki_compat(&mut plain));
     }
 }
