@@ -10,7 +10,7 @@ use k8s_cri::v1::{
 use serde::Deserialize;
 use tonic::Status;
 use vordr_shim_api::{CreateOptions, RuntimeKind};
-use vordr_store::{ContainerRecord, NewContainer, PodState, StoreError};
+use vordr_store::{NewContainer, PodState, StoreError};
 
 use crate::containers::teardown;
 use crate::errors::{internal, invalid};
@@ -125,29 +125,6 @@ pub async fn create_container(
         )),
         e => internal("recording container", e),
     })?;
-    let record = ContainerRecord {
-        id: id.clone(),
-        pod_id: pod.id.clone(),
-        name: row.name.clone(),
-        attempt: row.attempt,
-        state: vordr_store::ContainerState::Creating,
-        created_at: row.created_at,
-        started_at: 0,
-        finished_at: 0,
-        exit_code: 0,
-        reason: String::new(),
-        message: String::new(),
-        pid: 0,
-        image_ref: row.image_ref.clone(),
-        image_id: row.image_id.clone(),
-        config: row.config.clone(),
-        labels: row.labels.clone(),
-        annotations: row.annotations.clone(),
-        log_path: log_path.clone(),
-        runtime: handler.kind.clone(),
-        shim_address: String::new(),
-        stop_signal: String::new(),
-    };
     let mut shim_address = String::new();
     let res = build(
         rt,
@@ -173,11 +150,7 @@ pub async fn create_container(
             Ok(CreateContainerResponse { container_id: id })
         }
         Err(status) => {
-            let record = ContainerRecord {
-                shim_address,
-                ..record
-            };
-            teardown(rt, &record).await;
+            teardown(rt, &id, &shim_address).await;
             let _ = rt.store.delete_container(&id);
             Err(status)
         }
@@ -265,8 +238,12 @@ fn runc_handler(rt: &Runtime) -> vordr_config::RuntimeHandler {
         })
 }
 
-/// The pod's user namespace mappings, when kubelet asked for one (mode POD).
-fn pod_userns(sandbox: &PodSandboxConfig) -> Option<vordr_spec::UserNamespace> {
+/// The pod's user namespace (pinned with the pod), when kubelet asked for one.
+fn pod_userns(
+    rt: &Runtime,
+    pod_id: &str,
+    sandbox: &PodSandboxConfig,
+) -> Option<vordr_spec::UserNamespace> {
     let u = sandbox
         .linux
         .as_ref()?
@@ -276,18 +253,11 @@ fn pod_userns(sandbox: &PodSandboxConfig) -> Option<vordr_spec::UserNamespace> {
         .as_ref()?
         .userns_options
         .as_ref()?;
-    if u.mode != NamespaceMode::Pod as i32 {
-        return None;
-    }
-    let map = |m: &[k8s_cri::v1::IdMapping]| {
-        m.iter()
-            .map(|m| (m.container_id, m.host_id, m.length))
-            .collect::<Vec<_>>()
-    };
+    let maps = crate::sandbox_validate::id_maps(u)?;
     Some(vordr_spec::UserNamespace {
-        uid_mappings: map(&u.uids),
-        gid_mappings: map(&u.gids),
-        path: None,
+        uid_mappings: maps.uids,
+        gid_mappings: maps.gids,
+        path: Some(rt.ns_dir(pod_id).join("user")),
     })
 }
 
@@ -341,10 +311,7 @@ async fn build(
         hostname_file: Some(pod_dir.join("hostname")),
         shm: None,
         cgroup_parent: pod.cgroup_parent.clone(),
-        userns: pod_userns(sandbox).map(|u| vordr_spec::UserNamespace {
-            path: Some(rt.ns_dir(&pod.id).join("user")),
-            ..u
-        }),
+        userns: pod_userns(rt, &pod.id, sandbox),
     };
     let opts = vordr_spec::SpecOptions {
         restrict_oom_score_adj: rt.config.runtime.restrict_oom_score_adj,

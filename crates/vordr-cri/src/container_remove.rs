@@ -26,7 +26,7 @@ pub async fn remove_container(
 /// Removes `c`; the caller holds its pod's lock.
 pub async fn remove_locked(rt: &Runtime, c: &ContainerRecord) -> Result<(), Status> {
     let _ = crate::container_stop::stop(rt, c, 0).await;
-    teardown(rt, c).await;
+    teardown(rt, &c.id, &c.shim_address).await;
     rt.store
         .delete_container(&c.id)
         .map_err(|e| internal("deleting container", e))?;

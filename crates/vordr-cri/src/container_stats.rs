@@ -2,7 +2,8 @@
 //! CPU and memory read from the container's cgroup (v1 or v2), writable
 //! layer usage from its upper dir.
 
-use std::path::{Path, PathBuf};
+use std::collections::HashMap;
+use std::path::Path;
 
 use k8s_cri::v1::*;
 use tonic::Status;
@@ -64,17 +65,16 @@ fn disk_usage(dir: &Path) -> (u64, u64) {
     (bytes, inodes)
 }
 
-fn cgroup_of(rt: &Runtime, id: &str) -> Option<PathBuf> {
-    let data = std::fs::read(rt.bundle_dir(id).join("config.json")).ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&data).ok()?;
-    v["linux"]["cgroupsPath"].as_str().map(PathBuf::from)
+/// The labels of a container, from their own column.
+fn labels_of(c: &ContainerRecord) -> HashMap<String, String> {
+    serde_json::from_str(&c.labels).unwrap_or_default()
 }
 
-fn stats_of(rt: &Runtime, c: &ContainerRecord) -> ContainerStats {
+/// Stats of `c`, whose pod's cgroup parent is `cgroup_parent`.
+fn stats_of(rt: &Runtime, c: &ContainerRecord, cgroup_parent: &str) -> ContainerStats {
     let ts = now_ns();
-    let cfg = crate::container_status::config_of(c);
     let usage = if c.state == ContainerState::Running {
-        cgroup_of(rt, &c.id).and_then(|p| cgroup_usage(&p))
+        cgroup_usage(&vordr_spec::cgroups_path(cgroup_parent, &c.id))
     } else {
         None
     };
@@ -86,8 +86,8 @@ fn stats_of(rt: &Runtime, c: &ContainerRecord) -> ContainerStats {
                 name: c.name.clone(),
                 attempt: c.attempt,
             }),
-            labels: cfg.labels,
-            annotations: cfg.annotations,
+            labels: labels_of(c),
+            annotations: serde_json::from_str(&c.annotations).unwrap_or_default(),
         }),
         cpu: usage.map(|(cpu, _, _)| CpuUsage {
             timestamp: ts,
@@ -117,8 +117,14 @@ pub async fn container_stats(
     req: ContainerStatsRequest,
 ) -> Result<ContainerStatsResponse, Status> {
     let c = rt.find_container(&req.container_id)?;
+    let parent = rt
+        .store
+        .get_pod(&c.pod_id)
+        .map_err(|e| internal("reading pod", e))?
+        .map(|p| p.cgroup_parent)
+        .unwrap_or_default();
     Ok(ContainerStatsResponse {
-        stats: Some(stats_of(rt, &c)),
+        stats: Some(stats_of(rt, &c, &parent)),
     })
 }
 
@@ -131,17 +137,24 @@ pub async fn list_container_stats(
         .store
         .list_containers()
         .map_err(|e| internal("listing containers", e))?;
+    let parents: HashMap<String, String> = rt
+        .store
+        .list_pods()
+        .map_err(|e| internal("listing pods", e))?
+        .into_iter()
+        .map(|p| (p.id, p.cgroup_parent))
+        .collect();
     let stats = all
         .iter()
         .filter(|c| f.id.is_empty() || c.id.starts_with(&f.id))
         .filter(|c| f.pod_sandbox_id.is_empty() || c.pod_id.starts_with(&f.pod_sandbox_id))
         .filter(|c| {
-            let cfg = crate::container_status::config_of(c);
+            let labels = labels_of(c);
             f.label_selector
                 .iter()
-                .all(|(k, v)| cfg.labels.get(k) == Some(v))
+                .all(|(k, v)| labels.get(k) == Some(v))
         })
-        .map(|c| stats_of(rt, c))
+        .map(|c| stats_of(rt, c, parents.get(&c.pod_id).map_or("", String::as_str)))
         .collect();
     Ok(ListContainerStatsResponse { stats })
 }
@@ -153,7 +166,7 @@ fn pod_stats(rt: &Runtime, pod: &vordr_store::PodRecord) -> Result<PodSandboxSta
         .pod_containers(&pod.id)
         .map_err(|e| internal("listing containers", e))?
         .iter()
-        .map(|c| stats_of(rt, c))
+        .map(|c| stats_of(rt, c, &pod.cgroup_parent))
         .collect();
     let sum = |f: &dyn Fn(&ContainerStats) -> Option<u64>| -> u64 {
         containers.iter().filter_map(f).sum()
@@ -172,9 +185,8 @@ fn pod_stats(rt: &Runtime, pod: &vordr_store::PodRecord) -> Result<PodSandboxSta
             .as_ref()
             .map(|v| v.value)
     });
-    let labels: std::collections::HashMap<String, String> =
-        serde_json::from_str(&pod.labels).unwrap_or_default();
-    let annotations: std::collections::HashMap<String, String> =
+    let labels: HashMap<String, String> = serde_json::from_str(&pod.labels).unwrap_or_default();
+    let annotations: HashMap<String, String> =
         serde_json::from_str(&pod.annotations).unwrap_or_default();
     Ok(PodSandboxStats {
         attributes: Some(PodSandboxAttributes {
@@ -230,8 +242,7 @@ pub async fn list_pod_sandbox_stats(
         if !f.id.is_empty() && !p.id.starts_with(&f.id) {
             continue;
         }
-        let labels: std::collections::HashMap<String, String> =
-            serde_json::from_str(&p.labels).unwrap_or_default();
+        let labels: HashMap<String, String> = serde_json::from_str(&p.labels).unwrap_or_default();
         if !f
             .label_selector
             .iter()

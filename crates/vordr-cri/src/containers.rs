@@ -76,46 +76,38 @@ pub fn shim_status(context: &str, e: ShimError) -> Status {
 /// Undoes everything a container may have on the machine: its shim, its
 /// rootfs mount, bundle and writable layer. Leaves the row to the caller.
 /// Safe to call on any partial state.
-pub async fn teardown(rt: &Runtime, c: &ContainerRecord) {
+pub async fn teardown(rt: &Runtime, id: &str, shim_address: &str) {
     // A create cut short may have started the shim before recording it;
     // its socket path follows from the id.
-    let address = if c.shim_address.is_empty() {
+    let address = if shim_address.is_empty() {
         format!(
             "unix://{}",
-            vordr_shim_api::socket_path(&rt.shim_socket_dir(), &c.id).display()
+            vordr_shim_api::socket_path(&rt.shim_socket_dir(), id).display()
         )
     } else {
-        c.shim_address.clone()
+        shim_address.to_string()
     };
-    {
-        if let Ok(shim) = Shim::connect(&c.id, &address).await {
-            let _ = shim.kill("", 9, true).await;
-            let _ = shim.delete("").await;
-            let _ = shim.shutdown().await;
-        }
+    if let Ok(shim) = Shim::connect(id, &address).await {
+        let _ = shim.kill("", 9, true).await;
+        let _ = shim.delete("").await;
+        let _ = shim.shutdown().await;
     }
-    let bundle = rt.bundle_dir(&c.id);
+    let bundle = rt.bundle_dir(id);
     // The shim may be gone: finish with the runtime's own state.
     if bundle.exists() {
         let _ = tokio::process::Command::new(crate::shim_client::shim_binary(
             &rt.config.runtime.shim_path,
         ))
         .current_dir(&bundle)
-        .args([
-            "-namespace",
-            vordr_shim_api::NAMESPACE,
-            "-id",
-            &c.id,
-            "delete",
-        ])
+        .args(["-namespace", vordr_shim_api::NAMESPACE, "-id", id, "delete"])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .status()
         .await;
     }
-    let _ = std::fs::remove_file(vordr_shim_api::socket_path(&rt.shim_socket_dir(), &c.id));
+    let _ = std::fs::remove_file(vordr_shim_api::socket_path(&rt.shim_socket_dir(), id));
     crate::rootfs::unmount(&bundle.join("rootfs"));
     let _ = std::fs::remove_dir_all(&bundle);
-    let _ = std::fs::remove_dir_all(rt.container_dir(&c.id));
+    let _ = std::fs::remove_dir_all(rt.container_dir(id));
 }

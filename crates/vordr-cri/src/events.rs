@@ -28,11 +28,7 @@ impl Events for Handler {
             if let Ok(exit) = TaskExit::parse_from_bytes(&ev.value) {
                 // An exec's exit is the caller's business; the init's is ours.
                 if exit.id == exit.container_id {
-                    let at = exit
-                        .exited_at
-                        .as_ref()
-                        .map(|t| t.seconds * 1_000_000_000 + i64::from(t.nanos))
-                        .unwrap_or(0);
+                    let at = crate::shim_client::timestamp_ns(&exit.exited_at);
                     crate::container_exit::record_exit(
                         &self.0,
                         &exit.container_id,

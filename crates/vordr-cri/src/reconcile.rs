@@ -142,7 +142,7 @@ async fn containers(rt: &Runtime, report: &mut Report) {
         match c.state {
             ContainerState::Creating => {
                 report.undone_containers += 1;
-                crate::containers::teardown(rt, &c).await;
+                crate::containers::teardown(rt, &c.id, &c.shim_address).await;
                 if let Err(e) = rt.store.delete_container(&c.id) {
                     report.errors.push(format!("container {}: {e}", c.id));
                 }
@@ -156,11 +156,7 @@ async fn containers(rt: &Runtime, report: &mut Report) {
                 match state {
                     Some(s) if s.status.enum_value_or_default() == S::STOPPED => {
                         report.exited_while_down += 1;
-                        let at = s
-                            .exited_at
-                            .as_ref()
-                            .map(|t| t.seconds * 1_000_000_000 + i64::from(t.nanos))
-                            .unwrap_or(0);
+                        let at = crate::shim_client::timestamp_ns(&s.exited_at);
                         crate::container_exit::record_exit(rt, &c.id, s.exit_status as i32, at);
                     }
                     Some(s)

@@ -35,6 +35,22 @@ pub struct PodPlan {
     pub userns: Option<vordr_net::netns::IdMaps>,
 }
 
+/// The mappings of a user namespace kubelet asked for (mode POD).
+pub fn id_maps(u: &k8s_cri::v1::UserNamespace) -> Option<vordr_net::netns::IdMaps> {
+    if u.mode != NamespaceMode::Pod as i32 {
+        return None;
+    }
+    let map = |m: &[k8s_cri::v1::IdMapping]| {
+        m.iter()
+            .map(|m| (m.container_id, m.host_id, m.length))
+            .collect()
+    };
+    Some(vordr_net::netns::IdMaps {
+        uids: map(&u.uids),
+        gids: map(&u.gids),
+    })
+}
+
 fn mode(field: &str, v: i32) -> Result<NamespaceMode, Status> {
     NamespaceMode::try_from(v).map_err(|_| invalid(field, format!("unknown namespace mode {v}")))
 }
@@ -119,15 +135,7 @@ pub fn plan(cfg: &PodSandboxConfig, driver: CgroupDriver) -> Result<PodPlan, Sta
         match mode(&format!("{field}.mode"), u.mode)? {
             NamespaceMode::Node => {}
             NamespaceMode::Pod if !u.uids.is_empty() && !u.gids.is_empty() => {
-                let map = |m: &[k8s_cri::v1::IdMapping]| {
-                    m.iter()
-                        .map(|m| (m.container_id, m.host_id, m.length))
-                        .collect()
-                };
-                userns = Some(vordr_net::netns::IdMaps {
-                    uids: map(&u.uids),
-                    gids: map(&u.gids),
-                });
+                userns = id_maps(u);
             }
             NamespaceMode::Pod => {
                 return Err(invalid(field, "mode POD needs uid and gid mappings"));

@@ -36,6 +36,17 @@ fn call_err(e: ttrpc::Error) -> ShimError {
     }
 }
 
+/// Nanoseconds since the epoch of a shim's timestamp; 0 when unset.
+pub fn timestamp_ns(
+    t: &containerd_shim_protos::protobuf::MessageField<
+        containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp,
+    >,
+) -> i64 {
+    t.as_ref()
+        .map(|t| t.seconds * 1_000_000_000 + i64::from(t.nanos))
+        .unwrap_or(0)
+}
+
 /// Where the shim binary is: the configured path, next to this binary, PATH.
 pub fn shim_binary(configured: &Path) -> PathBuf {
     if !configured.as_os_str().is_empty() {
@@ -193,12 +204,7 @@ impl Shim {
             .wait(context::with_timeout(0), &req)
             .await
             .map_err(call_err)?;
-        let at = r
-            .exited_at
-            .as_ref()
-            .map(|t| t.seconds * 1_000_000_000 + i64::from(t.nanos))
-            .unwrap_or(0);
-        Ok((r.exit_status, at))
+        Ok((r.exit_status, timestamp_ns(&r.exited_at)))
     }
 
     pub async fn delete(&self, exec_id: &str) -> Result<DeleteResponse, ShimError> {

@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use k8s_cri::v1::{ContainerConfig, LinuxContainerSecurityContext, PodSandboxConfig};
 use oci_spec::runtime::{Capabilities, Linux, LinuxCapabilitiesBuilder, Process, Root, Spec, User};
 
+pub use resources::cgroups_path;
 pub use seccomp_default::{default_seccomp, default_seccomp_for};
 pub use security::default_capabilities;
 

@@ -12,7 +12,7 @@ use crate::{invalid, io_error, SpecError, SpecOptions};
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 /// `<cgroup_parent>/vordr-<id>` (cgroupfs form); "/vordr-<id>" without a parent.
-pub(crate) fn cgroups_path(parent: &str, container_id: &str) -> PathBuf {
+pub fn cgroups_path(parent: &str, container_id: &str) -> PathBuf {
     let parent = if parent.is_empty() { "/" } else { parent };
     Path::new(parent).join(format!("vordr-{container_id}"))
 }
