@@ -852,7 +852,6 @@ impl Task for TaskService {
 impl TaskService {
     /// Starts a registered exec through the runtime; returns its pid.
     fn start_exec(&self, id: &str, exec_id: &str, rt: &dyn OciRuntime) -> TtrpcResult<i32> {
-        use containerd_shim::monitor::Topic as T;
         let (spec, stdin, stdout, stderr, terminal, bundle, init_pid) = {
             let mut st = self.lock();
             let init_pid = st.init.as_ref().map(|p| p.pid).unwrap_or(0);
@@ -888,7 +887,6 @@ impl TaskService {
             stderr: open_stream(&stderr, true).map_err(|e| invalid(format!("stderr: {e}")))?,
             console_socket: None,
         };
-        let _ = T::Pid;
         let child = rt
             .exec(id, init_pid, &bundle, &process_json, &pid_file, io)
             .map_err(|e| internal(e.to_string()))?;
