@@ -144,28 +144,7 @@ fn pin_in_new_thread(dir: &Path, req: &NsRequest) -> Result<Pins, NsError> {
             source,
         })?;
     }
-    if req.uts {
-        if let Some(h) = req.hostname.as_deref().filter(|h| !h.is_empty()) {
-            nix::unistd::sethostname(h).map_err(|source| NsError::Hostname {
-                hostname: h.to_string(),
-                source,
-            })?;
-        }
-    }
-    for s in &req.sysctls {
-        let applies = match s.ns {
-            SysctlNs::Net => req.net || req.join_net.is_some(),
-            SysctlNs::Ipc => req.ipc,
-            SysctlNs::Uts => req.uts,
-        };
-        if applies {
-            write_sysctl(s).map_err(|source| NsError::Sysctl {
-                name: s.name.clone(),
-                value: s.value.clone(),
-                source,
-            })?;
-        }
-    }
+    configure_here(req, req.net || req.join_net.is_some(), req.ipc, req.uts)?;
     let mut pins = Pins::default();
     for name in names {
         let target = dir.join(name);
@@ -180,6 +159,34 @@ fn pin_in_new_thread(dir: &Path, req: &NsRequest) -> Result<Pins, NsError> {
         }
     }
     Ok(pins)
+}
+
+/// Sets the hostname and writes the sysctls in the calling thread's
+/// namespaces, for those of the pod's own (`net`, `ipc`, `uts`).
+fn configure_here(req: &NsRequest, net: bool, ipc: bool, uts: bool) -> Result<(), NsError> {
+    if uts {
+        if let Some(h) = req.hostname.as_deref().filter(|h| !h.is_empty()) {
+            nix::unistd::sethostname(h).map_err(|source| NsError::Hostname {
+                hostname: h.to_string(),
+                source,
+            })?;
+        }
+    }
+    for s in &req.sysctls {
+        let applies = match s.ns {
+            SysctlNs::Net => net,
+            SysctlNs::Ipc => ipc,
+            SysctlNs::Uts => uts,
+        };
+        if applies {
+            write_sysctl(s).map_err(|source| NsError::Sysctl {
+                name: s.name.clone(),
+                value: s.value.clone(),
+                source,
+            })?;
+        }
+    }
+    Ok(())
 }
 
 fn write_sysctl(s: &Sysctl) -> std::io::Result<()> {
@@ -285,29 +292,12 @@ fn configure_pinned(pins: &Pins, req: &NsRequest) -> Result<(), NsError> {
                 })?;
             }
         }
-        if pins.uts.is_some() {
-            if let Some(h) = req.hostname.as_deref().filter(|h| !h.is_empty()) {
-                nix::unistd::sethostname(h).map_err(|source| NsError::Hostname {
-                    hostname: h.to_string(),
-                    source,
-                })?;
-            }
-        }
-        for s in &req.sysctls {
-            let applies = match s.ns {
-                SysctlNs::Net => pins.net.is_some(),
-                SysctlNs::Ipc => pins.ipc.is_some(),
-                SysctlNs::Uts => pins.uts.is_some(),
-            };
-            if applies {
-                write_sysctl(s).map_err(|source| NsError::Sysctl {
-                    name: s.name.clone(),
-                    value: s.value.clone(),
-                    source,
-                })?;
-            }
-        }
-        Ok(())
+        configure_here(
+            &req,
+            pins.net.is_some(),
+            pins.ipc.is_some(),
+            pins.uts.is_some(),
+        )
     })
     .join()
     .map_err(|_| NsError::ThreadPanicked)?
