@@ -111,49 +111,68 @@ fn pod_config(tag: &str, i: usize) -> cri::PodSandboxConfig {
     }
 }
 
+/// Runs `call`, records how long it took in `times`, names it on error.
+async fn timed<T>(
+    times: &mut Vec<Duration>,
+    what: &'static str,
+    call: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> Result<T> {
+    let t = Instant::now();
+    let r = call.await.context(what)?.into_inner();
+    times.push(t.elapsed());
+    Ok(r)
+}
+
+/// StopPodSandbox then RemovePodSandbox, timed.
+async fn stop_and_remove_pod(c: &mut CriClient, id: &str, times: &mut Vec<Duration>) -> Result<()> {
+    let pod_sandbox_id = id.to_string();
+    timed(
+        times,
+        "StopPodSandbox",
+        c.runtime.stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: pod_sandbox_id.clone(),
+        }),
+    )
+    .await?;
+    timed(
+        times,
+        "RemovePodSandbox",
+        c.runtime
+            .remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id }),
+    )
+    .await?;
+    Ok(())
+}
+
 async fn lifecycle(c: &mut CriClient, tag: &str, i: usize, s: Option<&mut Samples>) -> Result<()> {
     let mut times = Vec::with_capacity(5);
-    let t = Instant::now();
-    let id = c
-        .runtime
-        .run_pod_sandbox(cri::RunPodSandboxRequest {
+    let id = timed(
+        &mut times,
+        "RunPodSandbox",
+        c.runtime.run_pod_sandbox(cri::RunPodSandboxRequest {
             config: Some(pod_config(tag, i)),
             runtime_handler: String::new(),
-        })
-        .await
-        .context("RunPodSandbox")?
-        .into_inner()
-        .pod_sandbox_id;
-    times.push(t.elapsed());
-    let t = Instant::now();
-    c.runtime
-        .pod_sandbox_status(cri::PodSandboxStatusRequest {
+        }),
+    )
+    .await?
+    .pod_sandbox_id;
+    timed(
+        &mut times,
+        "PodSandboxStatus",
+        c.runtime.pod_sandbox_status(cri::PodSandboxStatusRequest {
             pod_sandbox_id: id.clone(),
             verbose: false,
-        })
-        .await
-        .context("PodSandboxStatus")?;
-    times.push(t.elapsed());
-    let t = Instant::now();
-    c.runtime
-        .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
-        .await
-        .context("ListPodSandbox")?;
-    times.push(t.elapsed());
-    let t = Instant::now();
-    c.runtime
-        .stop_pod_sandbox(cri::StopPodSandboxRequest {
-            pod_sandbox_id: id.clone(),
-        })
-        .await
-        .context("StopPodSandbox")?;
-    times.push(t.elapsed());
-    let t = Instant::now();
-    c.runtime
-        .remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: id })
-        .await
-        .context("RemovePodSandbox")?;
-    times.push(t.elapsed());
+        }),
+    )
+    .await?;
+    timed(
+        &mut times,
+        "ListPodSandbox",
+        c.runtime
+            .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None }),
+    )
+    .await?;
+    stop_and_remove_pod(c, &id, &mut times).await?;
     if let Some(s) = s {
         for (rpc, d) in RPCS.iter().zip(times) {
             s.add(rpc, d);
@@ -209,78 +228,59 @@ async fn start_pod_with_container(
     let mut pod = pod_config(tag, i);
     pod.log_directory = format!("/tmp/vordr-bench-logs/{tag}-{i}");
     let mut times = Vec::with_capacity(3);
-    let t = Instant::now();
-    let pod_id = c
-        .runtime
-        .run_pod_sandbox(cri::RunPodSandboxRequest {
+    let pod_id = timed(
+        &mut times,
+        "RunPodSandbox",
+        c.runtime.run_pod_sandbox(cri::RunPodSandboxRequest {
             config: Some(pod.clone()),
             runtime_handler: String::new(),
-        })
-        .await
-        .context("RunPodSandbox")?
-        .into_inner()
-        .pod_sandbox_id;
-    times.push(t.elapsed());
-    let t = Instant::now();
-    let id = c
-        .runtime
-        .create_container(cri::CreateContainerRequest {
+        }),
+    )
+    .await?
+    .pod_sandbox_id;
+    let id = timed(
+        &mut times,
+        "CreateContainer",
+        c.runtime.create_container(cri::CreateContainerRequest {
             pod_sandbox_id: pod_id.clone(),
             config: Some(container_config(image_name, &pod)),
             sandbox_config: Some(pod),
-        })
-        .await
-        .context("CreateContainer")?
-        .into_inner()
-        .container_id;
-    times.push(t.elapsed());
-    let t = Instant::now();
-    c.runtime
-        .start_container(cri::StartContainerRequest {
+        }),
+    )
+    .await?
+    .container_id;
+    timed(
+        &mut times,
+        "StartContainer",
+        c.runtime.start_container(cri::StartContainerRequest {
             container_id: id.clone(),
-        })
-        .await
-        .context("StartContainer")?;
-    times.push(t.elapsed());
+        }),
+    )
+    .await?;
     Ok((pod_id, id, times))
 }
 
 /// Stops and removes a container and its pod; returns the four times.
 async fn tear_down(c: &mut CriClient, pod_id: &str, id: &str) -> Result<Vec<Duration>> {
     let mut times = Vec::with_capacity(4);
-    let t = Instant::now();
-    c.runtime
-        .stop_container(cri::StopContainerRequest {
+    timed(
+        &mut times,
+        "StopContainer",
+        c.runtime.stop_container(cri::StopContainerRequest {
             container_id: id.to_string(),
             timeout: 0,
-        })
-        .await
-        .context("StopContainer")?;
-    times.push(t.elapsed());
-    let t = Instant::now();
-    c.runtime
-        .remove_container(cri::RemoveContainerRequest {
+        }),
+    )
+    .await?;
+    timed(
+        &mut times,
+        "RemoveContainer",
+        c.runtime.remove_container(cri::RemoveContainerRequest {
             container_id: id.to_string(),
-        })
-        .await
-        .context("RemoveContainer")?;
-    times.push(t.elapsed());
-    let t = Instant::now();
-    c.runtime
-        .stop_pod_sandbox(cri::StopPodSandboxRequest {
-            pod_sandbox_id: pod_id.to_string(),
-        })
-        .await
-        .context("StopPodSandbox")?;
-    times.push(t.elapsed());
-    let t = Instant::now();
-    c.runtime
-        .remove_pod_sandbox(cri::RemovePodSandboxRequest {
-            pod_sandbox_id: pod_id.to_string(),
-        })
-        .await
-        .context("RemovePodSandbox")?;
-    times.push(t.elapsed());
+        }),
+    )
+    .await?;
+    stop_and_remove_pod(c, pod_id, &mut times).await?;
     Ok(times)
 }
 

@@ -489,6 +489,39 @@ impl Drop for Daemon {
     }
 }
 
+/// A registry holding the busybox image (`registry::push_busybox`) and a
+/// daemon that trusts that registry and has pulled the image; `None` (the
+/// test skips) where these tests cannot run.
+pub async fn daemon_with_busybox(tag: &str) -> Option<(registry::Registry, Daemon, String)> {
+    if !can_run() {
+        eprintln!("skipped: needs root and netavark");
+        return None;
+    }
+    let reg = registry::Registry::start();
+    let image = format!("{}/e2e/busybox:1", reg.addr);
+    registry::push_busybox(&image, serde_json::json!({"Cmd": ["sh"]})).await;
+    let d = Daemon::start_with_registries(
+        tag,
+        &format!(
+            "[[registry]]\nlocation = \"{}\"\ninsecure = true\n",
+            reg.addr
+        ),
+    )
+    .await;
+    let mut c = d.client().await;
+    c.image
+        .pull_image(cri::PullImageRequest {
+            image: Some(cri::ImageSpec {
+                image: image.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("pulling {image}: {e}\n{}", d.log()));
+    Some((reg, d, image))
+}
+
 /// A pod config with a unique uid.
 pub fn pod_config(name: &str) -> cri::PodSandboxConfig {
     cri::PodSandboxConfig {

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use tonic::Code;
-use vordr_e2e::registry::{push_busybox, Registry};
+use vordr_e2e::registry::Registry;
 use vordr_e2e::*;
 
 struct Setup {
@@ -16,32 +16,8 @@ struct Setup {
 }
 
 async fn setup(tag: &str) -> Option<Setup> {
-    if !can_run() {
-        eprintln!("skipped: needs root and netavark");
-        return None;
-    }
-    let reg = Registry::start();
-    let image = format!("{}/e2e/busybox:1", reg.addr);
-    push_busybox(&image, serde_json::json!({"Cmd": ["sleep", "1000"]})).await;
-    let d = Daemon::start_with_registries(
-        tag,
-        &format!(
-            "[[registry]]\nlocation = \"{}\"\ninsecure = true\n",
-            reg.addr
-        ),
-    )
-    .await;
-    let mut c = d.client().await;
-    c.image
-        .pull_image(cri::PullImageRequest {
-            image: Some(cri::ImageSpec {
-                image: image.clone(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let (reg, d, image) = daemon_with_busybox(tag).await?;
+    let c = d.client().await;
     let logs = tempfile::tempdir().unwrap();
     Some(Setup {
         reg,

@@ -8,7 +8,6 @@ use containerd_shim_protos::shim::shim::*;
 use containerd_shim_protos::shim_async::TaskClient;
 use containerd_shim_protos::types::task::Status;
 use ttrpc::context;
-use vordr_e2e::registry::{push_busybox, Registry};
 use vordr_e2e::*;
 
 fn ctx() -> context::Context {
@@ -17,32 +16,10 @@ fn ctx() -> context::Context {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn task_api_on_a_live_container() {
-    if !can_run() {
-        eprintln!("skipped: needs root and netavark");
+    let Some((reg, d, image)) = daemon_with_busybox("shimapi").await else {
         return;
-    }
-    let reg = Registry::start();
-    let image = format!("{}/e2e/busybox:1", reg.addr);
-    push_busybox(&image, serde_json::json!({"Cmd": ["sh"]})).await;
-    let d = Daemon::start_with_registries(
-        "shimapi",
-        &format!(
-            "[[registry]]\nlocation = \"{}\"\ninsecure = true\n",
-            reg.addr
-        ),
-    )
-    .await;
+    };
     let mut c = d.client().await;
-    c.image
-        .pull_image(cri::PullImageRequest {
-            image: Some(cri::ImageSpec {
-                image: image.clone(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
     let logs = tempfile::tempdir().unwrap();
     let mut pod = pod_config("shimapi");
     pod.log_directory = logs.path().display().to_string();
