@@ -6,7 +6,7 @@ set -euo pipefail
 
 PACKAGES=(
   # build
-  protobuf-compiler pkg-config libseccomp-dev gnat-12 gprbuild
+  gcc protobuf-compiler pkg-config libseccomp-dev gnat-12 gprbuild
   # runtime
   netavark runc iproute2 iptables nftables
   # tests and benchmarks: local registry, image building, reference runtime
