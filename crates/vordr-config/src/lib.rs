@@ -34,6 +34,124 @@ pub struct Config {
     pub network: NetworkConfig,
     pub image: ImageConfig,
     pub runtime: RuntimeConfig,
+    pub gatekeeper: GatekeeperConfig,
+}
+
+/// The gatekeeper's profiles, least to most strict.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum GatekeeperProfile {
+    /// Everything allowed; every decision still recorded.
+    Privileged,
+    /// Rules 1, 3, 5, 6 and 8: no privileged mode, SYS_ADMIN, host
+    /// namespaces, sensitive host paths or unsafe sysctls.
+    Baseline,
+    /// Every rule: also no root without a user namespace, no privilege
+    /// escalation, no Unconfined seccomp.
+    Restricted,
+}
+
+impl GatekeeperProfile {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GatekeeperProfile::Privileged => "privileged",
+            GatekeeperProfile::Baseline => "baseline",
+            GatekeeperProfile::Restricted => "restricted",
+        }
+    }
+}
+
+impl std::str::FromStr for GatekeeperProfile {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "privileged" => Ok(GatekeeperProfile::Privileged),
+            "baseline" => Ok(GatekeeperProfile::Baseline),
+            "restricted" => Ok(GatekeeperProfile::Restricted),
+            _ => Err(format!(
+                "unknown gatekeeper profile {s:?} (privileged, baseline or restricted)"
+            )),
+        }
+    }
+}
+
+/// What a namespace's pods may do with the network: NET_ADMIN needs
+/// `restricted` or `admin`, the host's network needs `admin`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    Default,
+    Restricted,
+    Admin,
+}
+
+impl NetworkMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetworkMode::Default => "default",
+            NetworkMode::Restricted => "restricted",
+            NetworkMode::Admin => "admin",
+        }
+    }
+}
+
+/// The node's security policy settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GatekeeperConfig {
+    /// The profile of namespaces no `[[gatekeeper.namespaces]]` entry names.
+    pub profile: GatekeeperProfile,
+    /// Their network mode.
+    pub network: NetworkMode,
+    /// Whether they may run privileged containers or add SYS_ADMIN.
+    pub allow_privileged: bool,
+    /// Audit rows kept; older ones are dropped.
+    pub audit_max_rows: u64,
+    /// Per-namespace overrides; the first whose pattern matches wins.
+    #[serde(default)]
+    pub namespaces: Vec<NamespacePolicyConfig>,
+}
+
+/// One `[[gatekeeper.namespaces]]` entry: unset keys take the defaults
+/// above.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NamespacePolicyConfig {
+    /// A namespace name or a glob (`team-*`, `ci-?`, `[ab]-prod`).
+    #[serde(rename = "match")]
+    pub pattern: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<GatekeeperProfile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkMode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_privileged: Option<bool>,
+}
+
+/// The policy settings that apply to one namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NamespacePolicy {
+    pub profile: GatekeeperProfile,
+    pub network: NetworkMode,
+    pub allow_privileged: bool,
+}
+
+impl GatekeeperConfig {
+    /// The settings for pods of `namespace`.
+    pub fn for_namespace(&self, namespace: &str) -> NamespacePolicy {
+        let entry = self.namespaces.iter().find(|n| {
+            globset::Glob::new(&n.pattern)
+                .map(|g| g.compile_matcher().is_match(namespace))
+                .unwrap_or(false)
+        });
+        NamespacePolicy {
+            profile: entry.and_then(|e| e.profile).unwrap_or(self.profile),
+            network: entry.and_then(|e| e.network).unwrap_or(self.network),
+            allow_privileged: entry
+                .and_then(|e| e.allow_privileged)
+                .unwrap_or(self.allow_privileged),
+        }
+    }
 }
 
 /// How containers are run.
@@ -82,7 +200,6 @@ pub struct ServerConfig {
     pub run_dir: PathBuf,
     pub log_level: String,
     pub registries_config: PathBuf,
-    pub gatekeeper_profile: String,
 }
 
 /// How pod and container cgroups are named and created.
@@ -136,6 +253,8 @@ struct PartialConfig {
     image: toml::Table,
     #[serde(default)]
     runtime: toml::Table,
+    #[serde(default)]
+    gatekeeper: toml::Table,
 }
 
 impl Default for Config {
@@ -228,6 +347,14 @@ impl Config {
                 return invalid("runtime.handlers.type", "must be \"youki\" or \"runc\"");
             }
         }
+        for n in &self.gatekeeper.namespaces {
+            if n.pattern.is_empty() || globset::Glob::new(&n.pattern).is_err() {
+                return Err(ConfigError::Invalid {
+                    field: "gatekeeper.namespaces.match",
+                    reason: format!("{:?} is not a namespace name or glob", n.pattern),
+                });
+            }
+        }
         let subnet = &self.network.subnet;
         match subnet {
             IpNet::V4(n) if n.prefix_len() > 30 => {
@@ -305,6 +432,60 @@ mod tests {
     }
 
     #[test]
+    fn gatekeeper_namespaces_take_the_first_matching_entry() {
+        let c = Config::from_overlay_str(
+            r#"
+[gatekeeper]
+profile = "restricted"
+[[gatekeeper.namespaces]]
+match = "team-*"
+network = "restricted"
+[[gatekeeper.namespaces]]
+match = "team-admin"
+profile = "privileged"
+[[gatekeeper.namespaces]]
+match = "infra"
+profile = "baseline"
+network = "admin"
+allow_privileged = true
+"#,
+            "t",
+        )
+        .unwrap();
+        let g = &c.gatekeeper;
+        let p = |ns| g.for_namespace(ns);
+        assert_eq!(
+            p("default"),
+            NamespacePolicy {
+                profile: GatekeeperProfile::Restricted,
+                network: NetworkMode::Default,
+                allow_privileged: false
+            }
+        );
+        // team-admin matches team-* first: restricted, network restricted.
+        assert_eq!(p("team-admin").profile, GatekeeperProfile::Restricted);
+        assert_eq!(p("team-admin").network, NetworkMode::Restricted);
+        assert_eq!(
+            p("infra"),
+            NamespacePolicy {
+                profile: GatekeeperProfile::Baseline,
+                network: NetworkMode::Admin,
+                allow_privileged: true
+            }
+        );
+        // The embedded default lets kube-system run the node's own pods.
+        let d = Config::default().gatekeeper;
+        assert_eq!(d.profile, GatekeeperProfile::Baseline);
+        assert_eq!(
+            d.for_namespace("kube-system").profile,
+            GatekeeperProfile::Privileged
+        );
+        assert_eq!(d.for_namespace("kube-systemx").profile, d.profile);
+        let e = Config::from_overlay_str("[gatekeeper]\nprofile = \"strict\"\n", "t").unwrap_err();
+        assert!(e.to_string().contains("strict"), "{e}");
+    }
+
+    #[test]
     fn unknown_keys_are_rejected() {
         let e = Config::from_overlay_str("[network]\nsubnett = \"10.0.0.0/8\"\n", "t").unwrap_err();
         assert!(e.to_string().contains("subnett"), "{e}");
@@ -323,6 +504,10 @@ mod tests {
             ),
             ("[network]\nnetwork_name = \"-x\"", "network.network_name"),
             ("[server]\nroot = \"relative\"", "server.root"),
+            (
+                "[[gatekeeper.namespaces]]\nmatch = \"a[\"",
+                "gatekeeper.namespaces.match",
+            ),
             (
                 "[network]\nfirewall_driver = \"pf\"",
                 "network.firewall_driver",

@@ -90,6 +90,17 @@ pub async fn create_container(
             handler
         };
 
+    let lowers = image_lowers(rt, &image)?;
+    let img = image_config(rt, &image)?;
+    let default_sc = Default::default();
+    let sc = config
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .unwrap_or(&default_sc);
+    let uid = vordr_spec::uid_before_rootfs(sc, &img, &lowers);
+    crate::gatekeeper::check_container(rt, "CreateContainer", &config, &sandbox, &pod.id, uid)?;
+
     let id = new_id();
     let log_path = if sandbox.log_directory.is_empty() || config.log_path.is_empty() {
         String::new()
@@ -132,7 +143,8 @@ pub async fn create_container(
         &config,
         &sandbox,
         &pod,
-        &image,
+        &lowers,
+        img,
         &handler,
         &log_path,
         &mut shim_address,
@@ -155,6 +167,19 @@ pub async fn create_container(
             Err(status)
         }
     }
+}
+
+/// The image's snapshot directories, bottom layer first.
+fn image_lowers(rt: &Runtime, image: &vordr_store::ImageRecord) -> Result<Vec<PathBuf>, Status> {
+    image
+        .chain_ids
+        .iter()
+        .map(|c| {
+            c.parse()
+                .map(|d| rt.puller.snapshots.fs_path(&d))
+                .map_err(|e| internal("image snapshot", format!("{c}: {e}")))
+        })
+        .collect()
 }
 
 #[derive(Deserialize, Default)]
@@ -269,7 +294,8 @@ async fn build(
     config: &ContainerConfig,
     sandbox: &PodSandboxConfig,
     pod: &vordr_store::PodRecord,
-    image: &vordr_store::ImageRecord,
+    lowers: &[PathBuf],
+    img: vordr_spec::ImageConfig,
     handler: &vordr_config::RuntimeHandler,
     log_path: &str,
     shim_address: &mut String,
@@ -277,18 +303,8 @@ async fn build(
     let bundle = rt.bundle_dir(id);
     let rootfs = bundle.join("rootfs");
     let cdir = rt.container_dir(id);
-    let lowers = image
-        .chain_ids
-        .iter()
-        .map(|c| {
-            c.parse()
-                .map(|d| rt.puller.snapshots.fs_path(&d))
-                .map_err(|e| internal("image snapshot", format!("{c}: {e}")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    crate::rootfs::mount_overlay(&lowers, &cdir.join("upper"), &cdir.join("work"), &rootfs)
+    crate::rootfs::mount_overlay(lowers, &cdir.join("upper"), &cdir.join("work"), &rootfs)
         .map_err(|e| internal("preparing the container rootfs", e))?;
-    let img = image_config(rt, image)?;
     let pod_dir = rt.pod_dir(&pod.id);
     let hostname = std::fs::read_to_string(pod_dir.join("hostname"))
         .map(|s| s.trim().to_string())

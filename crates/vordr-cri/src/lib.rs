@@ -17,6 +17,7 @@ mod container_update;
 mod containers;
 mod errors;
 mod events;
+mod gatekeeper;
 mod image_fs_info;
 mod image_list;
 mod image_pull;

@@ -57,6 +57,8 @@ pub struct Runtime {
     pub pool_notify: tokio::sync::Notify,
     /// Cached netavark health: (checked at, result).
     net_health: StdMutex<Option<(Instant, Result<String, String>)>>,
+    /// Host paths the gatekeeper never lets a container mount.
+    pub protected: vordr_gatekeeper::cri::Protected,
 }
 
 impl Runtime {
@@ -102,6 +104,7 @@ impl Runtime {
         let pod_cidr = store.get_setting(POD_CIDR_KEY)?;
         let network = bridge_network(&config, pod_cidr.as_deref());
         Ok(Runtime {
+            protected: crate::gatekeeper::protected(&config),
             config,
             store,
             netavark,

@@ -56,6 +56,7 @@ pub async fn run_pod_sandbox(
         ));
     }
     let plan = plan(&cfg, rt.config.cgroup.driver)?;
+    crate::gatekeeper::check_pod(rt, &cfg)?;
     let id = new_id();
     let net = PodNetwork {
         network: rt.network(),

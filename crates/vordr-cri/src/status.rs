@@ -57,7 +57,10 @@ pub async fn status(rt: &Runtime, req: StatusRequest) -> StatusResponse {
                 "path": rt.store.path(),
                 "journalMode": format!("{:?}", rt.store.journal_mode()),
             },
-            "gatekeeperProfile": rt.config.server.gatekeeper_profile,
+            "gatekeeper": {
+                "profile": rt.config.gatekeeper.profile.as_str(),
+                "policyVersion": vordr_gatekeeper::version(),
+            },
         });
         // `crictl info` prints each value as JSON, so each key holds JSON.
         if let serde_json::Value::Object(m) = v {

@@ -1,45 +1,34 @@
 //! Vordr's node security policy. The rules live in Ada/SPARK (`ada/src/
 //! policy.ads`), with the security predicate stated as the postcondition of
 //! `Validate`; this crate is the safe Rust side: the policy's input, the
-//! call through the C ABI, and the verdict with the rule's message.
+//! call through the C ABI, the verdict with the rule's message, and (in
+//! [`cri`]) the reduction of CRI pod and container configs to that input.
 
 use std::sync::Once;
 
-/// The gatekeeper profiles, least to most strict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum Profile {
-    /// Everything allowed; every decision still recorded.
-    Privileged = 0,
-    /// Rules 1, 3, 5, 6 and 8 (root, privilege escalation and Unconfined
-    /// seccomp allowed), in the spirit of PodSecurity "baseline".
-    Baseline = 1,
-    /// Every rule.
-    Restricted = 2,
-}
+pub mod cri;
 
-/// What the pod's namespace may do with the network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum NetworkMode {
-    Default = 0,
-    Restricted = 1,
-    Admin = 2,
-}
+pub use vordr_config::{GatekeeperProfile as Profile, NamespacePolicy, NetworkMode};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u8)]
 pub enum UsernsMode {
-    None = 0,
-    Pod = 1,
+    None,
+    Pod,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u8)]
 pub enum SeccompMode {
-    RuntimeDefault = 0,
-    Localhost = 1,
-    Unconfined = 2,
+    RuntimeDefault,
+    Localhost,
+    Unconfined,
+}
+
+/// One side of a CRI capability list, reduced to what the rules judge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct CapList {
+    pub all: bool,
+    pub sys_admin: bool,
+    pub net_admin: bool,
 }
 
 /// The policy's input: a pod or container spec reduced to what the rules
@@ -47,26 +36,54 @@ pub enum SeccompMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Input {
     pub profile: Profile,
-    /// The profile lets this namespace run privileged pods.
+    /// The namespace may run privileged containers and SYS_ADMIN.
     pub namespace_privileged: bool,
     pub network: NetworkMode,
     pub privileged: bool,
-    /// The effective UID is 0 (asked for, or the image's default user).
-    pub runs_as_root: bool,
+    /// The effective UID (asked for, or the image's default user); `None`
+    /// when it cannot be told, which the policy counts as root.
+    pub uid: Option<u32>,
     pub userns: UsernsMode,
-    /// In the effective set: added by name or through ALL, not dropped.
-    pub cap_sys_admin: bool,
-    pub cap_net_admin: bool,
+    /// Added capabilities (ALL expanded by the policy).
+    pub cap_add: CapList,
+    /// Dropped capabilities.
+    pub cap_drop: CapList,
     pub host_network: bool,
     pub host_pid: bool,
     pub host_ipc: bool,
     pub no_new_privs: bool,
     pub seccomp: SeccompMode,
     pub read_only_rootfs: bool,
-    /// A host-path mount of /, /proc, /sys, /dev, /etc, /var/run or
-    /// Vordr's own socket or root.
+    /// A host-path mount of /, /proc, /sys, /dev, /etc, /var/run (/run) or
+    /// Vordr's own socket, root or run directory.
     pub sensitive_mount: bool,
+    /// A sysctl outside Kubernetes' safe set.
     pub unsafe_sysctl: bool,
+}
+
+impl Input {
+    /// Nothing asked for: a non-root process with no added capabilities,
+    /// no_new_privs, RuntimeDefault seccomp, no host namespaces or paths.
+    pub fn harmless(ns: NamespacePolicy) -> Input {
+        Input {
+            profile: ns.profile,
+            namespace_privileged: ns.allow_privileged,
+            network: ns.network,
+            privileged: false,
+            uid: Some(65534),
+            userns: UsernsMode::None,
+            cap_add: CapList::default(),
+            cap_drop: CapList::default(),
+            host_network: false,
+            host_pid: false,
+            host_ipc: false,
+            no_new_privs: true,
+            seccomp: SeccompMode::RuntimeDefault,
+            read_only_rootfs: false,
+            sensitive_mount: false,
+            unsafe_sysctl: false,
+        }
+    }
 }
 
 /// A rule of the policy.
@@ -78,12 +95,12 @@ impl Rule {
     pub fn message(self) -> &'static str {
         match self.0 {
             1 => "privileged mode and SYS_ADMIN need a privileged pod",
-            2 => "running as UID 0 needs a user namespace",
-            3 => "NET_ADMIN needs network mode Restricted or Admin; host network needs Admin",
+            2 => "UID 0 needs a user namespace",
+            3 => "NET_ADMIN needs network mode restricted or admin, the host network admin",
             4 => "privilege escalation needs a user namespace",
             5 => "host PID and IPC namespaces are not allowed",
-            6 => "host-path mounts of sensitive paths are not allowed",
-            7 => "Unconfined seccomp is not allowed",
+            6 => "sensitive host paths may not be mounted",
+            7 => "seccomp may not be Unconfined",
             8 => "unsafe sysctls are not allowed",
             _ => "unknown rule",
         }
@@ -108,24 +125,31 @@ pub enum GateError {
     Unknown(i32),
 }
 
+/// Mirrors `Gatekeeper_C.C_Input`.
 #[repr(C)]
-struct CInput {
-    profile: u8,
-    namespace_privileged: u8,
-    network: u8,
-    privileged: u8,
-    runs_as_root: u8,
-    userns: u8,
-    cap_sys_admin: u8,
-    cap_net_admin: u8,
-    host_network: u8,
-    host_pid: u8,
-    host_ipc: u8,
-    no_new_privs: u8,
-    seccomp: u8,
-    read_only_rootfs: u8,
-    sensitive_mount: u8,
-    unsafe_sysctl: u8,
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CInput {
+    pub uid: u32,
+    pub profile: u8,
+    pub namespace_privileged: u8,
+    pub network: u8,
+    pub privileged: u8,
+    pub uid_known: u8,
+    pub userns: u8,
+    pub add_all: u8,
+    pub add_sys_admin: u8,
+    pub add_net_admin: u8,
+    pub drop_all: u8,
+    pub drop_sys_admin: u8,
+    pub drop_net_admin: u8,
+    pub host_network: u8,
+    pub host_pid: u8,
+    pub host_ipc: u8,
+    pub no_new_privs: u8,
+    pub seccomp: u8,
+    pub read_only_rootfs: u8,
+    pub sensitive_mount: u8,
+    pub unsafe_sysctl: u8,
 }
 
 extern "C" {
@@ -148,29 +172,52 @@ pub fn version() -> i32 {
     unsafe { vordr_gatekeeper_version() }
 }
 
+impl From<&Input> for CInput {
+    fn from(i: &Input) -> CInput {
+        CInput {
+            uid: i.uid.unwrap_or(0),
+            profile: match i.profile {
+                Profile::Privileged => 0,
+                Profile::Baseline => 1,
+                Profile::Restricted => 2,
+            },
+            namespace_privileged: i.namespace_privileged.into(),
+            network: match i.network {
+                NetworkMode::Default => 0,
+                NetworkMode::Restricted => 1,
+                NetworkMode::Admin => 2,
+            },
+            privileged: i.privileged.into(),
+            uid_known: i.uid.is_some().into(),
+            userns: match i.userns {
+                UsernsMode::None => 0,
+                UsernsMode::Pod => 1,
+            },
+            add_all: i.cap_add.all.into(),
+            add_sys_admin: i.cap_add.sys_admin.into(),
+            add_net_admin: i.cap_add.net_admin.into(),
+            drop_all: i.cap_drop.all.into(),
+            drop_sys_admin: i.cap_drop.sys_admin.into(),
+            drop_net_admin: i.cap_drop.net_admin.into(),
+            host_network: i.host_network.into(),
+            host_pid: i.host_pid.into(),
+            host_ipc: i.host_ipc.into(),
+            no_new_privs: i.no_new_privs.into(),
+            seccomp: match i.seccomp {
+                SeccompMode::RuntimeDefault => 0,
+                SeccompMode::Localhost => 1,
+                SeccompMode::Unconfined => 2,
+            },
+            read_only_rootfs: i.read_only_rootfs.into(),
+            sensitive_mount: i.sensitive_mount.into(),
+            unsafe_sysctl: i.unsafe_sysctl.into(),
+        }
+    }
+}
+
 /// Judges `input` with the SPARK policy.
 pub fn validate(input: &Input) -> Result<Verdict, GateError> {
-    init();
-    let c = CInput {
-        profile: input.profile as u8,
-        namespace_privileged: input.namespace_privileged.into(),
-        network: input.network as u8,
-        privileged: input.privileged.into(),
-        runs_as_root: input.runs_as_root.into(),
-        userns: input.userns as u8,
-        cap_sys_admin: input.cap_sys_admin.into(),
-        cap_net_admin: input.cap_net_admin.into(),
-        host_network: input.host_network.into(),
-        host_pid: input.host_pid.into(),
-        host_ipc: input.host_ipc.into(),
-        no_new_privs: input.no_new_privs.into(),
-        seccomp: input.seccomp as u8,
-        read_only_rootfs: input.read_only_rootfs.into(),
-        sensitive_mount: input.sensitive_mount.into(),
-        unsafe_sysctl: input.unsafe_sysctl.into(),
-    };
-    // SAFETY: `c` is a valid #[repr(C)] struct the call only reads.
-    match unsafe { vordr_gatekeeper_validate(&c) } {
+    match validate_raw(&CInput::from(input)) {
         0 => Ok(Verdict::Allowed),
         r @ 1..=8 => Ok(Verdict::Denied(Rule(r as u8))),
         -1 => Err(GateError::BadInput),
@@ -179,72 +226,61 @@ pub fn validate(input: &Input) -> Result<Verdict, GateError> {
     }
 }
 
-/// Calls the policy with raw field bytes, in `CInput` order (for tests of
-/// the C boundary: out-of-range values must be refused, never trusted).
+/// Calls the policy with a raw C input (for tests of the C boundary:
+/// out-of-range values must be refused, never trusted).
 #[doc(hidden)]
-pub fn validate_raw(b: [u8; 16]) -> i32 {
+pub fn validate_raw(c: &CInput) -> i32 {
     init();
-    let c = CInput {
-        profile: b[0],
-        namespace_privileged: b[1],
-        network: b[2],
-        privileged: b[3],
-        runs_as_root: b[4],
-        userns: b[5],
-        cap_sys_admin: b[6],
-        cap_net_admin: b[7],
-        host_network: b[8],
-        host_pid: b[9],
-        host_ipc: b[10],
-        no_new_privs: b[11],
-        seccomp: b[12],
-        read_only_rootfs: b[13],
-        sensitive_mount: b[14],
-        unsafe_sysctl: b[15],
-    };
     // SAFETY: `c` is a valid #[repr(C)] struct the call only reads.
-    unsafe { vordr_gatekeeper_validate(&c) }
+    unsafe { vordr_gatekeeper_validate(c) }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn restricted() -> Input {
+        Input::harmless(NamespacePolicy {
+            profile: Profile::Restricted,
+            network: NetworkMode::Default,
+            allow_privileged: false,
+        })
+    }
+
     #[test]
     fn the_library_links_and_answers() {
-        assert_eq!(version(), 1);
-        let mut i = Input {
-            profile: Profile::Restricted,
-            namespace_privileged: false,
-            network: NetworkMode::Default,
-            privileged: false,
-            runs_as_root: false,
-            userns: UsernsMode::None,
-            cap_sys_admin: false,
-            cap_net_admin: false,
-            host_network: false,
-            host_pid: false,
-            host_ipc: false,
-            no_new_privs: true,
-            seccomp: SeccompMode::RuntimeDefault,
-            read_only_rootfs: false,
-            sensitive_mount: false,
-            unsafe_sysctl: false,
-        };
+        assert_eq!(version(), 2);
+        let mut i = restricted();
         assert_eq!(validate(&i), Ok(Verdict::Allowed));
         i.privileged = true;
         assert_eq!(validate(&i), Ok(Verdict::Denied(Rule(1))));
+        let mut i = restricted();
+        i.uid = None;
+        assert_eq!(validate(&i), Ok(Verdict::Denied(Rule(2))));
+        i.uid = Some(u32::MAX);
+        assert_eq!(validate(&i), Ok(Verdict::Allowed));
     }
 
     #[test]
     fn out_of_range_input_is_refused_not_trusted() {
-        let ok = [2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0];
-        assert_eq!(validate_raw(ok), 0);
-        for (field, bad) in [(0, 3), (2, 3), (5, 2), (12, 3), (1, 2), (11, 7), (15, 255)] {
-            let mut b = ok;
-            b[field] = bad;
+        let ok = CInput::from(&restricted());
+        assert_eq!(validate_raw(&ok), 0);
+        type Spoil = fn(&mut CInput);
+        let cases: [(&str, Spoil); 8] = [
+            ("profile", |c| c.profile = 3),
+            ("network", |c| c.network = 3),
+            ("userns", |c| c.userns = 2),
+            ("seccomp", |c| c.seccomp = 3),
+            ("namespace_privileged", |c| c.namespace_privileged = 2),
+            ("no_new_privs", |c| c.no_new_privs = 7),
+            ("drop_all", |c| c.drop_all = 9),
+            ("unsafe_sysctl", |c| c.unsafe_sysctl = 255),
+        ];
+        for (field, spoil) in cases {
+            let mut c = ok;
+            spoil(&mut c);
             // A boolean of 2 raises inside Ada; the wrapper catches it.
-            assert_eq!(validate_raw(b), -1, "field {field} = {bad}");
+            assert_eq!(validate_raw(&c), -1, "{field}");
         }
     }
 }

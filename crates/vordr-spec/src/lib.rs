@@ -28,6 +28,7 @@ use oci_spec::runtime::{Capabilities, Linux, LinuxCapabilitiesBuilder, Process, 
 pub use resources::cgroups_path;
 pub use seccomp_default::{default_seccomp, default_seccomp_for};
 pub use security::default_capabilities;
+pub use user::uid_before_rootfs;
 
 /// OCI runtime spec version written into `ociVersion`, the one containerd 1.6 writes.
 pub const OCI_VERSION: &str = "1.0.2-dev";

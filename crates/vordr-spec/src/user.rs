@@ -98,6 +98,73 @@ pub(crate) fn resolve(
     })
 }
 
+/// The uid a container will run as, told before its rootfs exists (for the
+/// gatekeeper): from the CRI fields or the image's user, a name looked up in
+/// the `/etc/passwd` that overlayfs would show over `lowers` (bottom layer
+/// first). `None` when it cannot be told that way: an unknown name, a
+/// passwd that is a symlink, a whiteout or under an opaque or replaced
+/// `/etc`, or a malformed request (the spec builder rejects those).
+pub fn uid_before_rootfs(
+    sc: &LinuxContainerSecurityContext,
+    image: &ImageConfig,
+    lowers: &[PathBuf],
+) -> Option<u32> {
+    let (userstr, _) = user_string(sc, image).ok()?;
+    let user = userstr.split(':').next().unwrap_or_default();
+    if user.is_empty() {
+        return Some(0);
+    }
+    if let Some(uid) = numeric_id(user) {
+        return Some(uid);
+    }
+    let text = layered_passwd(lowers)?;
+    parse_passwd(&text)
+        .into_iter()
+        .find(|u| u.name == user)
+        .map(|u| u.uid)
+}
+
+/// The image's /etc/passwd as overlayfs would show it, when that is a
+/// regular file found without following anything.
+fn layered_passwd(lowers: &[PathBuf]) -> Option<String> {
+    for layer in lowers.iter().rev() {
+        let etc = layer.join("etc");
+        match std::fs::symlink_metadata(&etc) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Ok(m) if m.is_dir() => {}
+            _ => return None,
+        }
+        match std::fs::symlink_metadata(etc.join("passwd")) {
+            Ok(m) if m.is_file() => return read_in_root(layer, "etc/passwd").ok().flatten(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if is_opaque(&etc) {
+                    return None;
+                }
+            }
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// Whether `dir` hides the layers below it (overlayfs opaque directory).
+fn is_opaque(dir: &Path) -> bool {
+    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return true;
+    };
+    let mut v = [0u8; 1];
+    // SAFETY: NUL-terminated path and name; `v` is writable for its length.
+    let n = unsafe {
+        libc::lgetxattr(
+            path.as_ptr(),
+            c"trusted.overlay.opaque".as_ptr(),
+            v.as_mut_ptr().cast(),
+            v.len(),
+        )
+    };
+    n == 1 && v[0] == b'y'
+}
+
 /// The OCI-image-style user string from the CRI fields, or the image's user,
 /// and the field it came from (for error messages).
 fn user_string(
@@ -467,6 +534,60 @@ video:x:44:daemon
             uid,
             gid,
             additional_gids: gids.to_vec(),
+        }
+    }
+
+    #[test]
+    fn uid_before_rootfs_reads_the_layers_as_overlayfs_would() {
+        let base = rootfs();
+        let top = tempfile::tempdir().expect("tempdir");
+        let lowers = vec![base.path().to_path_buf(), top.path().to_path_buf()];
+        let uid = |sc: &LinuxContainerSecurityContext, user: &str| {
+            uid_before_rootfs(sc, &img(user), &lowers)
+        };
+        assert_eq!(uid(&sc(), ""), Some(0));
+        assert_eq!(uid(&sc(), "4242:7"), Some(4242));
+        // A name is looked up in the lower layer's passwd through the top.
+        assert_eq!(uid(&sc(), "app"), Some(1000));
+        assert_eq!(uid(&sc(), "root:app"), Some(0));
+        assert_eq!(uid(&sc(), "nobody-here"), None);
+        let mut asked = sc();
+        asked.run_as_user = Some(Int64Value { value: 33 });
+        assert_eq!(uid(&asked, "app"), Some(33));
+        asked.run_as_username = "other".into();
+        assert_eq!(uid(&asked, ""), Some(2000));
+        // A group without a user is malformed: not told here.
+        let mut group_only = sc();
+        group_only.run_as_group = Some(Int64Value { value: 1 });
+        assert_eq!(uid(&group_only, ""), None);
+
+        // An upper passwd replaces the lower one.
+        fs::create_dir(top.path().join("etc")).expect("etc");
+        fs::write(top.path().join("etc/passwd"), "app:x:77:77::/:/bin/sh\n").expect("passwd");
+        assert_eq!(uid(&sc(), "app"), Some(77));
+        // A symlinked passwd cannot be told without the rootfs.
+        fs::remove_file(top.path().join("etc/passwd")).expect("rm");
+        symlink("/etc/passwd", top.path().join("etc/passwd")).expect("symlink");
+        assert_eq!(uid(&sc(), "app"), None);
+        // Nor can a passwd hidden by an opaque /etc (xattrs need root).
+        fs::remove_file(top.path().join("etc/passwd")).expect("rm");
+        assert_eq!(uid(&sc(), "app"), Some(1000));
+        if xattr_set(&top.path().join("etc")) {
+            assert_eq!(uid(&sc(), "app"), None);
+        }
+    }
+
+    fn xattr_set(dir: &Path) -> bool {
+        let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).expect("path");
+        // SAFETY: NUL-terminated path and name, a one-byte value.
+        unsafe {
+            libc::lsetxattr(
+                path.as_ptr(),
+                c"trusted.overlay.opaque".as_ptr(),
+                b"y".as_ptr().cast(),
+                1,
+                0,
+            ) == 0
         }
     }
 

@@ -1,6 +1,7 @@
 //! Vordr's durable state: one SQLite database with versioned migrations and
 //! typed queries. This is the only crate that writes SQL.
 
+mod audit;
 mod containers;
 mod images;
 mod migrations;
@@ -11,6 +12,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::Connection;
 
+pub use audit::{AuditFilter, AuditRecord};
 pub use containers::{ContainerExit, ContainerRecord, ContainerState, NewContainer};
 pub use images::ImageRecord;
 pub use pods::{Lookup, NewPod, PodRecord, PodState};

@@ -80,6 +80,20 @@ const MIGRATIONS: &[&str] = &[
         UNIQUE (pod_id, name, attempt)
     );
     CREATE INDEX containers_pod ON containers (pod_id);",
+    // 6: the gatekeeper's decisions, allowed and denied.
+    "CREATE TABLE audit (
+        id        INTEGER PRIMARY KEY AUTOINCREMENT,
+        time      INTEGER NOT NULL,
+        action    TEXT NOT NULL,
+        namespace TEXT NOT NULL,
+        pod       TEXT NOT NULL,
+        pod_id    TEXT NOT NULL,
+        container TEXT NOT NULL,
+        profile   TEXT NOT NULL,
+        rule      INTEGER NOT NULL,
+        verdict   TEXT NOT NULL,
+        reason    TEXT NOT NULL
+    );",
 ];
 
 /// The newest schema version this build knows.

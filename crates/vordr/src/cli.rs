@@ -39,6 +39,30 @@ pub enum Command {
     Bench(crate::bench::BenchArgs),
     /// Print the embedded default configuration.
     Config,
+    /// List the gatekeeper's decisions (the audit table), newest first.
+    Audit(AuditArgs),
+}
+
+#[derive(Args)]
+pub struct AuditArgs {
+    /// The daemon's TOML configuration (for its root directory).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The daemon's state directory [default: from the config, /var/lib/vordr]
+    #[arg(long)]
+    pub root: Option<PathBuf>,
+    /// Rows shown.
+    #[arg(long, short = 'n', default_value_t = 50)]
+    pub limit: u32,
+    /// Only denials (and decisions the policy could not make).
+    #[arg(long)]
+    pub denied: bool,
+    /// Only this namespace.
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]
@@ -61,9 +85,9 @@ pub struct ServeArgs {
     /// docker-style auth file for pulls without kubelet credentials
     #[arg(long)]
     pub auth_file: Option<PathBuf>,
-    /// Gatekeeper security profile (privileged, baseline, restricted)
+    /// Gatekeeper profile of namespaces without an override (privileged, baseline, restricted)
     #[arg(long)]
-    pub gatekeeper_profile: Option<String>,
+    pub gatekeeper_profile: Option<vordr_config::GatekeeperProfile>,
 }
 
 #[derive(Args)]
@@ -118,7 +142,7 @@ pub fn effective_config(a: &ServeArgs) -> Result<Config> {
         c.image.auth_file = p.clone();
     }
     if let Some(p) = &a.gatekeeper_profile {
-        c.server.gatekeeper_profile = p.clone();
+        c.gatekeeper.profile = *p;
     }
     c.validate()?;
     Ok(c)
@@ -148,7 +172,7 @@ pub async fn serve(a: ServeArgs) -> Result<()> {
     init_tracing(&config.server.log_level);
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
-        gatekeeper_profile = %config.server.gatekeeper_profile,
+        gatekeeper_profile = config.gatekeeper.profile.as_str(),
         registries_config = %config.server.registries_config.display(),
         "starting vordr"
     );
@@ -346,6 +370,61 @@ pub async fn rmi(a: RmiArgs) -> Result<()> {
             .await
             .with_context(|| format!("removing {image}"))?;
         println!("Deleted: {image}");
+    }
+    Ok(())
+}
+
+pub fn audit(a: AuditArgs) -> Result<()> {
+    let root = match a.root {
+        Some(r) => r,
+        None => Config::load(a.config.as_deref())?.server.root,
+    };
+    let db = root.join(vordr_store::DB_FILE);
+    anyhow::ensure!(
+        db.exists(),
+        "no Vordr database at {} (is --root right?)",
+        db.display()
+    );
+    let store = vordr_store::Store::open(&root).context("opening the state database")?;
+    let rows = store.audit(&vordr_store::AuditFilter {
+        limit: a.limit,
+        denied_only: a.denied,
+        namespace: a.namespace,
+    })?;
+    let time = |ns: i64| {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns.max(0) as u64);
+        humantime::format_rfc3339_seconds(t).to_string()
+    };
+    if a.json {
+        for r in rows {
+            let v = serde_json::json!({
+                "time": time(r.time), "action": r.action, "namespace": r.namespace,
+                "pod": r.pod, "podId": r.pod_id, "container": r.container,
+                "profile": r.profile, "verdict": r.verdict, "rule": r.rule, "reason": r.reason,
+            });
+            println!("{v}");
+        }
+        return Ok(());
+    }
+    println!(
+        "{:<20} {:<8} {:<24} {:<30} {:<16} {:<10} RULE",
+        "TIME", "VERDICT", "ACTION", "NAMESPACE/POD", "CONTAINER", "PROFILE"
+    );
+    for r in rows {
+        let rule = if r.verdict == "allowed" {
+            "-".to_string()
+        } else {
+            r.reason
+        };
+        println!(
+            "{:<20} {:<8} {:<24} {:<30} {:<16} {:<10} {rule}",
+            time(r.time),
+            r.verdict,
+            r.action,
+            format!("{}/{}", r.namespace, r.pod),
+            r.container,
+            r.profile
+        );
     }
     Ok(())
 }

@@ -24,6 +24,7 @@ fn main() -> Result<()> {
         Command::Images(args) => rt.block_on(cli::images(args)),
         Command::Rmi(args) => rt.block_on(cli::rmi(args)),
         Command::Bench(args) => rt.block_on(bench::run(args)),
+        Command::Audit(args) => cli::audit(args),
         Command::Config => {
             print!("{}", vordr_config::EMBEDDED_DEFAULT);
             Ok(())

@@ -3,6 +3,7 @@
 //! pod it made is removed when the test ends, pass or fail.
 
 pub mod registry;
+pub mod setup;
 
 use std::collections::hash_map::DefaultHasher;
 use std::fs::File;
@@ -109,6 +110,10 @@ pub fn unique_network(tag: &str) -> (String, String) {
     }
 }
 
+/// `[gatekeeper]` lines for tests of runtime features the baseline profile
+/// refuses (host namespaces, unsafe sysctls): everything allowed, audited.
+pub const PRIVILEGED: &str = "profile = \"privileged\"";
+
 /// A running `vordr serve` for one test.
 pub struct Daemon {
     pub dir: tempfile::TempDir,
@@ -125,15 +130,26 @@ pub struct Daemon {
 impl Daemon {
     /// Starts a daemon with extra `[network]` TOML lines.
     pub async fn start_with(tag: &str, extra_network: &str) -> Daemon {
-        Daemon::start_full(tag, extra_network, "").await
+        Daemon::start_full(tag, extra_network, "", "").await
     }
 
     /// Starts a daemon that reads `registries` as its registries.conf.
     pub async fn start_with_registries(tag: &str, registries: &str) -> Daemon {
-        Daemon::start_full(tag, "", registries).await
+        Daemon::start_full(tag, "", registries, "").await
     }
 
-    async fn start_full(tag: &str, extra_network: &str, registries: &str) -> Daemon {
+    /// Starts a daemon with `[gatekeeper]` TOML lines (the default profile
+    /// is the embedded config's "baseline").
+    pub async fn start_with_gatekeeper(tag: &str, gatekeeper: &str) -> Daemon {
+        Daemon::start_full(tag, "", "", gatekeeper).await
+    }
+
+    async fn start_full(
+        tag: &str,
+        extra_network: &str,
+        registries: &str,
+        gatekeeper: &str,
+    ) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix(&format!("vordr-e2e-{tag}-"))
             .tempdir()
@@ -157,7 +173,7 @@ impl Daemon {
                 "[server]\nsocket = {socket:?}\nroot = {root:?}\nrun_dir = {run_dir:?}\nlog_level = \"debug\"\n\
                  registries_config = {registries_conf:?}\n\
                  [network]\nbridge = {bridge:?}\nsubnet = {subnet:?}\nnetwork_name = {network_name:?}\n\
-                 use_pod_cidr = false\n{pool}{extra_network}\n"
+                 use_pod_cidr = false\n{pool}{extra_network}\n[gatekeeper]\n{gatekeeper}\n"
             ),
         )
         .unwrap();
@@ -493,6 +509,14 @@ impl Drop for Daemon {
 /// daemon that trusts that registry and has pulled the image; `None` (the
 /// test skips) where these tests cannot run.
 pub async fn daemon_with_busybox(tag: &str) -> Option<(registry::Registry, Daemon, String)> {
+    daemon_with_busybox_and(tag, "").await
+}
+
+/// [`daemon_with_busybox`] with `[gatekeeper]` TOML lines.
+pub async fn daemon_with_busybox_and(
+    tag: &str,
+    gatekeeper: &str,
+) -> Option<(registry::Registry, Daemon, String)> {
     if !can_run() {
         eprintln!("skipped: needs root and netavark");
         return None;
@@ -500,14 +524,11 @@ pub async fn daemon_with_busybox(tag: &str) -> Option<(registry::Registry, Daemo
     let reg = registry::Registry::start();
     let image = format!("{}/e2e/busybox:1", reg.addr);
     registry::push_busybox(&image, serde_json::json!({"Cmd": ["sh"]})).await;
-    let d = Daemon::start_with_registries(
-        tag,
-        &format!(
-            "[[registry]]\nlocation = \"{}\"\ninsecure = true\n",
-            reg.addr
-        ),
-    )
-    .await;
+    let registries = format!(
+        "[[registry]]\nlocation = \"{}\"\ninsecure = true\n",
+        reg.addr
+    );
+    let d = Daemon::start_full(tag, "", &registries, gatekeeper).await;
     let mut c = d.client().await;
     c.image
         .pull_image(cri::PullImageRequest {

@@ -221,7 +221,7 @@ async fn pod_ip_answers_ping_and_port_mapping_reaches_listener() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sysctls_hostname_and_host_namespaces() {
     require_node!();
-    let d = Daemon::start("ns").await;
+    let d = Daemon::start_with_gatekeeper("ns", PRIVILEGED).await;
     let mut c = d.client().await;
     let mut cfg = pod_config("sysctl-pod");
     let linux = cfg.linux.as_mut().unwrap();
@@ -289,7 +289,7 @@ async fn sysctls_hostname_and_host_namespaces() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_input_is_refused_with_the_field_and_leaves_nothing() {
     require_node!();
-    let mut d = Daemon::start("bad").await;
+    let mut d = Daemon::start_with_gatekeeper("bad", PRIVILEGED).await;
     let mut c = d.client().await;
     let ec = c.clone();
     let expect = move |cfg: cri::PodSandboxConfig, code: Code, field: &'static str| {

@@ -35,10 +35,17 @@ package body Gatekeeper_C is
                Namespace_Privileged => To_Bool (I.Namespace_Privileged),
                Network              => Policy.Network_Mode'Val (I.Network),
                Privileged           => To_Bool (I.Privileged),
-               Runs_As_Root         => To_Bool (I.Runs_As_Root),
+               UID_Known            => To_Bool (I.UID_Known),
+               UID                  => Policy.UID_Value (I.UID),
                Userns               => Policy.Userns_Mode'Val (I.Userns),
-               Cap_Sys_Admin        => To_Bool (I.Cap_Sys_Admin),
-               Cap_Net_Admin        => To_Bool (I.Cap_Net_Admin),
+               Add_All              => To_Bool (I.Add_All),
+               Cap_Add              =>
+                 (Policy.Cap_Sys_Admin => To_Bool (I.Add_Sys_Admin),
+                  Policy.Cap_Net_Admin => To_Bool (I.Add_Net_Admin)),
+               Drop_All             => To_Bool (I.Drop_All),
+               Cap_Drop             =>
+                 (Policy.Cap_Sys_Admin => To_Bool (I.Drop_Sys_Admin),
+                  Policy.Cap_Net_Admin => To_Bool (I.Drop_Net_Admin)),
                Host_Network         => To_Bool (I.Host_Network),
                Host_PID             => To_Bool (I.Host_PID),
                Host_IPC             => To_Bool (I.Host_IPC),
@@ -60,7 +67,7 @@ package body Gatekeeper_C is
 
    function Version return int is
    begin
-      return 1;
+      return 2;
    exception
       when others =>
          return -2;

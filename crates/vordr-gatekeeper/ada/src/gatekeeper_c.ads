@@ -11,14 +11,19 @@ package Gatekeeper_C is
    --  Mirrors the Rust #[repr(C)] struct field by field; enumerations and
    --  booleans travel as unsigned chars and are checked on the way in.
    type C_Input is record
+      UID                  : unsigned;
       Profile              : unsigned_char;
       Namespace_Privileged : unsigned_char;
       Network              : unsigned_char;
       Privileged           : unsigned_char;
-      Runs_As_Root         : unsigned_char;
+      UID_Known            : unsigned_char;
       Userns               : unsigned_char;
-      Cap_Sys_Admin        : unsigned_char;
-      Cap_Net_Admin        : unsigned_char;
+      Add_All              : unsigned_char;
+      Add_Sys_Admin        : unsigned_char;
+      Add_Net_Admin        : unsigned_char;
+      Drop_All             : unsigned_char;
+      Drop_Sys_Admin       : unsigned_char;
+      Drop_Net_Admin       : unsigned_char;
       Host_Network         : unsigned_char;
       Host_PID             : unsigned_char;
       Host_IPC             : unsigned_char;

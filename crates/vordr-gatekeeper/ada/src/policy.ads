@@ -16,18 +16,32 @@ package Policy is
 
    type Seccomp_Mode is (Seccomp_Runtime_Default, Seccomp_Localhost, Seccomp_Unconfined);
 
+   --  The capabilities the rules judge. No other capability decides a
+   --  verdict, so the input names only these.
+   type Cap_Class is (Cap_Sys_Admin, Cap_Net_Admin);
+   type Cap_Set is array (Cap_Class) of Boolean;
+
+   type UID_Value is range 0 .. 2**32 - 1;
+
    type Spec_Input is record
       Profile              : Profile_Kind;
       --  The profile lets this namespace run privileged pods.
       Namespace_Privileged : Boolean;
       Network              : Network_Mode;
       Privileged           : Boolean;
-      --  The effective UID is 0 (asked for, or the image's default user).
-      Runs_As_Root         : Boolean;
+      --  The effective UID (asked for, or the image's default user) when it
+      --  could be determined before the container exists; unknown counts
+      --  as root.
+      UID_Known            : Boolean;
+      UID                  : UID_Value;
       Userns               : Userns_Mode;
-      --  In the effective set: added by name or through ALL, not dropped.
-      Cap_Sys_Admin        : Boolean;
-      Cap_Net_Admin        : Boolean;
+      --  Capabilities as the CRI lists them: ALL in the added list grants
+      --  every capability, ALL in the dropped list removes them, then the
+      --  named ones are added and dropped (containerd's order).
+      Add_All              : Boolean;
+      Cap_Add              : Cap_Set;
+      Drop_All             : Boolean;
+      Cap_Drop             : Cap_Set;
       Host_Network         : Boolean;
       Host_PID             : Boolean;
       Host_IPC             : Boolean;
@@ -44,24 +58,34 @@ package Policy is
    type Rule_Id is range 0 .. 9;
    Allowed_Verdict : constant Rule_Id := 0;
 
+   --  Whether the process holds capability C: a privileged container holds
+   --  every capability; the default set holds neither of Cap_Class.
+   function Has_Cap (S : Spec_Input; C : Cap_Class) return Boolean is
+     (S.Privileged
+      or else (not S.Cap_Drop (C)
+               and then (S.Cap_Add (C) or else (S.Add_All and then not S.Drop_All))));
+
+   function Runs_As_Root (S : Spec_Input) return Boolean is
+     (not S.UID_Known or else S.UID = 0);
+
    --  Rule 1: privileged mode and SYS_ADMIN only where the namespace may
    --  run privileged.
    function Rule_1 (S : Spec_Input) return Boolean is
      (S.Profile = Privileged
       or else S.Namespace_Privileged
-      or else (not S.Privileged and then not S.Cap_Sys_Admin));
+      or else (not S.Privileged and then not Has_Cap (S, Cap_Sys_Admin)));
 
    --  Rule 2: UID 0 needs a user namespace unless the profile allows root.
    function Rule_2 (S : Spec_Input) return Boolean is
      (S.Profile /= Restricted
-      or else not S.Runs_As_Root
+      or else not Runs_As_Root (S)
       or else S.Userns = Userns_Pod);
 
    --  Rule 3: NET_ADMIN needs the Restricted or Admin network mode; host
    --  network needs Admin.
    function Rule_3 (S : Spec_Input) return Boolean is
      (S.Profile = Privileged
-      or else ((not S.Cap_Net_Admin or else S.Network /= Network_Default)
+      or else ((not Has_Cap (S, Cap_Net_Admin) or else S.Network /= Network_Default)
                and then (not S.Host_Network or else S.Network = Network_Admin)));
 
    --  Rule 4: privilege escalation only inside a user namespace.

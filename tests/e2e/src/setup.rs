@@ -1,0 +1,194 @@
+//! A daemon with the busybox image pulled, and the pod and container calls
+//! the container tests make through it.
+
+use std::time::{Duration, Instant};
+
+use crate::registry::Registry;
+use crate::{cri, daemon_with_busybox_and, pod_config, CriClient, Daemon};
+
+pub struct Setup {
+    pub reg: Registry,
+    pub d: Daemon,
+    pub c: CriClient,
+    pub image: String,
+    pub logs: tempfile::TempDir,
+}
+
+pub async fn setup(tag: &str) -> Option<Setup> {
+    setup_with(tag, "").await
+}
+
+/// [`setup`] with `[gatekeeper]` TOML lines.
+pub async fn setup_with(tag: &str, gatekeeper: &str) -> Option<Setup> {
+    let (reg, d, image) = daemon_with_busybox_and(tag, gatekeeper).await?;
+    let c = d.client().await;
+    let logs = tempfile::tempdir().unwrap();
+    Some(Setup {
+        reg,
+        d,
+        c,
+        image,
+        logs,
+    })
+}
+
+impl Setup {
+    pub async fn pod(&mut self, name: &str, handler: &str) -> (String, cri::PodSandboxConfig) {
+        let mut cfg = pod_config(name);
+        cfg.log_directory = self.logs.path().join(name).display().to_string();
+        let id = self
+            .c
+            .runtime
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(cfg.clone()),
+                runtime_handler: handler.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        (id, cfg)
+    }
+
+    pub fn config(&self, name: &str, cmd: &[&str]) -> cri::ContainerConfig {
+        cri::ContainerConfig {
+            metadata: Some(cri::ContainerMetadata {
+                name: name.into(),
+                attempt: 0,
+            }),
+            image: Some(cri::ImageSpec {
+                image: self.image.clone(),
+                ..Default::default()
+            }),
+            command: cmd.iter().map(|s| s.to_string()).collect(),
+            log_path: format!("{name}/0.log"),
+            labels: [("c".to_string(), name.to_string())].into(),
+            linux: Some(cri::LinuxContainerConfig {
+                security_context: Some(cri::LinuxContainerSecurityContext {
+                    // kubelet's default: each container its own PID namespace.
+                    namespace_options: Some(cri::NamespaceOption {
+                        pid: cri::NamespaceMode::Container as i32,
+                        ..Default::default()
+                    }),
+                    seccomp: Some(cri::SecurityProfile {
+                        profile_type: cri::security_profile::ProfileType::RuntimeDefault as i32,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    pub async fn create(
+        &mut self,
+        pod: &(String, cri::PodSandboxConfig),
+        cfg: cri::ContainerConfig,
+    ) -> Result<String, tonic::Status> {
+        self.c
+            .runtime
+            .create_container(cri::CreateContainerRequest {
+                pod_sandbox_id: pod.0.clone(),
+                config: Some(cfg),
+                sandbox_config: Some(pod.1.clone()),
+            })
+            .await
+            .map(|r| r.into_inner().container_id)
+    }
+
+    pub async fn run(
+        &mut self,
+        pod: &(String, cri::PodSandboxConfig),
+        cfg: cri::ContainerConfig,
+    ) -> String {
+        let id = self.create(pod, cfg).await.unwrap_or_else(|e| {
+            panic!("create: {e}\n{}", self.d.log());
+        });
+        self.c
+            .runtime
+            .start_container(cri::StartContainerRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("start: {e}\n{}", self.d.log()));
+        id
+    }
+
+    pub async fn status(&mut self, id: &str) -> cri::ContainerStatus {
+        self.c
+            .runtime
+            .container_status(cri::ContainerStatusRequest {
+                container_id: id.into(),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap()
+    }
+
+    /// The code ContainerStatus fails with.
+    pub async fn status_err(&mut self, id: &str) -> tonic::Code {
+        self.c
+            .runtime
+            .container_status(cri::ContainerStatusRequest {
+                container_id: id.into(),
+                verbose: false,
+            })
+            .await
+            .unwrap_err()
+            .code()
+    }
+
+    pub async fn wait_exit(&mut self, id: &str) -> cri::ContainerStatus {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let s = self.status(id).await;
+            if s.state == cri::ContainerState::ContainerExited as i32 {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "{id} never exited: {s:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn exec(
+        &mut self,
+        id: &str,
+        cmd: &[&str],
+        timeout: i64,
+    ) -> Result<cri::ExecSyncResponse, tonic::Status> {
+        self.c
+            .runtime
+            .exec_sync(cri::ExecSyncRequest {
+                container_id: id.into(),
+                cmd: cmd.iter().map(|s| s.to_string()).collect(),
+                timeout,
+            })
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub fn log_of(&self, pod: &str, name: &str) -> String {
+        std::fs::read_to_string(self.logs.path().join(pod).join(name).join("0.log"))
+            .unwrap_or_default()
+    }
+
+    pub async fn wait_log(&self, pod: &str, name: &str, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let l = self.log_of(pod, name);
+            if l.contains(needle) {
+                return l;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "log never showed {needle:?}: {l:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
