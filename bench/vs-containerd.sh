@@ -2,7 +2,8 @@
 # Vordr against containerd 1.6 (Debian's, with its CRI plugin, runc and the
 # CNI bridge plugins) on this machine, in the same run: the pod sandbox
 # lifecycle, PullImage of a 1 MB one-layer and a 50 MB five-layer image,
-# and ListImages / ImageStatus with 100 images present. The images (and
+# and ListImages / ImageStatus with 100 images present, then the gatekeeper's
+# validation time per spec. The images (and
 # containerd's pause image, from Debian's catatonit) are built here and
 # served by a private docker-registry on 127.0.0.1. Everything lives in a
 # temporary directory and is removed on exit.
@@ -168,3 +169,8 @@ log "running $ITERATIONS iterations of each benchmark on each runtime"
 rss() { ps -o rss= -p "$1" | awk '{printf "%.1f MB", $1/1024}'; }
 echo
 echo "idle daemon RSS: vordr $(rss "${PIDS[2]}"), containerd $(rss "${PIDS[1]}")"
+
+# The gatekeeper's judgement of one spec (containerd has no such check):
+# part of every RunPodSandbox and CreateContainer timed above.
+echo
+"$VORDR" bench-gatekeeper

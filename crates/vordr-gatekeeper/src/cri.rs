@@ -1,6 +1,7 @@
 //! CRI pod and container configs reduced to the policy's [`Input`], and a
 //! denial explained in terms of the CRI fields that caused it.
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use k8s_cri::v1::{
@@ -110,7 +111,9 @@ pub fn judge_pod(
     let mut facts = Facts::default();
     apply_pod(&mut input, &mut facts, cfg);
     if input.privileged {
+        // A privileged sandbox holds every capability.
         facts.sys_admin = "is privileged";
+        facts.net_admin = "is privileged";
     }
     decide(input, &facts)
 }
@@ -315,12 +318,22 @@ pub fn safe_sysctl(name: &str) -> bool {
 /// Symlinks are resolved as far as the path exists, and `..` lexically.
 pub fn sensitive_host_path(host_path: &str, protected: &Protected) -> bool {
     let p = resolve(Path::new(host_path));
-    p == Path::new("/")
-        || protected.trees.iter().any(|t| p.starts_with(t))
+    let p = p.as_os_str().as_bytes();
+    p == b"/"
+        || protected.trees.iter().any(|t| within(p, bytes(t)))
         || protected
             .own
             .iter()
-            .any(|o| p.starts_with(o) || o.starts_with(&p))
+            .any(|o| within(p, bytes(o)) || within(bytes(o), p))
+}
+
+fn bytes(p: &Path) -> &[u8] {
+    p.as_os_str().as_bytes()
+}
+
+/// Whether clean absolute path `p` is `t` or below it, comparing bytes.
+fn within(p: &[u8], t: &[u8]) -> bool {
+    p.starts_with(t) && (p.len() == t.len() || p[t.len()] == b'/' || t == b"/")
 }
 
 /// `path` made absolute and free of `.` and `..`, lexically.
@@ -338,13 +351,34 @@ fn lexical(path: &Path) -> PathBuf {
     out
 }
 
+/// Where the lexically clean absolute `path` leads: itself when no
+/// component is a symlink (one openat2 with RESOLVE_NO_SYMLINKS tells, the
+/// common case), else realpath's answer; `None` when it does not exist.
+fn real_path(path: &Path) -> Option<PathBuf> {
+    use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS);
+    match openat2(libc::AT_FDCWD, path, how) {
+        Ok(fd) => {
+            // SAFETY: a descriptor just returned to us, closed once here.
+            drop(unsafe { OwnedFd::from_raw_fd(fd) });
+            Some(path.to_path_buf())
+        }
+        Err(nix::errno::Errno::ENOENT) | Err(nix::errno::Errno::ENOTDIR) => None,
+        // A symlink on the way (ELOOP), or no openat2 here.
+        Err(_) => std::fs::canonicalize(path).ok(),
+    }
+}
+
 /// [`lexical`], then the symlinks of its longest existing prefix resolved.
 fn resolve(path: &Path) -> PathBuf {
     let lexical = lexical(path);
     let mut existing = lexical.as_path();
     let mut rest = Vec::new();
     loop {
-        if let Ok(real) = std::fs::canonicalize(existing) {
+        if let Some(real) = real_path(existing) {
             let mut out = real;
             out.extend(rest.iter().rev());
             return out;

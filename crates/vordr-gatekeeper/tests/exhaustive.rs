@@ -6,14 +6,7 @@
 
 use vordr_gatekeeper::*;
 
-/// Which rules a profile enforces.
-fn enforces(profile: Profile, rule: u8) -> bool {
-    match profile {
-        Profile::Privileged => false,
-        Profile::Baseline => matches!(rule, 1 | 3 | 5 | 6 | 8),
-        Profile::Restricted => true,
-    }
-}
+mod spec;
 
 /// Whether the process ends up holding a capability, applying the lists in
 /// containerd's order: add ALL, drop ALL, add named, drop named. Neither
@@ -38,36 +31,24 @@ fn holds(i: &Input, add_named: bool, drop_named: bool) -> bool {
     held
 }
 
-/// Whether `i` breaks rule `rule`, ignoring the profile.
-fn breaks(i: &Input, rule: u8) -> bool {
-    let sys_admin = holds(i, i.cap_add.sys_admin, i.cap_drop.sys_admin);
-    let net_admin = holds(i, i.cap_add.net_admin, i.cap_drop.net_admin);
-    let root = i.uid != Some(1000) && i.uid != Some(u32::MAX);
-    match rule {
-        // Privileged or SYS_ADMIN outside a namespace allowed to be privileged.
-        1 => (i.privileged || sys_admin) && !i.namespace_privileged,
-        // Root (or a user that cannot be told) without a user namespace.
-        2 => root && i.userns != UsernsMode::Pod,
-        // NET_ADMIN in the default network mode, or host network short of Admin.
-        3 => {
-            (net_admin && i.network == NetworkMode::Default)
-                || (i.host_network && i.network != NetworkMode::Admin)
-        }
-        // Privilege escalation without a user namespace.
-        4 => !i.no_new_privs && i.userns != UsernsMode::Pod,
-        5 => i.host_pid || i.host_ipc,
-        6 => i.sensitive_mount,
-        7 => i.seccomp == SeccompMode::Unconfined,
-        8 => i.unsafe_sysctl,
-        _ => unreachable!(),
-    }
-}
-
 fn expected(i: &Input) -> Verdict {
-    (1..=8)
-        .find(|&r| enforces(i.profile, r) && breaks(i, r))
-        .map(|r| Verdict::Denied(Rule(r)))
-        .unwrap_or(Verdict::Allowed)
+    spec::expected(&spec::Facts {
+        profile: i.profile,
+        namespace_privileged: i.namespace_privileged,
+        network: i.network,
+        privileged: i.privileged,
+        root: i.uid != Some(1000) && i.uid != Some(u32::MAX),
+        userns: i.userns == UsernsMode::Pod,
+        sys_admin: holds(i, i.cap_add.sys_admin, i.cap_drop.sys_admin),
+        net_admin: holds(i, i.cap_add.net_admin, i.cap_drop.net_admin),
+        host_network: i.host_network,
+        host_pid: i.host_pid,
+        host_ipc: i.host_ipc,
+        no_new_privs: i.no_new_privs,
+        unconfined: i.seccomp == SeccompMode::Unconfined,
+        sensitive_mount: i.sensitive_mount,
+        unsafe_sysctl: i.unsafe_sysctl,
+    })
 }
 
 fn all_inputs() -> impl Iterator<Item = Input> {

@@ -41,6 +41,8 @@ pub enum Command {
     Config,
     /// List the gatekeeper's decisions (the audit table), newest first.
     Audit(AuditArgs),
+    /// Time the gatekeeper's judgement of a pod and a container spec, in process.
+    BenchGatekeeper(crate::bench_gatekeeper::BenchGatekeeperArgs),
 }
 
 #[derive(Args)]

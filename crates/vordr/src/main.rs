@@ -2,6 +2,7 @@
 //! commands are operator tools that speak CRI to a running endpoint.
 
 mod bench;
+mod bench_gatekeeper;
 mod cli;
 
 use anyhow::{Context, Result};
@@ -25,6 +26,7 @@ fn main() -> Result<()> {
         Command::Rmi(args) => rt.block_on(cli::rmi(args)),
         Command::Bench(args) => rt.block_on(bench::run(args)),
         Command::Audit(args) => cli::audit(args),
+        Command::BenchGatekeeper(args) => bench_gatekeeper::run(args),
         Command::Config => {
             print!("{}", vordr_config::EMBEDDED_DEFAULT);
             Ok(())

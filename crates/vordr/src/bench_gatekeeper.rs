@@ -1,0 +1,179 @@
+//! `vordr bench-gatekeeper`: how long the gatekeeper takes to judge a spec,
+//! in this process (no daemon): the SPARK policy call alone, and the whole
+//! judgement of a kubelet-like pod and container config (reduction of the
+//! CRI config, host-path resolution, the policy call, the message).
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use clap::Args;
+use vordr_client::cri;
+use vordr_config::{GatekeeperProfile, NamespacePolicy, NetworkMode};
+use vordr_gatekeeper::cri::{judge_container, judge_pod, Protected};
+
+#[derive(Args)]
+pub struct BenchGatekeeperArgs {
+    /// Judgements timed per row
+    #[arg(long, short = 'n', default_value_t = 100_000)]
+    pub iterations: usize,
+    /// Print the results as JSON as well
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A pod as kubelet sends it for a restricted workload.
+fn pod() -> cri::PodSandboxConfig {
+    cri::PodSandboxConfig {
+        metadata: Some(cri::PodSandboxMetadata {
+            name: "web-7d4b9c".into(),
+            uid: "0b5c3f3e-5f43-4a56-9d0e-3a7f".into(),
+            namespace: "team-a".into(),
+            attempt: 0,
+        }),
+        linux: Some(cri::LinuxPodSandboxConfig {
+            sysctls: [("net.ipv4.ip_unprivileged_port_start".into(), "0".into())].into(),
+            security_context: Some(cri::LinuxSandboxSecurityContext {
+                namespace_options: Some(cri::NamespaceOption::default()),
+                run_as_user: Some(cri::Int64Value { value: 1000 }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Its container: the three host paths kubelet mounts into every container
+/// (which exist, under `dir`), non-root, no escalation, RuntimeDefault,
+/// every capability dropped.
+fn container(dir: &std::path::Path) -> cri::ContainerConfig {
+    let mount = |host: &str, ctr: &str| cri::Mount {
+        host_path: dir.join(host).display().to_string(),
+        container_path: ctr.into(),
+        ..Default::default()
+    };
+    cri::ContainerConfig {
+        metadata: Some(cri::ContainerMetadata {
+            name: "web".into(),
+            attempt: 0,
+        }),
+        mounts: vec![
+            mount("etc-hosts", "/etc/hosts"),
+            mount("containers/web/0a1b2c", "/dev/termination-log"),
+            mount(
+                "volumes/kubernetes.io~projected/kube-api-access",
+                "/var/run/secrets/kubernetes.io/serviceaccount",
+            ),
+        ],
+        linux: Some(cri::LinuxContainerConfig {
+            security_context: Some(cri::LinuxContainerSecurityContext {
+                run_as_user: Some(cri::Int64Value { value: 1000 }),
+                no_new_privs: true,
+                capabilities: Some(cri::Capability {
+                    drop_capabilities: vec!["ALL".into()],
+                    ..Default::default()
+                }),
+                seccomp: Some(cri::SecurityProfile::default()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn time(n: usize, mut f: impl FnMut()) -> Vec<Duration> {
+    (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .collect()
+}
+
+fn quantile_us(v: &[Duration], q: f64) -> f64 {
+    crate::bench::quantile_ms(v, q) * 1000.0
+}
+
+pub fn run(a: BenchGatekeeperArgs) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    for p in [
+        "containers/web",
+        "volumes/kubernetes.io~projected/kube-api-access",
+    ] {
+        std::fs::create_dir_all(dir.path().join(p))?;
+    }
+    std::fs::write(dir.path().join("etc-hosts"), "")?;
+    std::fs::write(dir.path().join("containers/web/0a1b2c"), "")?;
+    let protected = Protected::new(&["/run/vordr/vordr.sock", "/var/lib/vordr", "/run/vordr"]);
+    let policy = NamespacePolicy {
+        profile: GatekeeperProfile::Restricted,
+        network: NetworkMode::Default,
+        allow_privileged: false,
+    };
+    let (pod, ctr) = (pod(), container(dir.path()));
+    let input = judge_container(&ctr, &pod, Some(1000), policy, &protected)?;
+    anyhow::ensure!(
+        input.verdict == vordr_gatekeeper::Verdict::Allowed,
+        "the benchmark's container should be admitted: {:?}",
+        input.denial("container \"web\"", "team-a")
+    );
+    let mut denied = ctr.clone();
+    let sc = denied
+        .linux
+        .as_mut()
+        .and_then(|l| l.security_context.as_mut());
+    sc.expect("set above").privileged = true;
+    let rows: Vec<(&str, Vec<Duration>)> = vec![
+        (
+            "policy call (SPARK Validate)",
+            time(a.iterations, || {
+                std::hint::black_box(vordr_gatekeeper::validate(&input.input).ok());
+            }),
+        ),
+        (
+            "judge pod",
+            time(a.iterations, || {
+                std::hint::black_box(judge_pod(&pod, policy, &protected).ok());
+            }),
+        ),
+        (
+            "judge container (3 mounts)",
+            time(a.iterations, || {
+                std::hint::black_box(
+                    judge_container(&ctr, &pod, Some(1000), policy, &protected).ok(),
+                );
+            }),
+        ),
+        (
+            "judge + message (denied)",
+            time(a.iterations, || {
+                let d = judge_container(&denied, &pod, Some(1000), policy, &protected);
+                std::hint::black_box(d.ok().and_then(|d| d.denial("container \"web\"", "team-a")));
+            }),
+        ),
+    ];
+    println!(
+        "{} judgements per row (microseconds; goal: under 10 per spec)",
+        a.iterations
+    );
+    println!("{:<30} {:>8} {:>8} {:>8}", "", "p50", "p90", "p99");
+    let mut json = serde_json::Map::new();
+    for (name, v) in &rows {
+        let (p50, p90, p99) = (
+            quantile_us(v, 0.5),
+            quantile_us(v, 0.9),
+            quantile_us(v, 0.99),
+        );
+        println!("{name:<30} {p50:>8.2} {p90:>8.2} {p99:>8.2}");
+        json.insert(
+            name.to_string(),
+            serde_json::json!({"p50_us": p50, "p90_us": p90, "p99_us": p99}),
+        );
+    }
+    if a.json {
+        println!("{}", serde_json::Value::Object(json));
+    }
+    Ok(())
+}
