@@ -230,12 +230,19 @@ impl Puller {
         }
 
         let config_digest: Digest = manifest.config.digest.parse().map_err(content)?;
+        let fetch_err = |e: Fetch, what: &str| match e {
+            Fetch::Oci(e) => oci(e),
+            Fetch::Content(e) => content(e),
+            Fetch::Snapshot(SnapshotError::Io { path, source }) => fail(
+                FailureKind::Other,
+                format!("{what}: snapshot I/O at {}: {source}", path.display()),
+            ),
+            Fetch::Snapshot(e) => fail(FailureKind::BadContent, format!("{what}: {e}")),
+            Fetch::Task(e) => fail(FailureKind::Other, format!("{what}: {e}")),
+        };
         self.fetch(&client, r, &manifest.config)
             .await
-            .map_err(|e| match e {
-                Fetch::Oci(e) => oci(e),
-                Fetch::Content(e) => content(e),
-            })?;
+            .map_err(|e| fetch_err(e, "image config"))?;
         let config = self.content.read(&config_digest).map_err(content)?;
         let parsed: ConfigRootfs = serde_json::from_slice(&config)
             .map_err(|e| fail(FailureKind::BadContent, format!("image config: {e}")))?;
@@ -280,34 +287,14 @@ impl Puller {
             })
             .collect();
         let client = &client;
-        let (oci, content, fail) = (&oci, &content, &fail);
+        let fetch_err = &fetch_err;
         stream::iter(wanted.into_iter().map(Ok))
             .try_for_each_concurrent(
                 self.parallel.max(1),
                 |(desc, layer, diff, chain)| async move {
-                    self.fetch(client, r, desc).await.map_err(|e| match e {
-                        Fetch::Oci(e) => oci(e),
-                        Fetch::Content(e) => content(e),
-                    })?;
-                    let path = self.content.path(layer);
-                    let snaps = self.snapshots.clone();
-                    let (chain, diff) = (chain.clone(), diff.clone());
-                    tokio::task::spawn_blocking(move || -> Result<(), SnapshotError> {
-                        let f = std::fs::File::open(&path)
-                            .map_err(|source| SnapshotError::Io { path, source })?;
-                        snaps
-                            .create(&chain, &diff, std::io::BufReader::new(f))
-                            .map(|_| ())
-                    })
-                    .await
-                    .map_err(|e| fail(FailureKind::Other, e.to_string()))?
-                    .map_err(|e| {
-                        let kind = match e {
-                            SnapshotError::Io { .. } => FailureKind::Other,
-                            _ => FailureKind::BadContent,
-                        };
-                        fail(kind, format!("layer {layer}: {e}"))
-                    })
+                    self.fetch_and_unpack(client, r, desc, layer, diff, chain)
+                        .await
+                        .map_err(|e| fetch_err(e, &format!("layer {layer}")))
                 },
             )
             .await?;
@@ -331,6 +318,108 @@ impl Puller {
         })
     }
 
+    /// Makes the snapshot of one layer. A blob not yet stored is unpacked
+    /// while it downloads: the chunks go to the content store's ingest and
+    /// to the unpacker at once, and the snapshot becomes visible only after
+    /// the ingest verified the blob (and the unpacker its diff id).
+    async fn fetch_and_unpack(
+        &self,
+        client: &Client,
+        r: &Reference,
+        desc: &OciDescriptor,
+        layer: &Digest,
+        diff: &Digest,
+        chain: &Digest,
+    ) -> Result<(), Fetch> {
+        let snaps = self.snapshots.clone();
+        let (chain, diff) = (chain.clone(), diff.clone());
+        if self.content.contains(layer) {
+            let path = self.content.path(layer);
+            return tokio::task::spawn_blocking(move || {
+                let f = std::fs::File::open(&path)
+                    .map_err(|source| SnapshotError::Io { path, source })?;
+                snaps.create(&chain, &diff, std::io::BufReader::new(f))
+            })
+            .await
+            .map_err(|e| Fetch::Task(e.to_string()))?
+            .map(|_| ())
+            .map_err(Fetch::Snapshot);
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let (verdict_tx, verdict_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+        let unpack = tokio::task::spawn_blocking(move || {
+            let reader = ChunkReader {
+                rx,
+                chunk: bytes::Bytes::new(),
+            };
+            let verified = move || {
+                verdict_rx
+                    .recv()
+                    .unwrap_or_else(|_| Err("the download stopped".into()))
+            };
+            snaps.create_gated(&chain, &diff, std::io::BufReader::new(reader), verified)
+        });
+        let downloaded = self.download_teeing(client, r, desc, layer, tx).await;
+        let _ = verdict_tx.send(match &downloaded {
+            Ok(()) => Ok(()),
+            Err(_) => Err(format!("blob {layer} failed to download or verify")),
+        });
+        let unpacked = unpack.await.map_err(|e| Fetch::Task(e.to_string()))?;
+        // The download's own failure explains more than the unpacker's.
+        downloaded?;
+        unpacked.map(|_| ()).map_err(Fetch::Snapshot)
+    }
+
+    /// Downloads a blob into the content store, handing each chunk to `tee`
+    /// as well (until its reader goes away).
+    async fn download_teeing(
+        &self,
+        client: &Client,
+        r: &Reference,
+        desc: &OciDescriptor,
+        layer: &Digest,
+        tee: tokio::sync::mpsc::Sender<bytes::Bytes>,
+    ) -> Result<(), Fetch> {
+        use futures::StreamExt;
+        use std::io::Write;
+        let size = (desc.size >= 0).then_some(desc.size as u64);
+        let mut ingest = self
+            .content
+            .ingest(layer.clone(), size)
+            .map_err(Fetch::Content)?;
+        let mut blob = client.pull_blob_stream(r, desc).await.map_err(Fetch::Oci)?;
+        let mut tee = Some(tee);
+        while let Some(chunk) = blob.stream.next().await {
+            let chunk = chunk.map_err(stream_error)?;
+            let actual = ingest.written() + chunk.len() as u64;
+            if let Some(expected) = size.filter(|&max| actual > max) {
+                return Err(Fetch::Content(ContentError::SizeMismatch {
+                    digest: layer.clone(),
+                    expected,
+                    actual,
+                }));
+            }
+            ingest.write_all(&chunk).map_err(|source| {
+                Fetch::Content(ContentError::Io {
+                    path: self.content.path(layer),
+                    source,
+                })
+            })?;
+            if let Some(t) = &tee {
+                if t.send(chunk).await.is_err() {
+                    // The unpacker stopped (bad layer); its error will tell.
+                    tee = None;
+                }
+            }
+        }
+        drop(tee);
+        tokio::task::spawn_blocking(move || ingest.commit())
+            .await
+            .map_err(|e| Fetch::Task(e.to_string()))?
+            .map(|_| ())
+            .map_err(Fetch::Content)
+    }
+
     /// Downloads one blob into the content store unless it is there.
     async fn fetch(&self, client: &Client, r: &Reference, d: &OciDescriptor) -> Result<(), Fetch> {
         let digest: Digest = d.digest.parse().map_err(Fetch::Content)?;
@@ -349,4 +438,40 @@ impl Puller {
 enum Fetch {
     Oci(OciDistributionError),
     Content(ContentError),
+    Snapshot(SnapshotError),
+    Task(String),
+}
+
+/// A failed blob stream: oci-client's own digest check, or the transfer.
+fn stream_error(e: std::io::Error) -> Fetch {
+    use oci_client::errors::DigestError;
+    if e.get_ref().is_some_and(|i| i.is::<DigestError>()) {
+        if let Some(Ok(d)) = e.into_inner().map(|i| i.downcast::<DigestError>()) {
+            return Fetch::Oci(OciDistributionError::DigestError(*d));
+        }
+        return Fetch::Task("unreachable: a digest error that is not one".into());
+    }
+    Fetch::Oci(OciDistributionError::IoError(e))
+}
+
+/// A blob stream as `Read`, for the unpacker on a blocking thread: chunks
+/// arrive from the download as they land.
+struct ChunkReader {
+    rx: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    chunk: bytes::Bytes,
+}
+
+impl std::io::Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(c) => self.chunk = c,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk[..n]);
+        bytes::Buf::advance(&mut self.chunk, n);
+        Ok(n)
+    }
 }

@@ -21,6 +21,9 @@ pub enum SnapshotError {
     DiffIdMismatch { expected: Digest, actual: Digest },
     #[error("snapshot I/O at {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    /// The blob being unpacked while it downloaded failed its checks.
+    #[error("{0}")]
+    Source(String),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SnapshotError + '_ {
@@ -97,6 +100,20 @@ impl Snapshots {
         diff_id: &Digest,
         r: impl Read,
     ) -> Result<Option<UnpackStats>, SnapshotError> {
+        self.create_gated(chain_id, diff_id, r, || Ok(()))
+    }
+
+    /// [`Snapshots::create`] from a stream still being verified: the
+    /// unpacked layer becomes visible only if `verified` (called once the
+    /// whole stream is read and its diff id checked) says the blob it came
+    /// from passed its own checks.
+    pub fn create_gated(
+        &self,
+        chain_id: &Digest,
+        diff_id: &Digest,
+        r: impl Read,
+        verified: impl FnOnce() -> Result<(), String>,
+    ) -> Result<Option<UnpackStats>, SnapshotError> {
         if self.contains(chain_id) {
             return Ok(None);
         }
@@ -111,6 +128,7 @@ impl Snapshots {
                 .collect::<String>()
         ));
         let res = self.unpack_into(&tmp, diff_id, r);
+        let res = res.and_then(|stats| verified().map(|()| stats).map_err(SnapshotError::Source));
         let res = res.and_then(|stats| {
             let dest = self.dir.join(chain_id.hex());
             match std::fs::rename(&tmp, &dest) {
