@@ -60,7 +60,11 @@ pub async fn pull_image(rt: &Runtime, req: PullImageRequest) -> Result<PullImage
     let name = plan.reference.whole();
     let _pull = rt.lock_pull(&name).await;
     let _gc = rt.gc_lock.read().await;
-    let pulled = rt.puller.pull(&plan, &auth).await.map_err(|e| {
+    let pulled = rt.puller.pull(&plan, &auth).await;
+    // The pull's buffers were freed on several threads (downloads, unpacks):
+    // hand the pages back instead of keeping them in malloc's arenas.
+    tokio::task::spawn_blocking(release_freed_memory);
+    let pulled = pulled.map_err(|e| {
         tracing::warn!("{e}");
         let msg = e.to_string();
         match e.kind {
@@ -92,4 +96,12 @@ pub async fn pull_image(rt: &Runtime, req: PullImageRequest) -> Result<PullImage
     Ok(PullImageResponse {
         image_ref: record.id,
     })
+}
+
+fn release_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
