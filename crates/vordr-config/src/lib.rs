@@ -35,6 +35,18 @@ pub struct Config {
     pub image: ImageConfig,
     pub runtime: RuntimeConfig,
     pub gatekeeper: GatekeeperConfig,
+    pub streaming: StreamingConfig,
+}
+
+/// The streaming server behind Exec (kubectl exec, crictl exec).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StreamingConfig {
+    /// Address it listens on; keep it on loopback unless the URLs must be
+    /// reached from elsewhere (they are single-use and expire in a minute).
+    pub address: std::net::IpAddr,
+    /// Port; 0 picks a free one at start.
+    pub port: u16,
 }
 
 /// The gatekeeper's profiles, least to most strict.
@@ -255,6 +267,8 @@ struct PartialConfig {
     runtime: toml::Table,
     #[serde(default)]
     gatekeeper: toml::Table,
+    #[serde(default)]
+    streaming: toml::Table,
 }
 
 impl Default for Config {

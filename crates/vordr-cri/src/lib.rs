@@ -4,6 +4,7 @@
 
 mod cgroup;
 mod container_create;
+mod container_exec;
 mod container_exec_sync;
 mod container_exit;
 mod container_list;

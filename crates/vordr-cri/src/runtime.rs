@@ -59,6 +59,8 @@ pub struct Runtime {
     net_health: StdMutex<Option<(Instant, Result<String, String>)>>,
     /// Host paths the gatekeeper never lets a container mount.
     pub protected: vordr_gatekeeper::cri::Protected,
+    /// The streaming server, once started.
+    pub streaming: std::sync::OnceLock<Arc<vordr_streaming::Server>>,
 }
 
 impl Runtime {
@@ -117,6 +119,7 @@ impl Runtime {
             gc_lock: tokio::sync::RwLock::new(()),
             pool_notify: tokio::sync::Notify::new(),
             net_health: StdMutex::new(None),
+            streaming: std::sync::OnceLock::new(),
         })
     }
 

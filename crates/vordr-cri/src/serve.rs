@@ -88,6 +88,16 @@ pub async fn serve(
         Err(e) => tracing::warn!("network not ready: {e}"),
     }
     crate::netns_pool::spawn_refill_task(rt.clone());
+    let streaming_addr =
+        std::net::SocketAddr::new(rt.config.streaming.address, rt.config.streaming.port);
+    let backend = Arc::new(crate::container_exec::ExecBackend(Arc::downgrade(&rt)));
+    let streaming = vordr_streaming::Server::start(streaming_addr, backend)
+        .await
+        .map_err(|e| ServeError::Socket {
+            path: std::path::PathBuf::from(streaming_addr.to_string()),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+    let _ = rt.streaming.set(streaming);
     let listener = bind(&socket)?;
     tracing::info!(socket = %socket.display(), root = %rt.root().display(), "vordr serving CRI v1");
     let svc = Vordr(rt.clone());

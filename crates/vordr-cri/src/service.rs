@@ -9,11 +9,11 @@ use tonic::{Request, Response, Status};
 
 use crate::runtime::Runtime;
 use crate::{
-    container_create, container_exec_sync, container_list, container_remove, container_reopen_log,
-    container_start, container_stats, container_status, container_stop, container_update,
-    image_fs_info, image_list, image_pull, image_remove, image_status, runtime_config,
-    sandbox_list, sandbox_remove, sandbox_run, sandbox_status, sandbox_stop, status,
-    update_runtime_config, version,
+    container_create, container_exec, container_exec_sync, container_list, container_remove,
+    container_reopen_log, container_start, container_stats, container_status, container_stop,
+    container_update, image_fs_info, image_list, image_pull, image_remove, image_status,
+    runtime_config, sandbox_list, sandbox_remove, sandbox_run, sandbox_status, sandbox_stop,
+    status, update_runtime_config, version,
 };
 
 /// The CRI services over one shared [`Runtime`].
@@ -136,8 +136,8 @@ impl RuntimeService for Vordr {
             .await
             .map(Response::new)
     }
-    async fn exec(&self, _: Request<ExecRequest>) -> R<ExecResponse> {
-        not_yet("Exec")
+    async fn exec(&self, r: Request<ExecRequest>) -> R<ExecResponse> {
+        container_exec::exec(&self.0, r.into_inner()).map(Response::new)
     }
     async fn attach(&self, _: Request<AttachRequest>) -> R<AttachResponse> {
         not_yet("Attach")

@@ -1,0 +1,270 @@
+//! The remotecommand protocols over a SPDY/3.1 connection, server side:
+//! the client opens one stream per channel (`streamtype` error, stdin,
+//! stdout, stderr, resize), the server answers each, runs the command once
+//! the streams it asked for are there, copies data both ways, ends stdout
+//! and stderr, and writes the outcome on the error stream (a Status JSON
+//! from v4 on, a plain message before).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+use tokio_util::codec::Framed;
+use vordr_spdy::{Codec, Frame, Headers, FLAG_FIN};
+
+use crate::tokens::ExecTarget;
+use crate::Backend;
+
+/// The remotecommand subprotocols served, newest first.
+pub const PROTOCOLS: [&str; 4] = [
+    "v4.channel.k8s.io",
+    "v3.channel.k8s.io",
+    "v2.channel.k8s.io",
+    "channel.k8s.io",
+];
+
+/// How long the client has to open its streams.
+const STREAM_WAIT: Duration = Duration::from_secs(30);
+
+/// The streams of an exec, as the backend sees them. `stdin` ends when the
+/// client closes it; the backend drops `stdout` and `stderr` when the
+/// process's output is drained.
+pub struct ExecIo {
+    pub stdin: Option<mpsc::Receiver<Bytes>>,
+    pub stdout: Option<mpsc::Sender<Bytes>>,
+    pub stderr: Option<mpsc::Sender<Bytes>>,
+}
+
+fn data(stream_id: u32, flags: u8, data: Bytes) -> Frame {
+    Frame::Data {
+        stream_id,
+        flags,
+        data,
+    }
+}
+
+/// The error-stream payload for an outcome.
+fn outcome_message(protocol: &str, cmd: &[String], r: &Result<i32, String>) -> Option<Vec<u8>> {
+    let v4 = protocol == PROTOCOLS[0];
+    match r {
+        Ok(0) if v4 => Some(br#"{"metadata":{},"status":"Success"}"#.to_vec()),
+        Ok(0) => None,
+        Ok(code) => {
+            let message = format!(
+                "command terminated with non-zero exit code: error executing command {cmd:?}, exit code {code}"
+            );
+            if v4 {
+                let status = serde_json::json!({
+                    "metadata": {},
+                    "status": "Failure",
+                    "message": message,
+                    "reason": "NonZeroExitCode",
+                    "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]},
+                });
+                Some(status.to_string().into_bytes())
+            } else {
+                Some(message.into_bytes())
+            }
+        }
+        Err(e) if v4 => Some(
+            serde_json::json!({"metadata": {}, "status": "Failure", "message": e})
+                .to_string()
+                .into_bytes(),
+        ),
+        Err(e) => Some(e.clone().into_bytes()),
+    }
+}
+
+pub(crate) async fn serve_exec<IO>(
+    io: IO,
+    protocol: &'static str,
+    target: ExecTarget,
+    backend: Arc<dyn Backend>,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sink, mut frames) = Framed::new(io, Codec::new()).split();
+    let (out, mut out_rx) = mpsc::channel::<Frame>(64);
+    let writer = tokio::spawn(async move {
+        while let Some(f) = out_rx.recv().await {
+            if sink.send(f).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+
+    // The streams the request asked for, opened by the client.
+    let mut wanted = vec!["error"];
+    if target.stdin {
+        wanted.push("stdin");
+    }
+    if target.stdout {
+        wanted.push("stdout");
+    }
+    if target.stderr && !target.tty {
+        wanted.push("stderr");
+    }
+    let mut ids: HashMap<String, u32> = HashMap::new();
+    let (stdin_tx, stdin_rx) = mpsc::channel::<Bytes>(64);
+    let mut stdin_tx = Some(stdin_tx);
+    let deadline = tokio::time::sleep(STREAM_WAIT);
+    tokio::pin!(deadline);
+    while !wanted.iter().all(|w| ids.contains_key(*w)) {
+        let frame = tokio::select! {
+            f = frames.next() => f,
+            _ = &mut deadline => {
+                tracing::warn!(container = %target.container_id, "exec: the client did not open its streams in time");
+                drop(out);
+                let _ = writer.await;
+                return;
+            }
+        };
+        match frame {
+            Some(Ok(f)) => {
+                handle_frame(f, &out, &mut ids, &mut stdin_tx).await;
+            }
+            _ => {
+                tracing::debug!("exec: the client left before opening its streams");
+                drop(out);
+                let _ = writer.await;
+                return;
+            }
+        }
+    }
+
+    // Run the process; copy its output as it comes.
+    let (stdout_tx, stdout_rx) = mpsc::channel::<Bytes>(16);
+    let (stderr_tx, stderr_rx) = mpsc::channel::<Bytes>(16);
+    let pump = |rx: mpsc::Receiver<Bytes>, id: Option<u32>| {
+        let out = out.clone();
+        tokio::spawn(async move {
+            let mut rx = rx;
+            while let Some(chunk) = rx.recv().await {
+                if let Some(id) = id {
+                    if out.send(data(id, 0, chunk)).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            if let Some(id) = id {
+                let _ = out.send(data(id, FLAG_FIN, Bytes::new())).await;
+            }
+        })
+    };
+    let out_pump = pump(stdout_rx, ids.get("stdout").copied());
+    let err_pump = pump(stderr_rx, ids.get("stderr").copied());
+    let exec_io = ExecIo {
+        stdin: target.stdin.then_some(stdin_rx),
+        stdout: target.stdout.then_some(stdout_tx),
+        stderr: (target.stderr && !target.tty).then_some(stderr_tx),
+    };
+    // Its own task: stdin backpressure on this loop must never hold up the
+    // process's start or its output.
+    let t = target.clone();
+    let mut exec = tokio::spawn(async move { backend.exec(&t, exec_io).await });
+    let result = loop {
+        tokio::select! {
+            r = &mut exec => break Some(r.unwrap_or_else(|e| Err(format!("exec failed: {e}")))),
+            f = frames.next() => match f {
+                Some(Ok(Frame::GoAway { .. })) | None | Some(Err(_)) => break None,
+                Some(Ok(f)) => handle_frame(f, &out, &mut ids, &mut stdin_tx).await,
+            },
+        }
+    };
+    let Some(result) = result else {
+        // The client vanished: aborting the exec kills the process.
+        tracing::info!(container = %target.container_id, "exec: the client went away; the process is killed");
+        exec.abort();
+        out_pump.abort();
+        err_pump.abort();
+        drop(out);
+        let _ = writer.await;
+        return;
+    };
+    let _ = out_pump.await;
+    let _ = err_pump.await;
+    let error_id = ids["error"];
+    if let Some(msg) = outcome_message(protocol, &target.cmd, &result) {
+        let _ = out.send(data(error_id, 0, Bytes::from(msg))).await;
+    }
+    let _ = out.send(data(error_id, FLAG_FIN, Bytes::new())).await;
+    let _ = out
+        .send(Frame::GoAway {
+            last_good_stream_id: ids.values().copied().max().unwrap_or(0),
+            status: vordr_spdy::goaway::OK,
+        })
+        .await;
+    drop(out);
+    let _ = writer.await;
+}
+
+/// One frame from the client: new streams are answered and recorded,
+/// stdin data is handed on (its FIN closes stdin), pings are echoed.
+async fn handle_frame(
+    f: Frame,
+    out: &mpsc::Sender<Frame>,
+    ids: &mut HashMap<String, u32>,
+    stdin: &mut Option<mpsc::Sender<Bytes>>,
+) {
+    match f {
+        Frame::SynStream {
+            stream_id, headers, ..
+        } => {
+            let kind = headers.get("streamtype").unwrap_or_default().to_string();
+            let _ = out
+                .send(Frame::SynReply {
+                    stream_id,
+                    flags: 0,
+                    headers: Headers::new(),
+                })
+                .await;
+            ids.insert(kind, stream_id);
+        }
+        Frame::Data {
+            stream_id,
+            flags,
+            data,
+        } if ids.get("stdin") == Some(&stream_id) => {
+            if !data.is_empty() {
+                if let Some(tx) = stdin.as_ref() {
+                    let _ = tx.send(data).await;
+                }
+            }
+            if flags & FLAG_FIN != 0 {
+                *stdin = None;
+            }
+        }
+        Frame::RstStream { stream_id, .. } if ids.get("stdin") == Some(&stream_id) => {
+            *stdin = None;
+        }
+        Frame::Ping { id } => {
+            let _ = out.send(Frame::Ping { id }).await;
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_per_protocol() {
+        let cmd = vec!["sh".to_string(), "-c".to_string(), "exit 3".to_string()];
+        let v4 = |r| String::from_utf8(outcome_message(PROTOCOLS[0], &cmd, &r).unwrap()).unwrap();
+        assert_eq!(v4(Ok(0)), r#"{"metadata":{},"status":"Success"}"#);
+        let failed: serde_json::Value = serde_json::from_str(&v4(Ok(3))).unwrap();
+        assert_eq!(failed["status"], "Failure");
+        assert_eq!(failed["reason"], "NonZeroExitCode");
+        assert_eq!(failed["details"]["causes"][0]["reason"], "ExitCode");
+        assert_eq!(failed["details"]["causes"][0]["message"], "3");
+        assert_eq!(outcome_message(PROTOCOLS[2], &cmd, &Ok(0)), None);
+        let v2 = outcome_message(PROTOCOLS[2], &cmd, &Ok(3)).unwrap();
+        assert!(String::from_utf8(v2).unwrap().contains("exit code 3"));
+    }
+}
