@@ -4,6 +4,7 @@
 //! remotecommand subprotocols and open a stream each for the error channel,
 //! stdin, stdout and stderr. The process itself is the [`Backend`]'s to run.
 
+pub mod client;
 mod remotecommand;
 mod server;
 mod tokens;

@@ -159,6 +159,38 @@ async fn crictl_drives_the_pod_lifecycle() {
     run(&["start", &c]);
     assert!(run(&["ps", "-q", "--pod", &pod]).contains(&c));
     assert_eq!(run(&["exec", "-s", &c, "echo", "exec-ok"]), "exec-ok");
+    // Exec through the streaming server (SPDY/3.1): output, stdin, exit code.
+    assert_eq!(run(&["exec", &c, "echo", "exec-spdy"]), "exec-spdy");
+    let mut child = Command::new(&crictl)
+        .arg("--runtime-endpoint")
+        .arg(&endpoint)
+        .args([
+            "--timeout",
+            "30s",
+            "exec",
+            "-i",
+            &c,
+            "sh",
+            "-c",
+            "wc -c; exit 4",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&vec![b'x'; 300_000]).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "300000");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("exit code 4"),
+        "{out:?}"
+    );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !run(&["logs", &c]).contains("from-crictl") {
         assert!(

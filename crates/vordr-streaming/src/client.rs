@@ -1,0 +1,219 @@
+//! A remotecommand client over SPDY/3.1, for tests and operator tools: it
+//! upgrades a connection to an exec URL, opens the streams the way
+//! client-go does (error, stdin, stdout, stderr, each waiting for its
+//! reply), sends stdin and collects the output and the outcome.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::codec::Framed;
+use vordr_spdy::{Codec, Frame, Headers, FLAG_FIN};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("bad streaming URL {0:?}")]
+    Url(String),
+    #[error("connecting: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the server answered {status}: {body}")]
+    Refused { status: u16, body: String },
+    #[error("SPDY: {0}")]
+    Spdy(#[from] vordr_spdy::SpdyError),
+    #[error("protocol: {0}")]
+    Protocol(String),
+}
+
+/// What an exec produced.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    /// The subprotocol the server chose.
+    pub protocol: String,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    /// What the error stream carried (a Status JSON from v4 on).
+    pub error: Vec<u8>,
+}
+
+impl ExecOutput {
+    /// The exit code a v4 Status reports (0 for Success).
+    pub fn exit_code(&self) -> Option<i32> {
+        let v: serde_json::Value = serde_json::from_slice(&self.error).ok()?;
+        if v["status"] == "Success" {
+            return Some(0);
+        }
+        v["details"]["causes"]
+            .as_array()?
+            .iter()
+            .find(|c| c["reason"] == "ExitCode")?["message"]
+            .as_str()?
+            .parse()
+            .ok()
+    }
+}
+
+/// Upgrades `url` (http://host:port/path) offering `protocols`, then runs
+/// the exec: `stdin` is sent and closed when given; stdout and stderr are
+/// opened as asked.
+pub async fn exec(
+    url: &str,
+    protocols: &[&str],
+    stdin: Option<&[u8]>,
+    stdout: bool,
+    stderr: bool,
+) -> Result<ExecOutput, ClientError> {
+    let (mut framed, protocol) = upgrade(url, protocols).await?;
+    let mut kinds = vec!["error"];
+    if stdin.is_some() {
+        kinds.push("stdin");
+    }
+    if stdout {
+        kinds.push("stdout");
+    }
+    if stderr {
+        kinds.push("stderr");
+    }
+    let mut ids: HashMap<u32, &str> = HashMap::new();
+    for (i, kind) in kinds.iter().enumerate() {
+        let stream_id = 2 * i as u32 + 1;
+        let mut h = Headers::new();
+        h.add("streamtype", kind);
+        framed
+            .send(Frame::SynStream {
+                stream_id,
+                associated_to: 0,
+                priority: 0,
+                slot: 0,
+                flags: 0,
+                headers: h,
+            })
+            .await?;
+        // As client-go: each stream waits for its reply.
+        loop {
+            match framed.next().await {
+                Some(Ok(Frame::SynReply { stream_id: s, .. })) if s == stream_id => break,
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(e.into()),
+                None => return Err(ClientError::Protocol("closed during setup".into())),
+            }
+        }
+        ids.insert(stream_id, kind);
+    }
+    if let Some(data) = stdin {
+        let id = *ids.iter().find(|(_, k)| **k == "stdin").expect("opened").0;
+        for chunk in data.chunks(32 * 1024) {
+            framed
+                .send(Frame::Data {
+                    stream_id: id,
+                    flags: 0,
+                    data: Bytes::copy_from_slice(chunk),
+                })
+                .await?;
+        }
+        framed
+            .send(Frame::Data {
+                stream_id: id,
+                flags: FLAG_FIN,
+                data: Bytes::new(),
+            })
+            .await?;
+    }
+    let mut out = ExecOutput {
+        protocol,
+        ..Default::default()
+    };
+    let mut open: Vec<&str> = kinds.iter().copied().filter(|k| *k != "stdin").collect();
+    while !open.is_empty() {
+        let f = match framed.next().await {
+            Some(f) => f?,
+            None => break,
+        };
+        if let Frame::Data {
+            stream_id,
+            flags,
+            data,
+        } = f
+        {
+            let Some(kind) = ids.get(&stream_id) else {
+                continue;
+            };
+            match *kind {
+                "stdout" => out.stdout.extend_from_slice(&data),
+                "stderr" => out.stderr.extend_from_slice(&data),
+                "error" => out.error.extend_from_slice(&data),
+                _ => {}
+            }
+            if flags & FLAG_FIN != 0 {
+                open.retain(|k| k != kind);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Opens the connection and upgrades it; returns the framed SPDY side and
+/// the chosen subprotocol.
+pub async fn upgrade(
+    url: &str,
+    protocols: &[&str],
+) -> Result<(Framed<tokio::net::TcpStream, Codec>, String), ClientError> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| ClientError::Url(url.into()))?;
+    let (host, path) = rest
+        .split_once('/')
+        .ok_or_else(|| ClientError::Url(url.into()))?;
+    let mut tcp = tokio::net::TcpStream::connect(host).await?;
+    let mut req = format!(
+        "POST /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nContent-Length: 0\r\n"
+    );
+    for p in protocols {
+        req.push_str(&format!("X-Stream-Protocol-Version: {p}\r\n"));
+    }
+    req.push_str("\r\n");
+    tcp.write_all(req.as_bytes()).await?;
+    // The response head, byte by byte so nothing of the SPDY side is eaten.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        if tcp.read(&mut b).await? == 0 {
+            return Err(ClientError::Protocol("closed before the response".into()));
+        }
+        head.push(b[0]);
+        if head.len() > 16 * 1024 {
+            return Err(ClientError::Protocol("response head too long".into()));
+        }
+    }
+    let head = String::from_utf8_lossy(&head).to_string();
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| ClientError::Protocol(format!("bad response {head:?}")))?;
+    if status != 101 {
+        let len: usize = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
+            })
+            .unwrap_or(0);
+        let mut body = vec![0u8; len.min(64 * 1024)];
+        tcp.read_exact(&mut body).await?;
+        return Err(ClientError::Refused {
+            status,
+            body: String::from_utf8_lossy(&body).to_string(),
+        });
+    }
+    let protocol = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("x-stream-protocol-version")
+                .then(|| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    Ok((Framed::new(tcp, Codec::new()), protocol))
+}

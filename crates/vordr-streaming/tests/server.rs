@@ -1,0 +1,191 @@
+//! The streaming server end to end over loopback, with a backend that runs
+//! the command as a host process: negotiation, single-use tokens, stdin,
+//! stdout, stderr, exit codes per protocol version, a vanishing client.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use vordr_streaming::client::{exec, upgrade, ClientError};
+use vordr_streaming::{Backend, ExecIo, ExecTarget, Server};
+
+/// Runs the command on the host.
+struct HostBackend;
+
+#[async_trait::async_trait]
+impl Backend for HostBackend {
+    async fn exec(&self, t: &ExecTarget, io: ExecIo) -> Result<i32, String> {
+        let mut cmd = tokio::process::Command::new(&t.cmd[0]);
+        cmd.args(&t.cmd[1..])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().map_err(|e| e.to_string())?;
+        let mut child_in = child.stdin.take().unwrap();
+        let stdin = io.stdin;
+        let feed = tokio::spawn(async move {
+            if let Some(mut rx) = stdin {
+                while let Some(b) = rx.recv().await {
+                    if child_in.write_all(&b).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let copy = |mut r: Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+                    tx: Option<tokio::sync::mpsc::Sender<Bytes>>| {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16384];
+                while let Ok(n) = r.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    if let Some(tx) = &tx {
+                        let _ = tx.send(Bytes::copy_from_slice(&buf[..n])).await;
+                    }
+                }
+            })
+        };
+        let o = copy(Box::new(child.stdout.take().unwrap()), io.stdout);
+        let e = copy(Box::new(child.stderr.take().unwrap()), io.stderr);
+        let status = child.wait().await.map_err(|e| e.to_string())?;
+        let _ = o.await;
+        let _ = e.await;
+        feed.abort();
+        Ok(status.code().unwrap_or(-1))
+    }
+}
+
+async fn server() -> Arc<Server> {
+    Server::start("127.0.0.1:0".parse().unwrap(), Arc::new(HostBackend))
+        .await
+        .unwrap()
+}
+
+fn target(cmd: &[&str], stdin: bool) -> ExecTarget {
+    ExecTarget {
+        container_id: "host".into(),
+        cmd: cmd.iter().map(|s| s.to_string()).collect(),
+        tty: false,
+        stdin,
+        stdout: true,
+        stderr: true,
+    }
+}
+
+const ALL: [&str; 4] = [
+    "v4.channel.k8s.io",
+    "v3.channel.k8s.io",
+    "v2.channel.k8s.io",
+    "channel.k8s.io",
+];
+
+#[tokio::test]
+async fn exec_streams_and_exit_codes() {
+    let s = server().await;
+    let url = s.exec_url(target(&["echo", "hello"], false));
+    let out = exec(&url, &ALL, None, true, true).await.unwrap();
+    assert_eq!(out.protocol, "v4.channel.k8s.io");
+    assert_eq!(out.stdout, b"hello\n");
+    assert_eq!(out.exit_code(), Some(0));
+
+    // 1 MiB through stdin and back, stderr apart, exit code 3.
+    let input: Vec<u8> = (0..1 << 20).map(|i| (i * 7 % 251) as u8).collect();
+    let url = s.exec_url(target(&["sh", "-c", "cat; echo err >&2; exit 3"], true));
+    let out = exec(&url, &ALL, Some(&input), true, true).await.unwrap();
+    assert_eq!(out.stdout.len(), input.len());
+    assert!(out.stdout == input);
+    assert_eq!(out.stderr, b"err\n");
+    assert_eq!(out.exit_code(), Some(3));
+    let status: serde_json::Value = serde_json::from_slice(&out.error).unwrap();
+    assert_eq!(status["reason"], "NonZeroExitCode");
+
+    // Before v4 the error stream carries a message, and nothing on success.
+    let url = s.exec_url(target(&["sh", "-c", "exit 5"], false));
+    let out = exec(&url, &["v2.channel.k8s.io"], None, true, true)
+        .await
+        .unwrap();
+    assert_eq!(out.protocol, "v2.channel.k8s.io");
+    assert!(String::from_utf8_lossy(&out.error).contains("exit code 5"));
+    let url = s.exec_url(target(&["true"], false));
+    let out = exec(&url, &["channel.k8s.io"], None, true, true)
+        .await
+        .unwrap();
+    assert!(out.error.is_empty());
+}
+
+#[tokio::test]
+async fn tokens_are_single_use_and_protocols_are_negotiated() {
+    let s = server().await;
+    let url = s.exec_url(target(&["true"], false));
+    exec(&url, &ALL, None, true, true).await.unwrap();
+    match exec(&url, &ALL, None, true, true).await {
+        Err(ClientError::Refused { status: 404, body }) => {
+            assert!(body.contains("token"), "{body}")
+        }
+        other => panic!("reused token: {other:?}"),
+    }
+    let bogus = format!("http://{}/exec/0123456789abcdef", s.addr());
+    assert!(matches!(
+        exec(&bogus, &ALL, None, true, true).await,
+        Err(ClientError::Refused { status: 404, .. })
+    ));
+    let url = s.exec_url(target(&["true"], false));
+    match exec(&url, &["v9.channel.k8s.io"], None, true, true).await {
+        Err(ClientError::Refused { status: 403, body }) => {
+            assert!(body.contains("v4.channel.k8s.io"), "{body}");
+            assert!(body.contains("v9.channel.k8s.io"), "{body}");
+        }
+        other => panic!("unknown protocol: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_vanishing_client_gets_its_process_killed() {
+    let s = server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("pid");
+    let script = format!("echo $$ > {}; exec sleep 100", pidfile.display());
+    let url = s.exec_url(target(&["sh", "-c", &script], false));
+    let (mut framed, _) = upgrade(&url, &ALL).await.unwrap();
+    use futures::{SinkExt, StreamExt};
+    for (i, kind) in ["error", "stdout", "stderr"].iter().enumerate() {
+        let mut h = vordr_spdy::Headers::new();
+        h.add("streamtype", kind);
+        framed
+            .send(vordr_spdy::Frame::SynStream {
+                stream_id: 2 * i as u32 + 1,
+                associated_to: 0,
+                priority: 0,
+                slot: 0,
+                flags: 0,
+                headers: h,
+            })
+            .await
+            .unwrap();
+        framed.next().await.unwrap().unwrap();
+    }
+    let mut pid = String::new();
+    for _ in 0..100 {
+        pid = std::fs::read_to_string(&pidfile).unwrap_or_default();
+        if !pid.trim().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let proc_dir = format!("/proc/{}", pid.trim());
+    assert!(std::path::Path::new(&proc_dir).exists());
+    drop(framed);
+    for _ in 0..100 {
+        let zombie_or_gone = std::fs::read_to_string(format!("{proc_dir}/stat"))
+            .map(|s| s.contains(") Z "))
+            .unwrap_or(true);
+        if zombie_or_gone {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the process outlived its client");
+}

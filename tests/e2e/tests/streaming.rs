@@ -1,0 +1,178 @@
+//! Exec through the streaming server against real containers, with the
+//! project's own SPDY client: output, stdin, stderr, exit codes, bad
+//! requests, and a client that vanishes mid-stream.
+
+use std::time::Duration;
+
+use tonic::Code;
+use vordr_e2e::setup::*;
+use vordr_e2e::*;
+use vordr_streaming::client::{exec, upgrade, ClientError};
+
+const V4: [&str; 2] = ["v4.channel.k8s.io", "channel.k8s.io"];
+
+async fn exec_url(
+    s: &mut Setup,
+    id: &str,
+    cmd: &[&str],
+    stdin: bool,
+) -> Result<String, tonic::Status> {
+    s.c.runtime
+        .exec(cri::ExecRequest {
+            container_id: id.into(),
+            cmd: cmd.iter().map(|c| c.to_string()).collect(),
+            tty: false,
+            stdin,
+            stdout: true,
+            stderr: true,
+        })
+        .await
+        .map(|r| r.into_inner().url)
+}
+
+async fn sleepers(s: &mut Setup, id: &str) -> usize {
+    let out = s.exec(id, &["ps"], 10).await.unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("sleep 4242"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_over_spdy_in_a_real_container() {
+    let Some(mut s) = setup("stream").await else {
+        return;
+    };
+    let pod = s.pod("stream-pod", "").await;
+    let cfg = s.config("app", &["sleep", "1000"]);
+    let id = s.run(&pod, cfg).await;
+
+    let url = exec_url(
+        &mut s,
+        &id,
+        &["sh", "-c", "echo out; hostname; echo err >&2"],
+        false,
+    )
+    .await
+    .unwrap();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let out = exec(&url, &V4, None, true, true).await.unwrap();
+    assert_eq!(out.protocol, "v4.channel.k8s.io");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out\nstream-pod\n");
+    assert_eq!(out.stderr, b"err\n");
+    assert_eq!(out.exit_code(), Some(0));
+    // The URL was single use.
+    assert!(matches!(
+        exec(&url, &V4, None, true, true).await,
+        Err(ClientError::Refused { status: 404, .. })
+    ));
+
+    // 2 MiB through the container's stdin and back; exit code 7.
+    let input: Vec<u8> = (0..2 << 20).map(|i| (i % 253) as u8).collect();
+    let url = exec_url(&mut s, &id, &["sh", "-c", "cat; exit 7"], true)
+        .await
+        .unwrap();
+    let out = exec(&url, &V4, Some(&input), true, true).await.unwrap();
+    assert_eq!(out.stdout.len(), input.len());
+    assert!(out.stdout == input);
+    assert_eq!(out.exit_code(), Some(7));
+
+    // A client that vanishes mid-stream: its process is killed.
+    let url = exec_url(&mut s, &id, &["sleep", "4242"], false)
+        .await
+        .unwrap();
+    let (mut framed, _) = upgrade(&url, &V4).await.unwrap();
+    {
+        use futures::{SinkExt, StreamExt};
+        for (i, kind) in ["error", "stdout", "stderr"].iter().enumerate() {
+            let mut h = vordr_spdy::Headers::new();
+            h.add("streamtype", kind);
+            framed
+                .send(vordr_spdy::Frame::SynStream {
+                    stream_id: 2 * i as u32 + 1,
+                    associated_to: 0,
+                    priority: 0,
+                    slot: 0,
+                    flags: 0,
+                    headers: h,
+                })
+                .await
+                .unwrap();
+            framed.next().await.unwrap().unwrap();
+        }
+    }
+    let mut seen = false;
+    for _ in 0..100 {
+        if sleepers(&mut s, &id).await == 1 {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(seen, "the exec never started");
+    drop(framed);
+    let mut gone = false;
+    for _ in 0..100 {
+        if sleepers(&mut s, &id).await == 0 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(gone, "the exec outlived its client");
+    // Its FIFOs are gone too.
+    let bundle = s.d.run_dir.join("bundles").join(&id);
+    let fifos: Vec<_> = std::fs::read_dir(&bundle)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(".stdout") || n.ends_with(".stderr") || n.ends_with(".stdin"))
+        .collect();
+    assert!(fifos.is_empty(), "{fifos:?}");
+
+    // Bad requests name the field.
+    let code = |r: Result<String, tonic::Status>| r.unwrap_err().code();
+    assert_eq!(
+        code(exec_url(&mut s, &id, &[], false).await),
+        Code::InvalidArgument
+    );
+    let none =
+        s.c.runtime
+            .exec(cri::ExecRequest {
+                container_id: id.clone(),
+                cmd: vec!["true".into()],
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+    assert_eq!(none.code(), Code::InvalidArgument);
+    assert!(none.message().contains("stdin, stdout, stderr"), "{none:?}");
+    let tty_err =
+        s.c.runtime
+            .exec(cri::ExecRequest {
+                container_id: id.clone(),
+                cmd: vec!["true".into()],
+                tty: true,
+                stdout: true,
+                stderr: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+    assert_eq!(tty_err.code(), Code::InvalidArgument);
+    assert_eq!(
+        code(exec_url(&mut s, "0123456789ab", &["true"], false).await),
+        Code::NotFound
+    );
+    s.c.runtime
+        .stop_container(cri::StopContainerRequest {
+            container_id: id.clone(),
+            timeout: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        code(exec_url(&mut s, &id, &["true"], false).await),
+        Code::FailedPrecondition
+    );
+}
