@@ -33,6 +33,7 @@ mod runtime;
 mod runtime_config;
 mod sandbox_cleanup;
 mod sandbox_list;
+mod sandbox_port_forward;
 mod sandbox_remove;
 mod sandbox_run;
 mod sandbox_status;

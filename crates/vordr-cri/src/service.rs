@@ -12,8 +12,8 @@ use crate::{
     container_create, container_exec, container_exec_sync, container_list, container_remove,
     container_reopen_log, container_start, container_stats, container_status, container_stop,
     container_update, image_fs_info, image_list, image_pull, image_remove, image_status,
-    runtime_config, sandbox_list, sandbox_remove, sandbox_run, sandbox_status, sandbox_stop,
-    status, update_runtime_config, version,
+    runtime_config, sandbox_list, sandbox_port_forward, sandbox_remove, sandbox_run,
+    sandbox_status, sandbox_stop, status, update_runtime_config, version,
 };
 
 /// The CRI services over one shared [`Runtime`].
@@ -142,8 +142,8 @@ impl RuntimeService for Vordr {
     async fn attach(&self, _: Request<AttachRequest>) -> R<AttachResponse> {
         not_yet("Attach")
     }
-    async fn port_forward(&self, _: Request<PortForwardRequest>) -> R<PortForwardResponse> {
-        not_yet("PortForward")
+    async fn port_forward(&self, r: Request<PortForwardRequest>) -> R<PortForwardResponse> {
+        sandbox_port_forward::port_forward(&self.0, r.into_inner()).map(Response::new)
     }
     async fn container_stats(
         &self,

@@ -217,3 +217,84 @@ pub async fn upgrade(
         .unwrap_or_default();
     Ok((Framed::new(tcp, Codec::new()), protocol))
 }
+
+/// What one forwarded connection produced.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Forwarded {
+    /// Bytes the pod's port sent back.
+    pub data: Vec<u8>,
+    /// What the error stream carried (empty when all went well).
+    pub error: Vec<u8>,
+}
+
+/// Forwards one connection per `(port, payload)` over a single upgraded
+/// connection to a port-forward URL: each sends its payload, closes its
+/// side, and collects the answer until the pod's side closes.
+pub async fn port_forward(
+    url: &str,
+    conns: &[(u16, &[u8])],
+) -> Result<Vec<Forwarded>, ClientError> {
+    let (mut framed, _) = upgrade(url, &["portforward.k8s.io"]).await?;
+    // stream id -> (connection index, is data)
+    let mut ids: HashMap<u32, (usize, bool)> = HashMap::new();
+    let mut next = 1u32;
+    for (i, (port, _)) in conns.iter().enumerate() {
+        for kind in ["error", "data"] {
+            let mut h = Headers::new();
+            h.add("streamtype", kind)
+                .add("port", &port.to_string())
+                .add("requestid", &i.to_string());
+            framed
+                .send(Frame::SynStream {
+                    stream_id: next,
+                    associated_to: 0,
+                    priority: 0,
+                    slot: 0,
+                    flags: 0,
+                    headers: h,
+                })
+                .await?;
+            ids.insert(next, (i, kind == "data"));
+            next += 2;
+        }
+    }
+    for (id, (i, is_data)) in &ids {
+        if *is_data {
+            framed
+                .send(Frame::Data {
+                    stream_id: *id,
+                    flags: FLAG_FIN,
+                    data: Bytes::copy_from_slice(conns[*i].1),
+                })
+                .await?;
+        }
+    }
+    let mut out = vec![Forwarded::default(); conns.len()];
+    let mut open = ids.len();
+    while open > 0 {
+        let f = match framed.next().await {
+            Some(f) => f?,
+            None => break,
+        };
+        if let Frame::Data {
+            stream_id,
+            flags,
+            data,
+        } = f
+        {
+            let Some((i, is_data)) = ids.get(&stream_id) else {
+                continue;
+            };
+            let buf = if *is_data {
+                &mut out[*i].data
+            } else {
+                &mut out[*i].error
+            };
+            buf.extend_from_slice(&data);
+            if flags & FLAG_FIN != 0 {
+                open -= 1;
+            }
+        }
+    }
+    Ok(out)
+}

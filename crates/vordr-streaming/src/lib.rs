@@ -2,16 +2,19 @@
 //! (a random token that expires after a minute); kubelet or crictl connect
 //! to it, upgrade the HTTP/1.1 connection to SPDY/3.1, negotiate one of the
 //! remotecommand subprotocols and open a stream each for the error channel,
-//! stdin, stdout and stderr. The process itself is the [`Backend`]'s to run.
+//! stdin, stdout and stderr. PortForward URLs work alike with the
+//! `portforward.k8s.io` protocol: a pair of streams (data and error) per
+//! forwarded connection. Processes and connections are the [`Backend`]'s.
 
 pub mod client;
+mod portforward;
 mod remotecommand;
 mod server;
 mod tokens;
 
 pub use remotecommand::{ExecIo, PROTOCOLS};
 pub use server::{Server, ServerError};
-pub use tokens::{ExecTarget, Tokens, TOKEN_TTL};
+pub use tokens::{ExecTarget, PortForwardTarget, Target, Tokens, TOKEN_TTL};
 
 /// Runs what a streaming URL was handed out for.
 #[async_trait::async_trait]
@@ -20,4 +23,8 @@ pub trait Backend: Send + Sync + 'static {
     /// (each present when the request asked for it) and returns its exit
     /// code, or a message for the error channel.
     async fn exec(&self, target: &ExecTarget, io: ExecIo) -> Result<i32, String>;
+
+    /// A connection to `port` on the pod's loopback, inside its network
+    /// namespace.
+    async fn connect(&self, pod_id: &str, port: u16) -> Result<tokio::net::TcpStream, String>;
 }

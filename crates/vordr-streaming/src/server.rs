@@ -11,8 +11,9 @@ use hyper::header::{CONNECTION, UPGRADE};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
+use crate::portforward::{serve_port_forward, PROTOCOL as PORT_FORWARD};
 use crate::remotecommand::{serve_exec, PROTOCOLS};
-use crate::tokens::{ExecTarget, Tokens};
+use crate::tokens::{ExecTarget, PortForwardTarget, Target, Tokens};
 use crate::Backend;
 
 const PROTOCOL_HEADER: &str = "x-stream-protocol-version";
@@ -88,18 +89,34 @@ impl Server {
 
     /// A single-use URL for an exec.
     pub fn exec_url(&self, target: ExecTarget) -> String {
-        format!("http://{}/exec/{}", self.addr, self.tokens.insert(target))
+        let token = self.tokens.insert(Target::Exec(target));
+        format!("http://{}/exec/{token}", self.addr)
+    }
+
+    /// A single-use URL for a port-forward.
+    pub fn port_forward_url(&self, target: PortForwardTarget) -> String {
+        let token = self.tokens.insert(Target::PortForward(target));
+        format!("http://{}/portforward/{token}", self.addr)
     }
 
     fn handle(&self, req: Request<Incoming>, backend: Arc<dyn Backend>) -> Response<Full<Bytes>> {
-        let Some(token) = req.uri().path().strip_prefix("/exec/") else {
-            return reply(StatusCode::NOT_FOUND, "not found\n".into());
+        let path = req.uri().path();
+        let (kind, token) = match path.strip_prefix("/exec/") {
+            Some(t) => ("exec", t),
+            None => match path.strip_prefix("/portforward/") {
+                Some(t) => ("portforward", t),
+                None => return reply(StatusCode::NOT_FOUND, "not found\n".into()),
+            },
         };
-        let Some(target) = self.tokens.take(token) else {
-            return reply(
-                StatusCode::NOT_FOUND,
-                "unknown, used or expired streaming token\n".into(),
-            );
+        let target = match (kind, self.tokens.take(token)) {
+            ("exec", Some(t @ Target::Exec(_)))
+            | ("portforward", Some(t @ Target::PortForward(_))) => t,
+            _ => {
+                return reply(
+                    StatusCode::NOT_FOUND,
+                    "unknown, used or expired streaming token\n".into(),
+                )
+            }
         };
         let upgrade = header_values(&req, UPGRADE.as_str());
         if !upgrade.iter().any(|u| u.eq_ignore_ascii_case(SPDY)) {
@@ -109,15 +126,25 @@ impl Server {
             );
         }
         let offered = header_values(&req, PROTOCOL_HEADER);
-        let protocol = match negotiate(&offered) {
+        let protocol = match &target {
+            Target::Exec(_) => negotiate(&offered),
+            Target::PortForward(_) => negotiate_among(&offered, &[PORT_FORWARD]),
+        };
+        let protocol = match protocol {
             Ok(p) => p,
             Err(msg) => return reply(StatusCode::FORBIDDEN, msg),
         };
-        tracing::debug!(container = %target.container_id, protocol, "exec stream upgrading");
         tokio::spawn(async move {
-            match hyper::upgrade::on(req).await {
-                Ok(up) => serve_exec(TokioIo::new(up), protocol, target, backend).await,
-                Err(e) => tracing::warn!("streaming upgrade failed: {e}"),
+            let up = match hyper::upgrade::on(req).await {
+                Ok(up) => TokioIo::new(up),
+                Err(e) => {
+                    tracing::warn!("streaming upgrade failed: {e}");
+                    return;
+                }
+            };
+            match target {
+                Target::Exec(t) => serve_exec(up, protocol, t, backend).await,
+                Target::PortForward(t) => serve_port_forward(up, t, backend).await,
             }
         });
         let mut r = Response::new(Full::new(Bytes::new()));
@@ -147,16 +174,19 @@ fn header_values(req: &Request<Incoming>, name: &str) -> Vec<String> {
 /// The first of our protocols the client offers; "" (the original
 /// protocol) when it offers none; an error listing both sides otherwise.
 pub(crate) fn negotiate(offered: &[String]) -> Result<&'static str, String> {
+    negotiate_among(offered, &PROTOCOLS)
+}
+
+fn negotiate_among(offered: &[String], ours: &[&'static str]) -> Result<&'static str, String> {
     if offered.is_empty() {
         return Ok("");
     }
-    PROTOCOLS
-        .iter()
+    ours.iter()
         .find(|p| offered.iter().any(|o| o == *p))
         .copied()
         .ok_or_else(|| {
             format!(
-                "unable to negotiate a streaming protocol: the client offers {offered:?}, this server supports {PROTOCOLS:?}\n"
+                "unable to negotiate a streaming protocol: the client offers {offered:?}, this server supports {ours:?}\n"
             )
         })
 }

@@ -19,14 +19,36 @@ pub struct ExecTarget {
     pub stderr: bool,
 }
 
-#[derive(Default)]
-pub struct Tokens {
-    map: Mutex<HashMap<String, (Instant, ExecTarget)>>,
+/// What a PortForward URL was handed out for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortForwardTarget {
+    pub pod_id: String,
+    /// The ports the request named; empty allows any.
+    pub ports: Vec<u16>,
 }
 
-impl Tokens {
+/// What a URL leads to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Exec(ExecTarget),
+    PortForward(PortForwardTarget),
+}
+
+pub struct Tokens<T = Target> {
+    map: Mutex<HashMap<String, (Instant, T)>>,
+}
+
+impl<T> Default for Tokens<T> {
+    fn default() -> Self {
+        Tokens {
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<T> Tokens<T> {
     /// A fresh token for `target`.
-    pub fn insert(&self, target: ExecTarget) -> String {
+    pub fn insert(&self, target: T) -> String {
         let mut b = [0u8; 16];
         getrandom::getrandom(&mut b).expect("the kernel's random source works");
         let token: String = b.iter().map(|x| format!("{x:02x}")).collect();
@@ -38,7 +60,7 @@ impl Tokens {
     }
 
     /// Takes the token's target: `None` if unknown, used or expired.
-    pub fn take(&self, token: &str) -> Option<ExecTarget> {
+    pub fn take(&self, token: &str) -> Option<T> {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         let (at, target) = map.remove(token)?;
         (at.elapsed() < TOKEN_TTL).then_some(target)
@@ -70,7 +92,7 @@ mod tests {
 
     #[test]
     fn tokens_are_single_use_and_expire() {
-        let t = Tokens::default();
+        let t = Tokens::<ExecTarget>::default();
         let a = t.insert(target());
         let b = t.insert(target());
         assert_ne!(a, b);

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use vordr_streaming::client::{exec, upgrade, ClientError};
-use vordr_streaming::{Backend, ExecIo, ExecTarget, Server};
+use vordr_streaming::client::{exec, port_forward, upgrade, ClientError};
+use vordr_streaming::{Backend, ExecIo, ExecTarget, PortForwardTarget, Server};
 
 /// Runs the command on the host.
 struct HostBackend;
@@ -55,6 +55,12 @@ impl Backend for HostBackend {
         let _ = e.await;
         feed.abort();
         Ok(status.code().unwrap_or(-1))
+    }
+
+    async fn connect(&self, _pod: &str, port: u16) -> Result<tokio::net::TcpStream, String> {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -188,4 +194,87 @@ async fn a_vanishing_client_gets_its_process_killed() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("the process outlived its client");
+}
+
+/// A TCP server on the host that answers each connection with "<n>:" and
+/// what it read, upper-cased, then closes.
+async fn upper_server() -> u16 {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut n = 0;
+        while let Ok((mut c, _)) = l.accept().await {
+            n += 1;
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let _ = c.read_to_end(&mut buf).await;
+                let _ = c.write_all(format!("{n}:").as_bytes()).await;
+                let _ = c.write_all(&buf.to_ascii_uppercase()).await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn port_forward_carries_many_connections_on_one_upgrade() {
+    let s = server().await;
+    let port = upper_server().await;
+    let url = s.port_forward_url(PortForwardTarget {
+        pod_id: "host".into(),
+        ports: vec![],
+    });
+    let big = vec![b'a'; 3 << 20];
+    let got = port_forward(&url, &[(port, b"hello"), (port, &big), (port, b"")])
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 3);
+    for g in &got {
+        assert!(
+            g.error.is_empty(),
+            "{:?}",
+            String::from_utf8_lossy(&g.error)
+        );
+    }
+    let text = |v: &[u8]| String::from_utf8_lossy(v).to_string();
+    assert!(
+        text(&got[0].data).ends_with(":HELLO"),
+        "{}",
+        text(&got[0].data)
+    );
+    assert_eq!(got[1].data.len(), big.len() + 2);
+    assert!(got[1].data.ends_with(&vec![b'A'; 1000]));
+    assert!(text(&got[2].data).ends_with(':'));
+
+    // A closed port and a port the URL was not for: errors on the error stream.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let url = s.port_forward_url(PortForwardTarget {
+        pod_id: "host".into(),
+        ports: vec![closed, port],
+    });
+    let got = port_forward(&url, &[(closed, b"x"), (port + 1, b"y"), (port, b"ok")])
+        .await
+        .unwrap();
+    assert!(
+        text(&got[0].error).contains(&format!("port {closed}")),
+        "{got:?}"
+    );
+    assert!(text(&got[1].error).contains("was not requested"), "{got:?}");
+    assert!(got[2].error.is_empty() && text(&got[2].data).ends_with(":OK"));
+    // Port-forward URLs are single use and speak only portforward.k8s.io.
+    assert!(matches!(
+        port_forward(&url, &[(port, b"")]).await,
+        Err(ClientError::Refused { status: 404, .. })
+    ));
+    let url = s.port_forward_url(PortForwardTarget {
+        pod_id: "host".into(),
+        ports: vec![],
+    });
+    assert!(matches!(
+        exec(&url, &["v4.channel.k8s.io"], None, true, true).await,
+        Err(ClientError::Refused { status: 403, .. })
+    ));
 }

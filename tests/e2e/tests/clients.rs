@@ -191,6 +191,43 @@ async fn crictl_drives_the_pod_lifecycle() {
         String::from_utf8_lossy(&out.stderr).contains("exit code 4"),
         "{out:?}"
     );
+    // Port-forward (SPDY/3.1, portforward.k8s.io) to a server on the pod's loopback.
+    run(&[
+        "exec",
+        &c,
+        "sh",
+        "-c",
+        "mkdir -p /tmp/w && echo pf-ok > /tmp/w/i && busybox httpd -p 127.0.0.1:8080 -h /tmp/w",
+    ]);
+    let local = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut pf = Command::new(&crictl)
+        .arg("--runtime-endpoint")
+        .arg(&endpoint)
+        .args(["port-forward", &pod, &format!("{local}:8080")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut answer = String::new();
+    for _ in 0..100 {
+        use std::io::{Read, Write};
+        if let Ok(mut t) = std::net::TcpStream::connect(("127.0.0.1", local)) {
+            let _ = t.write_all(b"GET /i HTTP/1.0\r\n\r\n");
+            answer.clear();
+            let _ = t.read_to_string(&mut answer);
+            if answer.contains("pf-ok") {
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = pf.kill();
+    let _ = pf.wait();
+    assert!(answer.ends_with("pf-ok\n"), "{answer:?}");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !run(&["logs", &c]).contains("from-crictl") {
         assert!(

@@ -176,3 +176,79 @@ async fn exec_over_spdy_in_a_real_container() {
         Code::FailedPrecondition
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn port_forward_into_a_pod() {
+    let Some(mut s) = setup("pfwd").await else {
+        return;
+    };
+    let pod = s.pod("pfwd-pod", "").await;
+    let cfg = s.config(
+        "web",
+        &[
+            "sh",
+            "-c",
+            "mkdir -p /tmp/www && echo hello-pf > /tmp/www/index.html && \
+             exec busybox httpd -f -p 127.0.0.1:8080 -h /tmp/www",
+        ],
+    );
+    s.run(&pod, cfg).await;
+    let url = |s: &mut Setup, ports: Vec<i32>| {
+        let mut c = s.c.clone();
+        let pod = pod.0.clone();
+        async move {
+            c.runtime
+                .port_forward(cri::PortForwardRequest {
+                    pod_sandbox_id: pod,
+                    port: ports,
+                })
+                .await
+                .map(|r| r.into_inner().url)
+        }
+    };
+    // The server listens on the pod's loopback only: nothing but a
+    // connection made inside the pod's network namespace reaches it.
+    let get = b"GET /index.html HTTP/1.0\r\n\r\n";
+    let mut answered = None;
+    for _ in 0..50 {
+        let u = url(&mut s, vec![8080]).await.unwrap();
+        let got = vordr_streaming::client::port_forward(&u, &[(8080, get), (8080, get)])
+            .await
+            .unwrap();
+        if got.iter().all(|g| g.error.is_empty()) {
+            answered = Some(got);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = answered.expect("httpd never answered through the port-forward");
+    for g in &got {
+        let text = String::from_utf8_lossy(&g.data);
+        assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+        assert!(text.ends_with("hello-pf\n"), "{text}");
+    }
+    // A port nobody listens on: the error stream says so.
+    let u = url(&mut s, vec![]).await.unwrap();
+    let got = vordr_streaming::client::port_forward(&u, &[(9, b"x")])
+        .await
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&got[0].error).contains("connecting to port 9"),
+        "{got:?}"
+    );
+    // Bad requests.
+    assert_eq!(
+        url(&mut s, vec![70000]).await.unwrap_err().code(),
+        Code::InvalidArgument
+    );
+    let mut c = s.c.clone();
+    let e = c
+        .runtime
+        .port_forward(cri::PortForwardRequest {
+            pod_sandbox_id: "0123456789ab".into(),
+            port: vec![80],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+}
