@@ -53,8 +53,8 @@ pub struct ExecSpec {
     /// Host pid of the container's init process.
     pub init_pid: i32,
     /// The process to run: args, env, cwd, user (uid, gid, additional_gids, umask),
-    /// capabilities, no_new_privileges, rlimits, oom_score_adj. `terminal` is ignored (stdio is
-    /// inherited).
+    /// capabilities, no_new_privileges, rlimits, oom_score_adj. With `terminal`, stdin (a pty
+    /// slave the shim opened) becomes the controlling terminal.
     pub process: Process,
     /// The container's seccomp profile (from its config.json), if it has one.
     pub seccomp: Option<LinuxSeccomp>,
@@ -331,6 +331,8 @@ struct Prepared {
     apparmor_profile: Option<String>,
     seccomp: Option<LinuxSeccomp>,
     rlimits: Vec<Rlimit>,
+    /// stdin is a terminal to become the controlling one.
+    terminal: bool,
 }
 
 impl Prepared {
@@ -423,6 +425,7 @@ impl Prepared {
             apparmor_profile,
             seccomp: seccomp.cloned(),
             rlimits,
+            terminal: process.terminal().unwrap_or(false),
         })
     }
 }
@@ -881,6 +884,12 @@ fn child_setup(p: &Prepared) -> Result<std::convert::Infallible, ChildError> {
     // SAFETY: the remaining calls are plain syscalls on our own process with valid arguments.
     unsafe {
         check(libc::setsid(), "setsid")?;
+        if p.terminal && libc::isatty(0) == 1 {
+            check(
+                libc::ioctl(0, libc::TIOCSCTTY, 0),
+                "make the pty the controlling terminal",
+            )?;
+        }
 
         // Do not share the helper's (host) session keyring.
         const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;

@@ -50,6 +50,8 @@ struct Proc {
     terminal: bool,
     /// The exec's process spec, until it starts.
     spec: Option<Vec<u8>>,
+    /// The pty master of an exec with a terminal, for ResizePty.
+    pty: Option<Arc<OwnedFd>>,
 }
 
 impl Proc {
@@ -64,6 +66,7 @@ impl Proc {
             stderr: stderr.to_string(),
             terminal,
             spec: None,
+            pty: None,
         }
     }
 }
@@ -313,6 +316,27 @@ fn open_stream(path: &str, write: bool) -> std::io::Result<OwnedFd> {
         f
     };
     Ok(f.into())
+}
+
+/// Copies an exec's pty master to its stdout FIFO, and its stdin FIFO (if
+/// any) to the master, each on a thread that ends with the stream.
+fn copy_pty(master: &Arc<OwnedFd>, stdin: &str, stdout: &str) -> std::io::Result<()> {
+    let out = File::from(open_stream(stdout, true)?);
+    let from_master = File::from(master.try_clone()?);
+    std::thread::spawn(move || {
+        let (mut r, mut w) = (from_master, out);
+        // Ends with EIO once the process and its children closed the slave.
+        let _ = std::io::copy(&mut r, &mut w);
+    });
+    if !stdin.is_empty() {
+        let input = File::from(open_stream(stdin, false)?);
+        let to_master = File::from(master.try_clone()?);
+        std::thread::spawn(move || {
+            let (mut r, mut w) = (input, to_master);
+            let _ = std::io::copy(&mut r, &mut w);
+        });
+    }
+    Ok(())
 }
 
 fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
@@ -770,17 +794,22 @@ impl Task for TaskService {
 
     fn resize_pty(&self, _ctx: &TtrpcContext, req: ResizePtyRequest) -> TtrpcResult<Empty> {
         self.check_id(&req.id)?;
-        if !req.exec_id.is_empty() {
-            return Err(status(
-                containerd_shim::protos::ttrpc::Code::UNIMPLEMENTED,
-                "exec with a terminal comes with the streaming server",
-            ));
-        }
         let st = self.lock();
-        let fd = st
-            .console
-            .as_ref()
-            .ok_or_else(|| failed("the container has no terminal"))?;
+        let exec_pty;
+        let fd: &OwnedFd = if req.exec_id.is_empty() {
+            st.console
+                .as_ref()
+                .ok_or_else(|| failed("the container has no terminal"))?
+        } else {
+            exec_pty = st
+                .execs
+                .get(&req.exec_id)
+                .ok_or_else(|| not_found(format!("exec {} not found", req.exec_id)))?
+                .pty
+                .clone()
+                .ok_or_else(|| failed(format!("exec {} has no terminal", req.exec_id)))?;
+            &exec_pty
+        };
         let ws = libc::winsize {
             ws_row: req.height.min(u32::from(u16::MAX)) as u16,
             ws_col: req.width.min(u32::from(u16::MAX)) as u16,
@@ -874,22 +903,39 @@ impl TaskService {
                 init_pid,
             )
         };
-        if terminal {
-            return Err(invalid("exec with a terminal needs the streaming server"));
-        }
         let process_json = bundle.join(format!("exec-{exec_id}.json"));
         let pid_file = bundle.join(format!("exec-{exec_id}.pid"));
         std::fs::write(&process_json, &spec).map_err(|e| internal(format!("exec spec: {e}")))?;
         let _ = std::fs::remove_file(&pid_file);
-        let io = ProcessIo {
-            stdin: open_stream(&stdin, false).map_err(|e| invalid(format!("stdin: {e}")))?,
-            stdout: open_stream(&stdout, true).map_err(|e| invalid(format!("stdout: {e}")))?,
-            stderr: open_stream(&stderr, true).map_err(|e| invalid(format!("stderr: {e}")))?,
-            console_socket: None,
+        let (io, pty) = if terminal {
+            // A pty of our own: its slave is the process's stdio (and, for
+            // nsexec, its controlling terminal); its master is copied to and
+            // from the FIFOs and kept for ResizePty.
+            let pty =
+                nix::pty::openpty(None, None).map_err(|e| internal(format!("openpty: {e}")))?;
+            let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| internal(format!("pty: {e}")));
+            let io = ProcessIo {
+                stdin: dup(&pty.slave)?,
+                stdout: dup(&pty.slave)?,
+                stderr: pty.slave,
+                console_socket: None,
+            };
+            (io, Some(Arc::new(pty.master)))
+        } else {
+            let io = ProcessIo {
+                stdin: open_stream(&stdin, false).map_err(|e| invalid(format!("stdin: {e}")))?,
+                stdout: open_stream(&stdout, true).map_err(|e| invalid(format!("stdout: {e}")))?,
+                stderr: open_stream(&stderr, true).map_err(|e| invalid(format!("stderr: {e}")))?,
+                console_socket: None,
+            };
+            (io, None)
         };
         let child = rt
             .exec(id, init_pid, &bundle, &process_json, &pid_file, io)
             .map_err(|e| internal(e.to_string()))?;
+        if let Some(master) = &pty {
+            copy_pty(master, &stdin, &stdout).map_err(|e| internal(format!("pty copy: {e}")))?;
+        }
         let helper = child.id() as i32;
         drop(child);
         {
@@ -897,6 +943,7 @@ impl TaskService {
             if let Some(p) = st.execs.get_mut(exec_id) {
                 p.reaped_pid = helper;
                 p.state = PState::Running;
+                p.pty = pty;
             }
             if let Some(code) = st.early.remove(&helper) {
                 drop(st);

@@ -1,7 +1,9 @@
 //! Exec: a single-use streaming URL for a command in a running container,
 //! and the [`ExecBackend`] that runs it when the client connects: the
 //! process joins the container as in ExecSync, its stdin, stdout and stderr
-//! are FIFOs the shim hands it, copied to and from the client's streams.
+//! are FIFOs the shim hands it, copied to and from the client's streams
+//! (with a terminal, the shim's pty sits between the FIFOs and the process,
+//! and the client's terminal sizes go to ResizePty).
 //! A client that goes away gets its process killed.
 
 use std::path::{Path, PathBuf};
@@ -30,11 +32,6 @@ pub fn exec(rt: &Runtime, req: ExecRequest) -> Result<ExecResponse, Status> {
         return Err(invalid(
             "tty",
             "with a terminal stderr is merged into stdout: stderr must be false",
-        ));
-    }
-    if req.tty {
-        return Err(Status::unimplemented(
-            "exec with a terminal is not supported by this vordr yet",
         ));
     }
     let c = rt.find_container(&req.container_id)?;
@@ -129,7 +126,7 @@ impl Backend for ExecBackend {
             return Err(format!("container {} is not running", c.id));
         }
         let bundle = rt.bundle_dir(&c.id);
-        let process = exec_process(&bundle, &t.cmd).map_err(|s| s.message().to_string())?;
+        let process = exec_process(&bundle, &t.cmd, t.tty).map_err(|s| s.message().to_string())?;
         let exec_id = crate::sandbox_run::new_id()[..16].to_string();
         let path = |name: &str| bundle.join(format!("exec-{exec_id}.{name}"));
         let mut guard = ExecGuard {
@@ -183,7 +180,7 @@ impl Backend for ExecBackend {
         };
 
         let shim = shim_of(&c).await.map_err(|s| s.message().to_string())?;
-        shim.exec(&exec_id, process, &paths[0], &paths[1], &paths[2])
+        shim.exec(&exec_id, process, &paths[0], &paths[1], &paths[2], t.tty)
             .await
             .map_err(|e| shim_status("exec", e).message().to_string())?;
         if let Err(e) = shim.start(&exec_id).await {
@@ -202,6 +199,16 @@ impl Backend for ExecBackend {
             })),
             _ => None,
         };
+        let resize_task = io.resize.map(|mut rx| {
+            let (shim, exec_id) = (shim.clone(), exec_id.clone());
+            tokio::spawn(async move {
+                while let Some((w, h)) = rx.recv().await {
+                    if let Err(e) = shim.resize_pty(&exec_id, w.into(), h.into()).await {
+                        tracing::debug!(exec = %exec_id, "resize: {e}");
+                    }
+                }
+            })
+        });
         let outs: Vec<_> = [(out_r, io.stdout), (err_r, io.stderr)]
             .into_iter()
             .filter_map(|(r, tx)| Some(tokio::spawn(copy_out(r?, tx?))))
@@ -210,7 +217,7 @@ impl Backend for ExecBackend {
         for o in outs {
             let _ = o.await;
         }
-        if let Some(t) = stdin_task {
+        for t in [stdin_task, resize_task].into_iter().flatten() {
             t.abort();
         }
         let (code, _) =

@@ -30,7 +30,7 @@ pub async fn exec_sync(rt: &Runtime, req: ExecSyncRequest) -> Result<ExecSyncRes
         )));
     }
     let bundle = rt.bundle_dir(&c.id);
-    let process = exec_process(&bundle, &req.cmd)?;
+    let process = exec_process(&bundle, &req.cmd, false)?;
     let exec_id = crate::sandbox_run::new_id()[..16].to_string();
     let out_path = bundle.join(format!("exec-{exec_id}.stdout"));
     let err_path = bundle.join(format!("exec-{exec_id}.stderr"));
@@ -40,8 +40,8 @@ pub async fn exec_sync(rt: &Runtime, req: ExecSyncRequest) -> Result<ExecSyncRes
     res
 }
 
-/// The container's own process with `cmd` as its args and no terminal.
-pub fn exec_process(bundle: &Path, cmd: &[String]) -> Result<Vec<u8>, Status> {
+/// The container's own process with `cmd` as its args, with a terminal or not.
+pub fn exec_process(bundle: &Path, cmd: &[String], tty: bool) -> Result<Vec<u8>, Status> {
     let data = std::fs::read(bundle.join("config.json"))
         .map_err(|e| internal("reading the container's config.json", e))?;
     let spec: serde_json::Value =
@@ -51,7 +51,7 @@ pub fn exec_process(bundle: &Path, cmd: &[String]) -> Result<Vec<u8>, Status> {
         .cloned()
         .ok_or_else(|| internal("config.json", "has no process"))?;
     process["args"] = serde_json::json!(cmd);
-    process["terminal"] = serde_json::json!(false);
+    process["terminal"] = serde_json::json!(tty);
     if let Some(o) = process.as_object_mut() {
         o.remove("consoleSize");
     }
@@ -81,7 +81,7 @@ async fn run(
         out_path.display().to_string(),
         err_path.display().to_string(),
     );
-    shim.exec(exec_id, process, "", &o, &e)
+    shim.exec(exec_id, process, "", &o, &e, false)
         .await
         .map_err(|e| shim_status("exec", e))?;
     let started = shim.start(exec_id).await;

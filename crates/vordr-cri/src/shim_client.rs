@@ -223,6 +223,7 @@ impl Shim {
         stdin: &str,
         stdout: &str,
         stderr: &str,
+        terminal: bool,
     ) -> Result<(), ShimError> {
         let mut any = Any::new();
         any.type_url = vordr_shim_api::PROCESS_SPEC_TYPE.to_string();
@@ -233,10 +234,32 @@ impl Shim {
             stdin: stdin.to_string(),
             stdout: stdout.to_string(),
             stderr: stderr.to_string(),
+            terminal,
             spec: Some(any).into(),
             ..Default::default()
         };
         self.client.exec(ctx(), &req).await.map_err(call_err)?;
+        Ok(())
+    }
+
+    /// Resizes the terminal of the container (empty `exec_id`) or an exec.
+    pub async fn resize_pty(
+        &self,
+        exec_id: &str,
+        width: u32,
+        height: u32,
+    ) -> Result<(), ShimError> {
+        let req = ResizePtyRequest {
+            id: self.id.clone(),
+            exec_id: exec_id.to_string(),
+            width,
+            height,
+            ..Default::default()
+        };
+        self.client
+            .resize_pty(ctx(), &req)
+            .await
+            .map_err(call_err)?;
         Ok(())
     }
 

@@ -63,6 +63,28 @@ pub async fn exec(
     stdout: bool,
     stderr: bool,
 ) -> Result<ExecOutput, ClientError> {
+    run(url, protocols, stdin, stdout, stderr, None).await
+}
+
+/// An exec with a terminal: stdout only (the terminal merges stderr), and
+/// a resize stream that reports `size` (width, height) first.
+pub async fn exec_tty(
+    url: &str,
+    protocols: &[&str],
+    stdin: Option<&[u8]>,
+    size: (u16, u16),
+) -> Result<ExecOutput, ClientError> {
+    run(url, protocols, stdin, true, false, Some(size)).await
+}
+
+async fn run(
+    url: &str,
+    protocols: &[&str],
+    stdin: Option<&[u8]>,
+    stdout: bool,
+    stderr: bool,
+    size: Option<(u16, u16)>,
+) -> Result<ExecOutput, ClientError> {
     let (mut framed, protocol) = upgrade(url, protocols).await?;
     let mut kinds = vec!["error"];
     if stdin.is_some() {
@@ -73,6 +95,9 @@ pub async fn exec(
     }
     if stderr {
         kinds.push("stderr");
+    }
+    if size.is_some() {
+        kinds.push("resize");
     }
     let mut ids: HashMap<u32, &str> = HashMap::new();
     for (i, kind) in kinds.iter().enumerate() {
@@ -100,6 +125,17 @@ pub async fn exec(
         }
         ids.insert(stream_id, kind);
     }
+    if let Some((w, h)) = size {
+        let id = *ids.iter().find(|(_, k)| **k == "resize").expect("opened").0;
+        let msg = format!("{{\"Width\":{w},\"Height\":{h}}}\n");
+        framed
+            .send(Frame::Data {
+                stream_id: id,
+                flags: 0,
+                data: Bytes::from(msg),
+            })
+            .await?;
+    }
     if let Some(data) = stdin {
         let id = *ids.iter().find(|(_, k)| **k == "stdin").expect("opened").0;
         for chunk in data.chunks(32 * 1024) {
@@ -123,7 +159,11 @@ pub async fn exec(
         protocol,
         ..Default::default()
     };
-    let mut open: Vec<&str> = kinds.iter().copied().filter(|k| *k != "stdin").collect();
+    let mut open: Vec<&str> = kinds
+        .iter()
+        .copied()
+        .filter(|k| *k != "stdin" && *k != "resize")
+        .collect();
     while !open.is_empty() {
         let f = match framed.next().await {
             Some(f) => f?,

@@ -37,6 +37,35 @@ pub struct ExecIo {
     pub stdin: Option<mpsc::Receiver<Bytes>>,
     pub stdout: Option<mpsc::Sender<Bytes>>,
     pub stderr: Option<mpsc::Sender<Bytes>>,
+    /// Terminal sizes (width, height) as the client reports them (tty only).
+    pub resize: Option<mpsc::Receiver<(u16, u16)>>,
+}
+
+/// The client's side of the session, as frames route it.
+struct Inbound {
+    ids: HashMap<String, u32>,
+    stdin: Option<mpsc::Sender<Bytes>>,
+    resize: Option<mpsc::Sender<(u16, u16)>>,
+    /// A partial resize message.
+    resize_buf: Vec<u8>,
+}
+
+/// The sizes in newline-separated `{"Width":w,"Height":h}` messages.
+fn parse_sizes(buf: &mut Vec<u8>) -> Vec<(u16, u16)> {
+    let mut out = Vec::new();
+    while let Some(end) = buf.iter().position(|b| *b == b'\n') {
+        let line: Vec<u8> = buf.drain(..=end).collect();
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&line) {
+            let dim = |k: &str| v[k].as_u64().map(|n| n.min(u16::MAX as u64) as u16);
+            if let (Some(w), Some(h)) = (dim("Width"), dim("Height")) {
+                out.push((w, h));
+            }
+        }
+    }
+    if buf.len() > 4096 {
+        buf.clear();
+    }
+    out
 }
 
 fn data(stream_id: u32, flags: u8, data: Bytes) -> Frame {
@@ -109,12 +138,17 @@ pub(crate) async fn serve_exec<IO>(
     if target.stderr && !target.tty {
         wanted.push("stderr");
     }
-    let mut ids: HashMap<String, u32> = HashMap::new();
     let (stdin_tx, stdin_rx) = mpsc::channel::<Bytes>(64);
-    let mut stdin_tx = Some(stdin_tx);
+    let (resize_tx, resize_rx) = mpsc::channel::<(u16, u16)>(8);
+    let mut inb = Inbound {
+        ids: HashMap::new(),
+        stdin: Some(stdin_tx),
+        resize: target.tty.then_some(resize_tx),
+        resize_buf: Vec::new(),
+    };
     let deadline = tokio::time::sleep(STREAM_WAIT);
     tokio::pin!(deadline);
-    while !wanted.iter().all(|w| ids.contains_key(*w)) {
+    while !wanted.iter().all(|w| inb.ids.contains_key(*w)) {
         let frame = tokio::select! {
             f = frames.next() => f,
             _ = &mut deadline => {
@@ -126,7 +160,7 @@ pub(crate) async fn serve_exec<IO>(
         };
         match frame {
             Some(Ok(f)) => {
-                handle_frame(f, &out, &mut ids, &mut stdin_tx).await;
+                handle_frame(f, &out, &mut inb).await;
             }
             _ => {
                 tracing::debug!("exec: the client left before opening its streams");
@@ -156,12 +190,13 @@ pub(crate) async fn serve_exec<IO>(
             }
         })
     };
-    let out_pump = pump(stdout_rx, ids.get("stdout").copied());
-    let err_pump = pump(stderr_rx, ids.get("stderr").copied());
+    let out_pump = pump(stdout_rx, inb.ids.get("stdout").copied());
+    let err_pump = pump(stderr_rx, inb.ids.get("stderr").copied());
     let exec_io = ExecIo {
         stdin: target.stdin.then_some(stdin_rx),
         stdout: target.stdout.then_some(stdout_tx),
         stderr: (target.stderr && !target.tty).then_some(stderr_tx),
+        resize: target.tty.then_some(resize_rx),
     };
     // Its own task: stdin backpressure on this loop must never hold up the
     // process's start or its output.
@@ -172,7 +207,7 @@ pub(crate) async fn serve_exec<IO>(
             r = &mut exec => break Some(r.unwrap_or_else(|e| Err(format!("exec failed: {e}")))),
             f = frames.next() => match f {
                 Some(Ok(Frame::GoAway { .. })) | None | Some(Err(_)) => break None,
-                Some(Ok(f)) => handle_frame(f, &out, &mut ids, &mut stdin_tx).await,
+                Some(Ok(f)) => handle_frame(f, &out, &mut inb).await,
             },
         }
     };
@@ -188,14 +223,14 @@ pub(crate) async fn serve_exec<IO>(
     };
     let _ = out_pump.await;
     let _ = err_pump.await;
-    let error_id = ids["error"];
+    let error_id = inb.ids["error"];
     if let Some(msg) = outcome_message(protocol, &target.cmd, &result) {
         let _ = out.send(data(error_id, 0, Bytes::from(msg))).await;
     }
     let _ = out.send(data(error_id, FLAG_FIN, Bytes::new())).await;
     let _ = out
         .send(Frame::GoAway {
-            last_good_stream_id: ids.values().copied().max().unwrap_or(0),
+            last_good_stream_id: inb.ids.values().copied().max().unwrap_or(0),
             status: vordr_spdy::goaway::OK,
         })
         .await;
@@ -204,13 +239,9 @@ pub(crate) async fn serve_exec<IO>(
 }
 
 /// One frame from the client: new streams are answered and recorded,
-/// stdin data is handed on (its FIN closes stdin), pings are echoed.
-async fn handle_frame(
-    f: Frame,
-    out: &mpsc::Sender<Frame>,
-    ids: &mut HashMap<String, u32>,
-    stdin: &mut Option<mpsc::Sender<Bytes>>,
-) {
+/// stdin data is handed on (its FIN closes stdin), terminal sizes are
+/// parsed, pings are echoed.
+async fn handle_frame(f: Frame, out: &mpsc::Sender<Frame>, inb: &mut Inbound) {
     match f {
         Frame::SynStream {
             stream_id, headers, ..
@@ -223,24 +254,34 @@ async fn handle_frame(
                     headers: Headers::new(),
                 })
                 .await;
-            ids.insert(kind, stream_id);
+            inb.ids.insert(kind, stream_id);
         }
         Frame::Data {
             stream_id,
             flags,
             data,
-        } if ids.get("stdin") == Some(&stream_id) => {
+        } if inb.ids.get("stdin") == Some(&stream_id) => {
             if !data.is_empty() {
-                if let Some(tx) = stdin.as_ref() {
+                if let Some(tx) = inb.stdin.as_ref() {
                     let _ = tx.send(data).await;
                 }
             }
             if flags & FLAG_FIN != 0 {
-                *stdin = None;
+                inb.stdin = None;
             }
         }
-        Frame::RstStream { stream_id, .. } if ids.get("stdin") == Some(&stream_id) => {
-            *stdin = None;
+        Frame::Data {
+            stream_id, data, ..
+        } if inb.ids.get("resize") == Some(&stream_id) => {
+            inb.resize_buf.extend_from_slice(&data);
+            for size in parse_sizes(&mut inb.resize_buf) {
+                if let Some(tx) = inb.resize.as_ref() {
+                    let _ = tx.try_send(size);
+                }
+            }
+        }
+        Frame::RstStream { stream_id, .. } if inb.ids.get("stdin") == Some(&stream_id) => {
+            inb.stdin = None;
         }
         Frame::Ping { id } => {
             let _ = out.send(Frame::Ping { id }).await;
@@ -252,6 +293,17 @@ async fn handle_frame(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn terminal_sizes_are_read_across_frames() {
+        let mut buf = br#"{"Width":80,"Height":24}"#.to_vec();
+        assert!(parse_sizes(&mut buf).is_empty());
+        buf.extend_from_slice(b"\n{\"Width\":120,");
+        assert_eq!(parse_sizes(&mut buf), vec![(80, 24)]);
+        buf.extend_from_slice(b"\"Height\":40}\nnot json\n{\"Width\":99999999,\"Height\":1}\n");
+        assert_eq!(parse_sizes(&mut buf), vec![(120, 40), (u16::MAX, 1)]);
+        assert!(buf.is_empty());
+    }
 
     #[test]
     fn outcomes_per_protocol() {

@@ -97,6 +97,11 @@ impl OciRuntime for Runc {
         pid_file: &Path,
         io: ProcessIo,
     ) -> Result<Child> {
+        if io.console_socket.is_none() {
+            // A terminal exec gets the shim's pty as stdio: runc must not
+            // allocate one (it would want a console socket).
+            clear_terminal(process_json)?;
+        }
         let mut c = self.cmd();
         c.arg("exec").arg("--process").arg(process_json);
         c.arg("--pid-file").arg(pid_file);
@@ -108,6 +113,18 @@ impl OciRuntime for Runc {
         c.spawn()
             .map_err(|e| RuntimeError(format!("runc exec: {e}")))
     }
+}
+
+/// Sets `terminal` false in a process JSON file.
+fn clear_terminal(process_json: &Path) -> Result<()> {
+    let err = |e: String| RuntimeError(format!("{}: {e}", process_json.display()));
+    let data = std::fs::read(process_json).map_err(|e| err(e.to_string()))?;
+    let mut v: serde_json::Value = serde_json::from_slice(&data).map_err(|e| err(e.to_string()))?;
+    if v.get("terminal") == Some(&serde_json::Value::Bool(true)) {
+        v["terminal"] = false.into();
+        std::fs::write(process_json, v.to_string()).map_err(|e| err(e.to_string()))?;
+    }
+    Ok(())
 }
 
 /// Reads a pid file written by a runtime.

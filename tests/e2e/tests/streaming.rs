@@ -61,6 +61,37 @@ async fn exec_over_spdy_in_a_real_container() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "out\nstream-pod\n");
     assert_eq!(out.stderr, b"err\n");
     assert_eq!(out.exit_code(), Some(0));
+    // With a terminal: one stream of output through a pty (CRLF line
+    // ends), sized as the client said.
+    let url =
+        s.c.runtime
+            .exec(cri::ExecRequest {
+                container_id: id.clone(),
+                cmd: ["sh", "-c", "read x; echo got-$x; stty size"]
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect(),
+                tty: true,
+                stdin: true,
+                stdout: true,
+                stderr: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .url;
+    let out = vordr_streaming::client::exec_tty(&url, &V4, Some(b"abc\n"), (100, 30))
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("got-abc\r\n"), "{text:?}");
+    assert!(text.contains("30 100"), "{text:?}");
+    assert_eq!(
+        out.exit_code(),
+        Some(0),
+        "{:?}",
+        String::from_utf8_lossy(&out.error)
+    );
     // The URL was single use.
     assert!(matches!(
         exec(&url, &V4, None, true, true).await,
