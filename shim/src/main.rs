@@ -2,6 +2,7 @@
 //! containerd task API over TTRPC, drives youki (or runc), writes the
 //! container's CRI log, reaps its exit and outlives `vordr serve` restarts.
 
+mod attach;
 mod crilog;
 mod exit;
 mod nsexec;

@@ -20,6 +20,7 @@ use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::{Context, ExitSignal, Task, TtrpcContext, TtrpcResult};
 use vordr_shim_api::{CreateOptions, ExitRecord, CREATE_OPTIONS_TYPE, REOPEN_LOG_ANNOTATION};
 
+use crate::attach::{self, Attach, StdinTarget, Tee};
 use crate::crilog::CriLog;
 use crate::exit::{now_ns, oom_killed, write_record};
 use crate::runtime::{self, OciRuntime, ProcessIo};
@@ -84,8 +85,11 @@ struct State {
     copiers: Vec<JoinHandle<()>>,
     /// The pty master of a terminal container, for ResizePty.
     console: Option<OwnedFd>,
-    /// The write end of the container's stdin pipe, held open for attach.
-    stdin: Option<OwnedFd>,
+    /// Where attached stdin goes: the write end of the container's stdin
+    /// pipe, or its terminal's master.
+    stdin: StdinTarget,
+    /// The container's attach socket.
+    attach: Arc<Attach>,
 }
 
 pub struct TaskService {
@@ -232,6 +236,7 @@ fn on_exit(
             eprintln!("vordr shim: exit record: {e}");
         }
         let copiers = std::mem::take(&mut st.copiers);
+        let attach = st.attach.clone();
         drop(st);
         // Let the log take what the container wrote last.
         let deadline = Instant::now() + Duration::from_secs(2);
@@ -240,6 +245,8 @@ fn on_exit(
                 std::thread::sleep(Duration::from_millis(5));
             }
         }
+        // Attached clients have all there is: they read end of file.
+        attach.close_all();
         st = state.0.lock().unwrap_or_else(|e| e.into_inner());
         if oom {
             let mut ev = TaskOOM::new();
@@ -316,6 +323,14 @@ fn open_stream(path: &str, write: bool) -> std::io::Result<OwnedFd> {
         f
     };
     Ok(f.into())
+}
+
+/// Copies a container's output into its CRI log (or nowhere).
+fn copy_output(log: Option<Arc<CriLog>>, name: &str, mut f: impl std::io::Read) {
+    match log {
+        Some(l) => l.copy(name, f),
+        None => drop(std::io::copy(&mut f, &mut std::io::sink())),
+    }
 }
 
 /// Copies an exec's pty master to its stdout FIFO, and its stdin FIFO (if
@@ -428,11 +443,20 @@ impl Task for TaskService {
             (s, None)
         };
         let mut copiers = Vec::new();
+        let attach = Arc::new(Attach::default());
+        let stdin_target: StdinTarget = Arc::new(Mutex::new(stdin_writer));
+        let dir = std::env::var_os(vordr_shim_api::SOCKET_DIR_ENV)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/run/vordr/s"));
+        attach
+            .serve(
+                &vordr_shim_api::socket_path(&dir, &format!("{}.attach", req.id)),
+                stdin_target.clone(),
+                opts.stdin_once,
+            )
+            .map_err(|e| internal(format!("attach socket: {e}")))?;
         let io = if req.terminal {
             // Short enough for a socket address whatever the bundle path.
-            let dir = std::env::var_os(vordr_shim_api::SOCKET_DIR_ENV)
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from("/run/vordr/s"));
             let sock = vordr_shim_api::socket_path(&dir, &format!("{}.console", req.id));
             let _ = std::fs::remove_file(&sock);
             let listener = std::os::unix::net::UnixListener::bind(&sock)
@@ -440,6 +464,8 @@ impl Task for TaskService {
             let log = log.clone();
             let sock_path = sock.clone();
             let state = self.state.clone();
+            let (attach, stdin_target) = (attach.clone(), stdin_target.clone());
+            let wants_stdin = opts.stdin;
             copiers.push(std::thread::spawn(move || {
                 let accepted = receive_master(listener);
                 let _ = std::fs::remove_file(&sock_path);
@@ -447,11 +473,17 @@ impl Task for TaskService {
                     if let Ok(dup) = master.try_clone() {
                         state.0.lock().unwrap_or_else(|e| e.into_inner()).console = Some(dup);
                     }
-                    let f = File::from(master);
-                    match log {
-                        Some(l) => l.copy("stdout", f),
-                        None => drop(std::io::copy(&mut &f, &mut std::io::sink())),
+                    if wants_stdin {
+                        if let Ok(dup) = master.try_clone() {
+                            *stdin_target.lock().unwrap_or_else(|e| e.into_inner()) = Some(dup);
+                        }
                     }
+                    let f = Tee {
+                        inner: File::from(master),
+                        stream: attach::STDOUT,
+                        attach,
+                    };
+                    copy_output(log, "stdout", f);
                 }
             }));
             let null = || File::open("/dev/null").map(OwnedFd::from);
@@ -464,14 +496,19 @@ impl Task for TaskService {
         } else {
             let (out_r, out_w) = pipe().map_err(|e| internal(e.to_string()))?;
             let (err_r, err_w) = pipe().map_err(|e| internal(e.to_string()))?;
-            for (name, r) in [("stdout", out_r), ("stderr", err_r)] {
+            for (name, stream, r) in [
+                ("stdout", attach::STDOUT, out_r),
+                ("stderr", attach::STDERR, err_r),
+            ] {
                 let log = log.clone();
+                let attach = attach.clone();
                 copiers.push(std::thread::spawn(move || {
-                    let f = File::from(r);
-                    match log {
-                        Some(l) => l.copy(name, f),
-                        None => drop(std::io::copy(&mut &f, &mut std::io::sink())),
-                    }
+                    let f = Tee {
+                        inner: File::from(r),
+                        stream,
+                        attach,
+                    };
+                    copy_output(log, name, f);
                 }));
             }
             ProcessIo {
@@ -487,7 +524,8 @@ impl Task for TaskService {
             st.options = opts;
             st.cgroups_path = cgroups_path;
             st.log = log;
-            st.stdin = stdin_writer;
+            st.stdin = stdin_target;
+            st.attach = attach;
         }
         let pid = match rt.create(&req.id, &bundle, io) {
             Ok(pid) => pid,
@@ -787,7 +825,7 @@ impl Task for TaskService {
         self.check_id(&req.id)?;
         if req.exec_id.is_empty() && req.stdin {
             // The container reads end of file.
-            self.lock().stdin = None;
+            *self.lock().stdin.lock().unwrap_or_else(|e| e.into_inner()) = None;
         }
         Ok(Empty::new())
     }

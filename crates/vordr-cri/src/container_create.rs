@@ -392,6 +392,7 @@ async fn build(
         log_path: (!log_path.is_empty()).then(|| PathBuf::from(log_path)),
         max_log_line: rt.config.runtime.max_container_log_line_size,
         stdin: config.stdin,
+        stdin_once: config.stdin_once,
     };
     let pid = shim
         .create(&bundle, config.tty, "", &opts)

@@ -112,6 +112,11 @@ async fn copy_out(mut r: tokio::net::unix::pipe::Receiver, tx: tokio::sync::mpsc
 
 #[async_trait::async_trait]
 impl Backend for ExecBackend {
+    async fn attach(&self, t: &ExecTarget, io: ExecIo) -> Result<(), String> {
+        let rt = self.0.upgrade().ok_or("vordr is shutting down")?;
+        crate::container_attach::run(&rt, t, io).await
+    }
+
     async fn connect(&self, pod_id: &str, port: u16) -> Result<tokio::net::TcpStream, String> {
         let rt = self.0.upgrade().ok_or("vordr is shutting down")?;
         crate::sandbox_port_forward::connect(&rt, pod_id, port).await

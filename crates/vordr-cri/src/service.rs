@@ -9,10 +9,10 @@ use tonic::{Request, Response, Status};
 
 use crate::runtime::Runtime;
 use crate::{
-    container_create, container_exec, container_exec_sync, container_list, container_remove,
-    container_reopen_log, container_start, container_stats, container_status, container_stop,
-    container_update, image_fs_info, image_list, image_pull, image_remove, image_status,
-    runtime_config, sandbox_list, sandbox_port_forward, sandbox_remove, sandbox_run,
+    container_attach, container_create, container_exec, container_exec_sync, container_list,
+    container_remove, container_reopen_log, container_start, container_stats, container_status,
+    container_stop, container_update, image_fs_info, image_list, image_pull, image_remove,
+    image_status, runtime_config, sandbox_list, sandbox_port_forward, sandbox_remove, sandbox_run,
     sandbox_status, sandbox_stop, status, update_runtime_config, version,
 };
 
@@ -139,8 +139,8 @@ impl RuntimeService for Vordr {
     async fn exec(&self, r: Request<ExecRequest>) -> R<ExecResponse> {
         container_exec::exec(&self.0, r.into_inner()).map(Response::new)
     }
-    async fn attach(&self, _: Request<AttachRequest>) -> R<AttachResponse> {
-        not_yet("Attach")
+    async fn attach(&self, r: Request<AttachRequest>) -> R<AttachResponse> {
+        container_attach::attach(&self.0, r.into_inner()).map(Response::new)
     }
     async fn port_forward(&self, r: Request<PortForwardRequest>) -> R<PortForwardResponse> {
         sandbox_port_forward::port_forward(&self.0, r.into_inner()).map(Response::new)

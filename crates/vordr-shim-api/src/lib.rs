@@ -68,6 +68,10 @@ pub struct CreateOptions {
     /// for attach; CloseIO closes it. Otherwise stdin is /dev/null.
     #[serde(default)]
     pub stdin: bool,
+    /// Close that stdin when the first attached client closes its input
+    /// (CRI `stdin_once`).
+    #[serde(default)]
+    pub stdin_once: bool,
 }
 
 /// The container's exit, as the shim saw it.

@@ -24,6 +24,10 @@ pub trait Backend: Send + Sync + 'static {
     /// code, or a message for the error channel.
     async fn exec(&self, target: &ExecTarget, io: ExecIo) -> Result<i32, String>;
 
+    /// Attaches the streams to the container's main process until its
+    /// output ends (it exited) or the client leaves.
+    async fn attach(&self, target: &ExecTarget, io: ExecIo) -> Result<(), String>;
+
     /// A connection to `port` on the pod's loopback, inside its network
     /// namespace.
     async fn connect(&self, pod_id: &str, port: u16) -> Result<tokio::net::TcpStream, String>;

@@ -113,6 +113,7 @@ pub(crate) async fn serve_exec<IO>(
     protocol: &'static str,
     target: ExecTarget,
     backend: Arc<dyn Backend>,
+    attach: bool,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -201,7 +202,13 @@ pub(crate) async fn serve_exec<IO>(
     // Its own task: stdin backpressure on this loop must never hold up the
     // process's start or its output.
     let t = target.clone();
-    let mut exec = tokio::spawn(async move { backend.exec(&t, exec_io).await });
+    let mut exec = tokio::spawn(async move {
+        if attach {
+            backend.attach(&t, exec_io).await.map(|()| 0)
+        } else {
+            backend.exec(&t, exec_io).await
+        }
+    });
     let result = loop {
         tokio::select! {
             r = &mut exec => break Some(r.unwrap_or_else(|e| Err(format!("exec failed: {e}")))),

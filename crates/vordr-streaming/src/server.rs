@@ -93,6 +93,12 @@ impl Server {
         format!("http://{}/exec/{token}", self.addr)
     }
 
+    /// A single-use URL for an attach.
+    pub fn attach_url(&self, target: ExecTarget) -> String {
+        let token = self.tokens.insert(Target::Attach(target));
+        format!("http://{}/attach/{token}", self.addr)
+    }
+
     /// A single-use URL for a port-forward.
     pub fn port_forward_url(&self, target: PortForwardTarget) -> String {
         let token = self.tokens.insert(Target::PortForward(target));
@@ -101,15 +107,15 @@ impl Server {
 
     fn handle(&self, req: Request<Incoming>, backend: Arc<dyn Backend>) -> Response<Full<Bytes>> {
         let path = req.uri().path();
-        let (kind, token) = match path.strip_prefix("/exec/") {
-            Some(t) => ("exec", t),
-            None => match path.strip_prefix("/portforward/") {
-                Some(t) => ("portforward", t),
-                None => return reply(StatusCode::NOT_FOUND, "not found\n".into()),
-            },
+        let Some((kind, token)) = ["exec", "attach", "portforward"]
+            .iter()
+            .find_map(|k| path.strip_prefix(&format!("/{k}/")).map(|t| (*k, t)))
+        else {
+            return reply(StatusCode::NOT_FOUND, "not found\n".into());
         };
         let target = match (kind, self.tokens.take(token)) {
             ("exec", Some(t @ Target::Exec(_)))
+            | ("attach", Some(t @ Target::Attach(_)))
             | ("portforward", Some(t @ Target::PortForward(_))) => t,
             _ => {
                 return reply(
@@ -127,7 +133,7 @@ impl Server {
         }
         let offered = header_values(&req, PROTOCOL_HEADER);
         let protocol = match &target {
-            Target::Exec(_) => negotiate(&offered),
+            Target::Exec(_) | Target::Attach(_) => negotiate(&offered),
             Target::PortForward(_) => negotiate_among(&offered, &[PORT_FORWARD]),
         };
         let protocol = match protocol {
@@ -143,7 +149,8 @@ impl Server {
                 }
             };
             match target {
-                Target::Exec(t) => serve_exec(up, protocol, t, backend).await,
+                Target::Exec(t) => serve_exec(up, protocol, t, backend, false).await,
+                Target::Attach(t) => serve_exec(up, protocol, t, backend, true).await,
                 Target::PortForward(t) => serve_port_forward(up, t, backend).await,
             }
         });

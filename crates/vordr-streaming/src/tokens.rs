@@ -31,6 +31,8 @@ pub struct PortForwardTarget {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     Exec(ExecTarget),
+    /// Attach to the container's main process (`cmd` is empty).
+    Attach(ExecTarget),
     PortForward(PortForwardTarget),
 }
 

@@ -57,6 +57,10 @@ impl Backend for HostBackend {
         Ok(status.code().unwrap_or(-1))
     }
 
+    async fn attach(&self, _t: &ExecTarget, _io: ExecIo) -> Result<(), String> {
+        Err("the host has no container to attach to".into())
+    }
+
     async fn connect(&self, _pod: &str, port: u16) -> Result<tokio::net::TcpStream, String> {
         tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
