@@ -45,7 +45,7 @@ pub fn attach(rt: &Runtime, req: AttachRequest) -> Result<AttachResponse, Status
 pub async fn run(rt: &Runtime, t: &ExecTarget, io: ExecIo) -> Result<(), String> {
     let c = rt
         .find_container(&t.container_id)
-        .map_err(|e| Status::from(e).message().to_string())?;
+        .map_err(|e| e.message().to_string())?;
     if c.state != ContainerState::Running {
         return Err(format!("container {} is not running", c.id));
     }

@@ -129,11 +129,17 @@ mod tests {
             log_path: Some("/var/log/pods/x/c/0.log".into()),
             max_log_line: 16384,
             stdin: true,
+            stdin_once: true,
         };
         let s = serde_json::to_string(&o).unwrap();
         assert!(s.contains("\"runc\""));
         let back: CreateOptions = serde_json::from_str(&s).unwrap();
         assert_eq!(back.runtime, RuntimeKind::Runc);
         assert_eq!(back.max_log_line, 16384);
+        assert!(back.stdin_once);
+        // Options written by an older daemon (no stdin_once) still read.
+        let old: CreateOptions =
+            serde_json::from_str(&s.replace(",\"stdin_once\":true", "")).unwrap();
+        assert!(!old.stdin_once);
     }
 }

@@ -283,3 +283,58 @@ async fn port_forward_into_a_pod() {
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attach_to_a_shell() {
+    let Some(mut s) = setup("attach").await else {
+        return;
+    };
+    let pod = s.pod("attach-pod", "").await;
+    let mut cfg = s.config("sh", &["sh"]);
+    cfg.stdin = true;
+    cfg.stdin_once = true;
+    let id = s.run(&pod, cfg).await;
+    let url =
+        s.c.runtime
+            .attach(cri::AttachRequest {
+                container_id: id.clone(),
+                stdin: true,
+                tty: false,
+                stdout: true,
+                stderr: true,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .url;
+    assert!(url.contains("/attach/"), "{url}");
+    // The shell runs what it reads, on its stdout and stderr; closing our
+    // input closes its stdin (stdin_once): it exits, and the attach ends.
+    let out = exec(
+        &url,
+        &V4,
+        Some(b"echo attached-$((2+3)); echo oops >&2\n"),
+        true,
+        true,
+    )
+    .await
+    .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "attached-5\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "oops\n");
+    assert_eq!(out.exit_code(), Some(0));
+    let st = s.wait_exit(&id).await;
+    assert_eq!(st.exit_code, 0);
+    // Attach to a container that is not running is refused.
+    let e =
+        s.c.runtime
+            .attach(cri::AttachRequest {
+                container_id: id,
+                stdin: false,
+                tty: false,
+                stdout: true,
+                stderr: false,
+            })
+            .await
+            .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+}
