@@ -163,7 +163,7 @@ log "running $ITERATIONS iterations of each benchmark on each runtime"
   -n "$ITERATIONS" --warmup 3 \
   --pull "$REG/vordr-bench/pull-1mb:1" --pull "$REG/vordr-bench/pull-50mb:1" \
   --list-prefix "$REG/vordr-bench/list:" --list-count 100 \
-  --container "$REG/vordr-bench/busybox:1" --hold "${HOLD:-20}" \
+  --container "$REG/vordr-bench/busybox:1" --hold "${HOLD:-20}" --streaming \
   --daemon-pid "${PIDS[2]}" --compare-daemon-pid "${PIDS[1]}"
 
 rss() { ps -o rss= -p "$1" | awk '{printf "%.1f MB", $1/1024}'; }

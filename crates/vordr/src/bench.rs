@@ -53,6 +53,11 @@ pub struct BenchArgs {
     /// daemons' RSS (idle and holding) and the RSS and PSS per shim
     #[arg(long, default_value_t = 0)]
     pub hold: usize,
+    /// With --container: also time Exec of `echo` (RPC, SPDY upgrade,
+    /// streams, exit status) and a 64 MiB download through PortForward from
+    /// a web server in the pod
+    #[arg(long)]
+    pub streaming: bool,
     /// pid of the daemon behind --endpoint (for the memory report)
     #[arg(long)]
     pub daemon_pid: Option<u32>,
@@ -303,6 +308,78 @@ async fn container_lifecycle(
     Ok(())
 }
 
+/// Bytes the port-forward benchmark downloads.
+const FORWARD_BYTES: usize = 64 << 20;
+
+/// Exec round trips and port-forward downloads in one pod.
+async fn streaming(c: &mut CriClient, img: &str, a: &BenchArgs, s: &mut Samples) -> Result<()> {
+    use vordr_streaming::client;
+    let tag = format!("s{}", std::process::id());
+    let (pod_id, id, _) = start_pod_with_container(c, img, &tag, 0).await?;
+    let exec_row = "Exec echo (round trip)";
+    for i in 0..a.warmup + a.iterations {
+        let t = Instant::now();
+        let url = c
+            .runtime
+            .exec(cri::ExecRequest {
+                container_id: id.clone(),
+                cmd: vec!["echo".into(), "hi".into()],
+                tty: false,
+                stdin: false,
+                stdout: true,
+                stderr: true,
+            })
+            .await
+            .context("Exec")?
+            .into_inner()
+            .url;
+        let out = client::exec(&url, &["v4.channel.k8s.io"], None, true, true).await?;
+        anyhow::ensure!(out.stdout == b"hi\n", "exec echo printed {:?}", out.stdout);
+        if i >= a.warmup {
+            s.add(exec_row, t.elapsed());
+        }
+    }
+    let serve = format!(
+        "head -c {FORWARD_BYTES} /dev/zero > /tmp/pf.bin && busybox httpd -p 127.0.0.1:8099 -h /tmp"
+    );
+    c.runtime
+        .exec_sync(cri::ExecSyncRequest {
+            container_id: id.clone(),
+            cmd: vec!["sh".into(), "-c".into(), serve],
+            timeout: 30,
+        })
+        .await
+        .context("starting the web server")?;
+    let row = format!("PortForward {} MiB download", FORWARD_BYTES >> 20);
+    let get = b"GET /pf.bin HTTP/1.0\r\n\r\n";
+    for i in 0..1 + a.iterations.min(5) {
+        let url = c
+            .runtime
+            .port_forward(cri::PortForwardRequest {
+                pod_sandbox_id: pod_id.clone(),
+                port: vec![8099],
+            })
+            .await
+            .context("PortForward")?
+            .into_inner()
+            .url;
+        let t = Instant::now();
+        let got = client::port_forward(&url, &[(8099, get)]).await?;
+        let took = t.elapsed();
+        anyhow::ensure!(
+            got[0].data.len() > FORWARD_BYTES,
+            "port-forward brought {} bytes: {}",
+            got[0].data.len(),
+            String::from_utf8_lossy(&got[0].error)
+        );
+        if i > 0 {
+            s.add(&row, took);
+        }
+    }
+    tear_down(c, &pod_id, &id).await?;
+    Ok(())
+}
+
 /// (RSS, PSS) in KiB of a process, from /proc.
 fn rss_pss(pid: u32) -> Option<(u64, u64)> {
     let field = |text: &str, key: &str| -> Option<u64> {
@@ -437,6 +514,11 @@ async fn bench_one(endpoint: &str, a: &BenchArgs, daemon_pid: Option<u32>) -> Re
                 tear_down(&mut c, &p, &id).await?;
             }
         }
+    }
+    if let (true, Some(img)) = (a.streaming, &a.container) {
+        streaming(&mut c, img, a, &mut s)
+            .await
+            .with_context(|| format!("streaming on {endpoint}"))?;
     }
     for name in &a.pull {
         // Start from nothing: a pull of an image already present is no pull.
