@@ -22,6 +22,7 @@ pub type StdinTarget = Arc<Mutex<Option<OwnedFd>>>;
 #[derive(Default)]
 pub struct Attach {
     clients: Mutex<Vec<UnixStream>>,
+    path: Mutex<Option<std::path::PathBuf>>,
 }
 
 impl Attach {
@@ -35,6 +36,7 @@ impl Attach {
     ) -> std::io::Result<()> {
         let _ = std::fs::remove_file(path);
         let listener = UnixListener::bind(path)?;
+        *self.path.lock().unwrap_or_else(|e| e.into_inner()) = Some(path.to_path_buf());
         let me = self.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming() {
@@ -66,8 +68,12 @@ impl Attach {
         clients.retain_mut(|c| c.write_all(&frame).is_ok());
     }
 
-    /// The process's output ended: every client reads end of file.
+    /// The process's output ended: every client reads end of file, and
+    /// the socket goes (nothing is left to attach to).
     pub fn close_all(&self) {
+        if let Some(p) = self.path.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = std::fs::remove_file(p);
+        }
         let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
         for c in clients.drain(..) {
             let _ = c.shutdown(std::net::Shutdown::Both);
@@ -161,5 +167,6 @@ mod tests {
         a.close_all();
         let mut rest = Vec::new();
         assert_eq!(c.read_to_end(&mut rest).unwrap(), 0);
+        assert!(!sock.exists());
     }
 }

@@ -450,7 +450,7 @@ impl Task for TaskService {
             .unwrap_or_else(|| PathBuf::from("/run/vordr/s"));
         attach
             .serve(
-                &vordr_shim_api::socket_path(&dir, &format!("{}.attach", req.id)),
+                &vordr_shim_api::socket_path(&dir, &vordr_shim_api::attach_socket_name(&req.id)),
                 stdin_target.clone(),
                 opts.stdin_once,
             )

@@ -40,6 +40,14 @@ pub fn attach(rt: &Runtime, req: AttachRequest) -> Result<AttachResponse, Status
     Ok(AttachResponse { url })
 }
 
+/// The shim's attach socket for container `id`.
+pub fn socket(rt: &Runtime, id: &str) -> std::path::PathBuf {
+    vordr_shim_api::socket_path(
+        &rt.shim_socket_dir(),
+        &vordr_shim_api::attach_socket_name(id),
+    )
+}
+
 /// Follows the container through its shim's attach socket until its
 /// output ends or the client leaves.
 pub async fn run(rt: &Runtime, t: &ExecTarget, io: ExecIo) -> Result<(), String> {
@@ -49,7 +57,7 @@ pub async fn run(rt: &Runtime, t: &ExecTarget, io: ExecIo) -> Result<(), String>
     if c.state != ContainerState::Running {
         return Err(format!("container {} is not running", c.id));
     }
-    let sock = vordr_shim_api::socket_path(&rt.shim_socket_dir(), &format!("{}.attach", c.id));
+    let sock = socket(rt, &c.id);
     let conn = tokio::net::UnixStream::connect(&sock)
         .await
         .map_err(|e| format!("attaching to container {}: {e}", c.id))?;

@@ -107,6 +107,7 @@ pub async fn teardown(rt: &Runtime, id: &str, shim_address: &str) {
         .await;
     }
     let _ = std::fs::remove_file(vordr_shim_api::socket_path(&rt.shim_socket_dir(), id));
+    let _ = std::fs::remove_file(crate::container_attach::socket(rt, id));
     crate::rootfs::unmount(&bundle.join("rootfs"));
     let _ = std::fs::remove_dir_all(&bundle);
     let _ = std::fs::remove_dir_all(rt.container_dir(id));

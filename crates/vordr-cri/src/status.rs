@@ -57,6 +57,7 @@ pub async fn status(rt: &Runtime, req: StatusRequest) -> StatusResponse {
                 "path": rt.store.path(),
                 "journalMode": format!("{:?}", rt.store.journal_mode()),
             },
+            "streaming": rt.streaming.get().map(|s| s.addr().to_string()),
             "gatekeeper": {
                 "profile": rt.config.gatekeeper.profile.as_str(),
                 "policyVersion": vordr_gatekeeper::version(),

@@ -106,6 +106,11 @@ pub fn socket_path(dir: &Path, id: &str) -> PathBuf {
     dir.join(format!("{h:016x}.sock"))
 }
 
+/// The name (for [`socket_path`]) of a container's attach socket.
+pub fn attach_socket_name(id: &str) -> String {
+    format!("{id}.attach")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
