@@ -6,28 +6,14 @@
 use k8s_cri::v1::{AttachRequest, AttachResponse};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Status;
-use vordr_store::ContainerState;
 use vordr_streaming::{ExecIo, ExecTarget};
 
+use crate::container_exec::{running, stream_of};
 use crate::containers::shim_of;
-use crate::errors::invalid;
 use crate::runtime::Runtime;
 
 pub fn attach(rt: &Runtime, req: AttachRequest) -> Result<AttachResponse, Status> {
-    if !(req.stdin || req.stdout || req.stderr) {
-        return Err(invalid("stdin, stdout, stderr", "one of them must be true"));
-    }
-    let c = rt.find_container(&req.container_id)?;
-    if c.state != ContainerState::Running {
-        return Err(Status::failed_precondition(format!(
-            "container {} is not running",
-            c.id
-        )));
-    }
-    let server = rt
-        .streaming
-        .get()
-        .ok_or_else(|| Status::unavailable("the streaming server is not running"))?;
+    let (c, server) = stream_of(rt, &req.container_id, [req.stdin, req.stdout, req.stderr])?;
     let url = server.attach_url(ExecTarget {
         container_id: c.id,
         cmd: Vec::new(),
@@ -51,12 +37,7 @@ pub fn socket(rt: &Runtime, id: &str) -> std::path::PathBuf {
 /// Follows the container through its shim's attach socket until its
 /// output ends or the client leaves.
 pub async fn run(rt: &Runtime, t: &ExecTarget, io: ExecIo) -> Result<(), String> {
-    let c = rt
-        .find_container(&t.container_id)
-        .map_err(|e| e.message().to_string())?;
-    if c.state != ContainerState::Running {
-        return Err(format!("container {} is not running", c.id));
-    }
+    let c = running(rt, &t.container_id).map_err(|s| s.message().to_string())?;
     let sock = socket(rt, &c.id);
     let conn = tokio::net::UnixStream::connect(&sock)
         .await

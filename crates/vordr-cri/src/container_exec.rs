@@ -7,7 +7,7 @@
 //! A client that goes away gets its process killed.
 
 use std::path::{Path, PathBuf};
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
 use k8s_cri::v1::{ExecRequest, ExecResponse};
@@ -25,26 +25,13 @@ pub fn exec(rt: &Runtime, req: ExecRequest) -> Result<ExecResponse, Status> {
     if req.cmd.is_empty() {
         return Err(invalid("cmd", "is required"));
     }
-    if !(req.stdin || req.stdout || req.stderr) {
-        return Err(invalid("stdin, stdout, stderr", "one of them must be true"));
-    }
     if req.tty && req.stderr {
         return Err(invalid(
             "tty",
             "with a terminal stderr is merged into stdout: stderr must be false",
         ));
     }
-    let c = rt.find_container(&req.container_id)?;
-    if c.state != ContainerState::Running {
-        return Err(Status::failed_precondition(format!(
-            "container {} is not running",
-            c.id
-        )));
-    }
-    let server = rt
-        .streaming
-        .get()
-        .ok_or_else(|| Status::unavailable("the streaming server is not running"))?;
+    let (c, server) = stream_of(rt, &req.container_id, [req.stdin, req.stdout, req.stderr])?;
     let url = server.exec_url(ExecTarget {
         container_id: c.id,
         cmd: req.cmd,
@@ -54,6 +41,42 @@ pub fn exec(rt: &Runtime, req: ExecRequest) -> Result<ExecResponse, Status> {
         stderr: req.stderr,
     });
     Ok(ExecResponse { url })
+}
+
+/// What Exec and Attach both check: a stream asked for, a running
+/// container, the streaming server up.
+pub fn stream_of<'a>(
+    rt: &'a Runtime,
+    container_id: &str,
+    [stdin, stdout, stderr]: [bool; 3],
+) -> Result<
+    (
+        vordr_store::ContainerRecord,
+        &'a Arc<vordr_streaming::Server>,
+    ),
+    Status,
+> {
+    if !(stdin || stdout || stderr) {
+        return Err(invalid("stdin, stdout, stderr", "one of them must be true"));
+    }
+    let c = running(rt, container_id)?;
+    let server = rt
+        .streaming
+        .get()
+        .ok_or_else(|| Status::unavailable("the streaming server is not running"))?;
+    Ok((c, server))
+}
+
+/// The container, if it is running (NotFound, FailedPrecondition).
+pub fn running(rt: &Runtime, container_id: &str) -> Result<vordr_store::ContainerRecord, Status> {
+    let c = rt.find_container(container_id)?;
+    if c.state != ContainerState::Running {
+        return Err(Status::failed_precondition(format!(
+            "container {} is not running",
+            c.id
+        )));
+    }
+    Ok(c)
 }
 
 /// Runs execs for the streaming server.
@@ -124,12 +147,7 @@ impl Backend for ExecBackend {
 
     async fn exec(&self, t: &ExecTarget, io: ExecIo) -> Result<i32, String> {
         let rt = self.0.upgrade().ok_or("vordr is shutting down")?;
-        let c = rt
-            .find_container(&t.container_id)
-            .map_err(|e| e.message().to_string())?;
-        if c.state != ContainerState::Running {
-            return Err(format!("container {} is not running", c.id));
-        }
+        let c = running(&rt, &t.container_id).map_err(|s| s.message().to_string())?;
         let bundle = rt.bundle_dir(&c.id);
         let process = exec_process(&bundle, &t.cmd, t.tty).map_err(|s| s.message().to_string())?;
         let exec_id = crate::sandbox_run::new_id()[..16].to_string();

@@ -144,6 +144,15 @@ pub enum Frame {
 }
 
 impl Frame {
+    /// A data frame.
+    pub fn data(stream_id: u32, flags: u8, data: Bytes) -> Frame {
+        Frame::Data {
+            stream_id,
+            flags,
+            data,
+        }
+    }
+
     /// Whether the frame carries FLAG_FIN.
     pub fn is_fin(&self) -> bool {
         match self {

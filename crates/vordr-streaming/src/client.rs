@@ -85,7 +85,6 @@ async fn run(
     stderr: bool,
     size: Option<(u16, u16)>,
 ) -> Result<ExecOutput, ClientError> {
-    let (mut framed, protocol) = upgrade(url, protocols).await?;
     let mut kinds = vec!["error"];
     if stdin.is_some() {
         kinds.push("stdin");
@@ -99,61 +98,20 @@ async fn run(
     if size.is_some() {
         kinds.push("resize");
     }
-    let mut ids: HashMap<u32, &str> = HashMap::new();
-    for (i, kind) in kinds.iter().enumerate() {
-        let stream_id = 2 * i as u32 + 1;
-        let mut h = Headers::new();
-        h.add("streamtype", kind);
-        framed
-            .send(Frame::SynStream {
-                stream_id,
-                associated_to: 0,
-                priority: 0,
-                slot: 0,
-                flags: 0,
-                headers: h,
-            })
-            .await?;
-        // As client-go: each stream waits for its reply.
-        loop {
-            match framed.next().await {
-                Some(Ok(Frame::SynReply { stream_id: s, .. })) if s == stream_id => break,
-                Some(Ok(_)) => continue,
-                Some(Err(e)) => return Err(e.into()),
-                None => return Err(ClientError::Protocol("closed during setup".into())),
-            }
-        }
-        ids.insert(stream_id, kind);
-    }
+    let (mut framed, protocol, ids) = open(url, protocols, &kinds).await?;
     if let Some((w, h)) = size {
         let id = *ids.iter().find(|(_, k)| **k == "resize").expect("opened").0;
         let msg = format!("{{\"Width\":{w},\"Height\":{h}}}\n");
-        framed
-            .send(Frame::Data {
-                stream_id: id,
-                flags: 0,
-                data: Bytes::from(msg),
-            })
-            .await?;
+        framed.send(Frame::data(id, 0, Bytes::from(msg))).await?;
     }
     if let Some(data) = stdin {
         let id = *ids.iter().find(|(_, k)| **k == "stdin").expect("opened").0;
         for chunk in data.chunks(32 * 1024) {
             framed
-                .send(Frame::Data {
-                    stream_id: id,
-                    flags: 0,
-                    data: Bytes::copy_from_slice(chunk),
-                })
+                .send(Frame::data(id, 0, Bytes::copy_from_slice(chunk)))
                 .await?;
         }
-        framed
-            .send(Frame::Data {
-                stream_id: id,
-                flags: FLAG_FIN,
-                data: Bytes::new(),
-            })
-            .await?;
+        framed.send(Frame::data(id, FLAG_FIN, Bytes::new())).await?;
     }
     let mut out = ExecOutput {
         protocol,
@@ -192,12 +150,61 @@ async fn run(
     Ok(out)
 }
 
-/// Opens the connection and upgrades it; returns the framed SPDY side and
-/// the chosen subprotocol.
-pub async fn upgrade(
+/// A SPDY connection from the client's side.
+pub type Connection = Framed<tokio::net::TcpStream, Codec>;
+
+/// Sends a SYN_STREAM with `headers` (name, value pairs).
+async fn syn(
+    framed: &mut Connection,
+    stream_id: u32,
+    headers: &[(&str, &str)],
+) -> Result<(), ClientError> {
+    let mut h = Headers::new();
+    for (n, v) in headers {
+        h.add(n, v);
+    }
+    framed
+        .send(Frame::SynStream {
+            stream_id,
+            associated_to: 0,
+            priority: 0,
+            slot: 0,
+            flags: 0,
+            headers: h,
+        })
+        .await?;
+    Ok(())
+}
+
+/// Upgrades `url` and opens one stream per `streamtype` in `kinds`, each
+/// waiting for its reply as client-go does; returns the connection, the
+/// chosen subprotocol and the stream ids with their kinds.
+pub async fn open<'a>(
     url: &str,
     protocols: &[&str],
-) -> Result<(Framed<tokio::net::TcpStream, Codec>, String), ClientError> {
+    kinds: &[&'a str],
+) -> Result<(Connection, String, HashMap<u32, &'a str>), ClientError> {
+    let (mut framed, protocol) = upgrade(url, protocols).await?;
+    let mut ids = HashMap::new();
+    for (i, kind) in kinds.iter().enumerate() {
+        let stream_id = 2 * i as u32 + 1;
+        syn(&mut framed, stream_id, &[("streamtype", kind)]).await?;
+        loop {
+            match framed.next().await {
+                Some(Ok(Frame::SynReply { stream_id: s, .. })) if s == stream_id => break,
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(e.into()),
+                None => return Err(ClientError::Protocol("closed during setup".into())),
+            }
+        }
+        ids.insert(stream_id, *kind);
+    }
+    Ok((framed, protocol, ids))
+}
+
+/// Opens the connection and upgrades it; returns the framed SPDY side and
+/// the chosen subprotocol.
+pub async fn upgrade(url: &str, protocols: &[&str]) -> Result<(Connection, String), ClientError> {
     let rest = url
         .strip_prefix("http://")
         .ok_or_else(|| ClientError::Url(url.into()))?;
@@ -280,33 +287,21 @@ pub async fn port_forward(
     let mut next = 1u32;
     for (i, (port, _)) in conns.iter().enumerate() {
         for kind in ["error", "data"] {
-            let mut h = Headers::new();
-            h.add("streamtype", kind)
-                .add("port", &port.to_string())
-                .add("requestid", &i.to_string());
-            framed
-                .send(Frame::SynStream {
-                    stream_id: next,
-                    associated_to: 0,
-                    priority: 0,
-                    slot: 0,
-                    flags: 0,
-                    headers: h,
-                })
-                .await?;
+            let (port, request) = (port.to_string(), i.to_string());
+            let headers = [
+                ("streamtype", kind),
+                ("port", &port),
+                ("requestid", &request),
+            ];
+            syn(&mut framed, next, &headers).await?;
             ids.insert(next, (i, kind == "data"));
             next += 2;
         }
     }
     for (id, (i, is_data)) in &ids {
         if *is_data {
-            framed
-                .send(Frame::Data {
-                    stream_id: *id,
-                    flags: FLAG_FIN,
-                    data: Bytes::copy_from_slice(conns[*i].1),
-                })
-                .await?;
+            let payload = Bytes::copy_from_slice(conns[*i].1);
+            framed.send(Frame::data(*id, FLAG_FIN, payload)).await?;
         }
     }
     let mut out = vec![Forwarded::default(); conns.len()];

@@ -10,6 +10,7 @@ pub mod client;
 mod portforward;
 mod remotecommand;
 mod server;
+mod session;
 mod tokens;
 
 pub use remotecommand::{ExecIo, PROTOCOLS};

@@ -8,11 +8,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
-use tokio_util::codec::Framed;
-use vordr_spdy::{Codec, Frame, Headers, FLAG_FIN};
+use vordr_spdy::{Frame, Headers, FLAG_FIN};
 
 use crate::tokens::PortForwardTarget;
 use crate::Backend;
@@ -26,14 +25,6 @@ struct Pair {
     port: u16,
 }
 
-fn data(stream_id: u32, flags: u8, data: Bytes) -> Frame {
-    Frame::Data {
-        stream_id,
-        flags,
-        data,
-    }
-}
-
 pub(crate) async fn serve_port_forward<IO>(
     io: IO,
     target: PortForwardTarget,
@@ -41,16 +32,7 @@ pub(crate) async fn serve_port_forward<IO>(
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut sink, mut frames) = Framed::new(io, Codec::new()).split();
-    let (out, mut out_rx) = mpsc::channel::<Frame>(64);
-    let writer = tokio::spawn(async move {
-        while let Some(f) = out_rx.recv().await {
-            if sink.send(f).await.is_err() {
-                break;
-            }
-        }
-        let _ = sink.close().await;
-    });
+    let (mut frames, out, writer) = crate::session::start(io);
     let mut pairs: HashMap<String, Pair> = HashMap::new();
     // Client data for each forwarded data stream.
     let mut inbound: HashMap<u32, mpsc::Sender<Bytes>> = HashMap::new();
@@ -144,9 +126,11 @@ async fn forward(
     let fail = |msg: String| {
         let out = out.clone();
         async move {
-            let _ = out.send(data(error_id, 0, Bytes::from(msg))).await;
-            let _ = out.send(data(error_id, FLAG_FIN, Bytes::new())).await;
-            let _ = out.send(data(data_id, FLAG_FIN, Bytes::new())).await;
+            let _ = out.send(Frame::data(error_id, 0, Bytes::from(msg))).await;
+            let _ = out
+                .send(Frame::data(error_id, FLAG_FIN, Bytes::new()))
+                .await;
+            let _ = out.send(Frame::data(data_id, FLAG_FIN, Bytes::new())).await;
         }
     };
     if port == 0 {
@@ -185,7 +169,7 @@ async fn forward(
             match r.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
-                    if o.send(data(data_id, 0, Bytes::copy_from_slice(&buf[..n])))
+                    if o.send(Frame::data(data_id, 0, Bytes::copy_from_slice(&buf[..n])))
                         .await
                         .is_err()
                     {
@@ -194,13 +178,15 @@ async fn forward(
                 }
             }
         }
-        let _ = o.send(data(data_id, FLAG_FIN, Bytes::new())).await;
+        let _ = o.send(Frame::data(data_id, FLAG_FIN, Bytes::new())).await;
     };
     // When the pod's side closes, the client is told at once (its copy to
     // the local connection ends, and it reads the error stream to its end);
     // whatever it still sends goes on until it closes too.
     let to_pod = tokio::spawn(to_pod);
     from_pod.await;
-    let _ = out.send(data(error_id, FLAG_FIN, Bytes::new())).await;
+    let _ = out
+        .send(Frame::data(error_id, FLAG_FIN, Bytes::new()))
+        .await;
     let _ = to_pod.await;
 }

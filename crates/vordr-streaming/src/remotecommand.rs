@@ -10,11 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
-use tokio_util::codec::Framed;
-use vordr_spdy::{Codec, Frame, Headers, FLAG_FIN};
+use vordr_spdy::{Frame, Headers, FLAG_FIN};
 
 use crate::tokens::ExecTarget;
 use crate::Backend;
@@ -68,14 +67,6 @@ fn parse_sizes(buf: &mut Vec<u8>) -> Vec<(u16, u16)> {
     out
 }
 
-fn data(stream_id: u32, flags: u8, data: Bytes) -> Frame {
-    Frame::Data {
-        stream_id,
-        flags,
-        data,
-    }
-}
-
 /// The error-stream payload for an outcome.
 fn outcome_message(protocol: &str, cmd: &[String], r: &Result<i32, String>) -> Option<Vec<u8>> {
     let v4 = protocol == PROTOCOLS[0];
@@ -117,16 +108,7 @@ pub(crate) async fn serve_exec<IO>(
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut sink, mut frames) = Framed::new(io, Codec::new()).split();
-    let (out, mut out_rx) = mpsc::channel::<Frame>(64);
-    let writer = tokio::spawn(async move {
-        while let Some(f) = out_rx.recv().await {
-            if sink.send(f).await.is_err() {
-                break;
-            }
-        }
-        let _ = sink.close().await;
-    });
+    let (mut frames, out, writer) = crate::session::start(io);
 
     // The streams the request asked for, opened by the client.
     let mut wanted = vec!["error"];
@@ -181,13 +163,13 @@ pub(crate) async fn serve_exec<IO>(
             let mut rx = rx;
             while let Some(chunk) = rx.recv().await {
                 if let Some(id) = id {
-                    if out.send(data(id, 0, chunk)).await.is_err() {
+                    if out.send(Frame::data(id, 0, chunk)).await.is_err() {
                         break;
                     }
                 }
             }
             if let Some(id) = id {
-                let _ = out.send(data(id, FLAG_FIN, Bytes::new())).await;
+                let _ = out.send(Frame::data(id, FLAG_FIN, Bytes::new())).await;
             }
         })
     };
@@ -232,9 +214,11 @@ pub(crate) async fn serve_exec<IO>(
     let _ = err_pump.await;
     let error_id = inb.ids["error"];
     if let Some(msg) = outcome_message(protocol, &target.cmd, &result) {
-        let _ = out.send(data(error_id, 0, Bytes::from(msg))).await;
+        let _ = out.send(Frame::data(error_id, 0, Bytes::from(msg))).await;
     }
-    let _ = out.send(data(error_id, FLAG_FIN, Bytes::new())).await;
+    let _ = out
+        .send(Frame::data(error_id, FLAG_FIN, Bytes::new()))
+        .await;
     let _ = out
         .send(Frame::GoAway {
             last_good_stream_id: inb.ids.values().copied().max().unwrap_or(0),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use vordr_streaming::client::{exec, port_forward, upgrade, ClientError};
+use vordr_streaming::client::{exec, open, port_forward, ClientError};
 use vordr_streaming::{Backend, ExecIo, ExecTarget, PortForwardTarget, Server};
 
 /// Runs the command on the host.
@@ -159,24 +159,9 @@ async fn a_vanishing_client_gets_its_process_killed() {
     let pidfile = dir.path().join("pid");
     let script = format!("echo $$ > {}; exec sleep 100", pidfile.display());
     let url = s.exec_url(target(&["sh", "-c", &script], false));
-    let (mut framed, _) = upgrade(&url, &ALL).await.unwrap();
-    use futures::{SinkExt, StreamExt};
-    for (i, kind) in ["error", "stdout", "stderr"].iter().enumerate() {
-        let mut h = vordr_spdy::Headers::new();
-        h.add("streamtype", kind);
-        framed
-            .send(vordr_spdy::Frame::SynStream {
-                stream_id: 2 * i as u32 + 1,
-                associated_to: 0,
-                priority: 0,
-                slot: 0,
-                flags: 0,
-                headers: h,
-            })
-            .await
-            .unwrap();
-        framed.next().await.unwrap().unwrap();
-    }
+    let (framed, _, _) = open(&url, &ALL, &["error", "stdout", "stderr"])
+        .await
+        .unwrap();
     let mut pid = String::new();
     for _ in 0..100 {
         pid = std::fs::read_to_string(&pidfile).unwrap_or_default();

@@ -116,7 +116,7 @@ impl Setup {
         id
     }
 
-    pub async fn status(&mut self, id: &str) -> cri::ContainerStatus {
+    async fn status_result(&mut self, id: &str) -> Result<cri::ContainerStatus, tonic::Status> {
         self.c
             .runtime
             .container_status(cri::ContainerStatusRequest {
@@ -124,23 +124,16 @@ impl Setup {
                 verbose: false,
             })
             .await
-            .unwrap()
-            .into_inner()
-            .status
-            .unwrap()
+            .map(|r| r.into_inner().status.expect("a status"))
+    }
+
+    pub async fn status(&mut self, id: &str) -> cri::ContainerStatus {
+        self.status_result(id).await.unwrap()
     }
 
     /// The code ContainerStatus fails with.
     pub async fn status_err(&mut self, id: &str) -> tonic::Code {
-        self.c
-            .runtime
-            .container_status(cri::ContainerStatusRequest {
-                container_id: id.into(),
-                verbose: false,
-            })
-            .await
-            .unwrap_err()
-            .code()
+        self.status_result(id).await.unwrap_err().code()
     }
 
     pub async fn wait_exit(&mut self, id: &str) -> cri::ContainerStatus {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tonic::Code;
 use vordr_e2e::setup::*;
 use vordr_e2e::*;
-use vordr_streaming::client::{exec, upgrade, ClientError};
+use vordr_streaming::client::{exec, open, ClientError};
 
 const V4: [&str; 2] = ["v4.channel.k8s.io", "channel.k8s.io"];
 
@@ -112,26 +112,9 @@ async fn exec_over_spdy_in_a_real_container() {
     let url = exec_url(&mut s, &id, &["sleep", "4242"], false)
         .await
         .unwrap();
-    let (mut framed, _) = upgrade(&url, &V4).await.unwrap();
-    {
-        use futures::{SinkExt, StreamExt};
-        for (i, kind) in ["error", "stdout", "stderr"].iter().enumerate() {
-            let mut h = vordr_spdy::Headers::new();
-            h.add("streamtype", kind);
-            framed
-                .send(vordr_spdy::Frame::SynStream {
-                    stream_id: 2 * i as u32 + 1,
-                    associated_to: 0,
-                    priority: 0,
-                    slot: 0,
-                    flags: 0,
-                    headers: h,
-                })
-                .await
-                .unwrap();
-            framed.next().await.unwrap().unwrap();
-        }
-    }
+    let (framed, _, _) = open(&url, &V4, &["error", "stdout", "stderr"])
+        .await
+        .unwrap();
     let mut seen = false;
     for _ in 0..100 {
         if sleepers(&mut s, &id).await == 1 {
