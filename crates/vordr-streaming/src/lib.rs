@@ -1,19 +1,22 @@
-//! Vordr's streaming server. The CRI Exec RPC hands out a single-use URL
-//! (a random token that expires after a minute); kubelet or crictl connect
-//! to it, upgrade the HTTP/1.1 connection to SPDY/3.1, negotiate one of the
-//! remotecommand subprotocols and open a stream each for the error channel,
-//! stdin, stdout and stderr. PortForward URLs work alike with the
-//! `portforward.k8s.io` protocol: a pair of streams (data and error) per
-//! forwarded connection. Processes and connections are the [`Backend`]'s.
+//! Vordr's streaming server. The CRI Exec, Attach and PortForward RPCs hand
+//! out single-use URLs (a random token that expires after a minute);
+//! kubelet, crictl or kubectl connect to one and upgrade the HTTP/1.1
+//! connection to SPDY/3.1 or to WebSocket. Exec and attach speak the
+//! remotecommand subprotocols (`channel.k8s.io` and its versions): error,
+//! stdin, stdout, stderr and resize channels, the outcome on the error
+//! channel. Port-forward carries a data and an error channel per forwarded
+//! connection. Processes and connections are the [`Backend`]'s.
 
 pub mod client;
 mod portforward;
 mod remotecommand;
 mod server;
 mod session;
+pub mod spdy;
 mod tokens;
+pub mod websocket;
 
-pub use remotecommand::{ExecIo, PROTOCOLS};
+pub use remotecommand::ExecIo;
 pub use server::{Server, ServerError};
 pub use tokens::{ExecTarget, PortForwardTarget, Target, Tokens, TOKEN_TTL};
 

@@ -1,192 +1,102 @@
-//! The `portforward.k8s.io` protocol over SPDY/3.1, server side: for each
-//! connection it forwards, the client opens an error stream and a data
-//! stream with the same `requestid` and `port`; the server connects to the
-//! port in the pod, copies the data stream both ways, and reports a failure
-//! as text on the error stream. Any number of pairs share one connection.
+//! What port-forwarding means, whatever carries it: each forwarded
+//! connection goes to one port on the pod's loopback (one the request
+//! named, if it named any) and is copied both ways.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::StreamExt;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
-use vordr_spdy::{Frame, Headers, FLAG_FIN};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 
 use crate::tokens::PortForwardTarget;
 use crate::Backend;
 
-pub const PROTOCOL: &str = "portforward.k8s.io";
-
-#[derive(Default)]
-struct Pair {
-    error: Option<u32>,
-    data: Option<u32>,
-    port: u16,
+/// The client's direction of a forwarded connection, still copying after
+/// the pod's side has closed.
+pub(crate) struct ToPod {
+    task: JoinHandle<()>,
+    stop: oneshot::Sender<()>,
 }
 
-pub(crate) async fn serve_port_forward<IO>(
-    io: IO,
-    target: PortForwardTarget,
-    backend: Arc<dyn Backend>,
-) where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut frames, out, writer) = crate::session::start(io);
-    let mut pairs: HashMap<String, Pair> = HashMap::new();
-    // Client data for each forwarded data stream.
-    let mut inbound: HashMap<u32, mpsc::Sender<Bytes>> = HashMap::new();
-    let mut tasks = Vec::new();
-    while let Some(Ok(f)) = frames.next().await {
-        match f {
-            Frame::SynStream {
-                stream_id, headers, ..
-            } => {
-                let _ = out
-                    .send(Frame::SynReply {
-                        stream_id,
-                        flags: 0,
-                        headers: Headers::new(),
-                    })
-                    .await;
-                let request = headers.get("requestid").unwrap_or_default().to_string();
-                let port = headers.get("port").and_then(|p| p.parse::<u16>().ok());
-                let pair = pairs.entry(request.clone()).or_default();
-                match headers.get("streamtype") {
-                    Some("error") => pair.error = Some(stream_id),
-                    Some("data") => pair.data = Some(stream_id),
-                    _ => {
-                        let _ = out
-                            .send(Frame::RstStream {
-                                stream_id,
-                                status: vordr_spdy::rst::PROTOCOL_ERROR,
-                            })
-                            .await;
-                        continue;
-                    }
-                }
-                pair.port = port.unwrap_or(0);
-                if let (Some(e), Some(d)) = (pair.error, pair.data) {
-                    let port = pair.port;
-                    pairs.remove(&request);
-                    let (tx, rx) = mpsc::channel(64);
-                    inbound.insert(d, tx);
-                    tasks.push(tokio::spawn(forward(
-                        backend.clone(),
-                        target.clone(),
-                        port,
-                        e,
-                        d,
-                        rx,
-                        out.clone(),
-                    )));
-                }
-            }
-            Frame::Data {
-                stream_id,
-                flags,
-                data,
-            } => {
-                if let Some(tx) = inbound.get(&stream_id) {
-                    if !data.is_empty() {
-                        let _ = tx.send(data).await;
-                    }
-                    if flags & FLAG_FIN != 0 {
-                        inbound.remove(&stream_id);
-                    }
-                }
-            }
-            Frame::RstStream { stream_id, .. } => {
-                inbound.remove(&stream_id);
-            }
-            Frame::Ping { id } => {
-                let _ = out.send(Frame::Ping { id }).await;
-            }
-            Frame::GoAway { .. } => break,
-            _ => {}
-        }
+impl ToPod {
+    /// Waits until the client closes its side.
+    pub(crate) async fn wait(self) {
+        let ToPod { task, stop } = self;
+        let _ = task.await;
+        drop(stop);
     }
-    // The client is gone: every forwarded connection ends with it.
-    for t in tasks {
-        t.abort();
+
+    /// Writes what the client has sent so far, then closes the pod's side
+    /// (for transports where the client cannot close its side alone).
+    pub(crate) async fn finish(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
     }
-    drop(out);
-    let _ = writer.await;
 }
 
-async fn forward(
-    backend: Arc<dyn Backend>,
-    target: PortForwardTarget,
+/// Connects to `port` in the pod and sends what the pod writes to `out`
+/// (each chunk wrapped by `wrap`) until the pod's side closes; the
+/// client's bytes from `inbound` go on to the pod in the returned
+/// [`ToPod`]. An error is a message for the client's error channel.
+pub(crate) async fn forward<M: Send + 'static>(
+    backend: &Arc<dyn Backend>,
+    target: &PortForwardTarget,
     port: u16,
-    error_id: u32,
-    data_id: u32,
     mut inbound: mpsc::Receiver<Bytes>,
-    out: mpsc::Sender<Frame>,
-) {
-    let fail = |msg: String| {
-        let out = out.clone();
-        async move {
-            let _ = out.send(Frame::data(error_id, 0, Bytes::from(msg))).await;
-            let _ = out
-                .send(Frame::data(error_id, FLAG_FIN, Bytes::new()))
-                .await;
-            let _ = out.send(Frame::data(data_id, FLAG_FIN, Bytes::new())).await;
-        }
-    };
+    out: &mpsc::Sender<M>,
+    wrap: impl Fn(Bytes) -> M,
+) -> Result<ToPod, String> {
     if port == 0 {
-        return fail("a port-forward stream needs a valid port header".into()).await;
+        return Err("a port-forward stream needs a valid port".into());
     }
     if !target.ports.is_empty() && !target.ports.contains(&port) {
-        return fail(format!(
+        return Err(format!(
             "port {port} was not requested for this port-forward (requested: {:?})",
             target.ports
-        ))
-        .await;
+        ));
     }
-    let tcp = match backend.connect(&target.pod_id, port).await {
-        Ok(t) => t,
-        Err(e) => {
-            return fail(format!(
-                "forwarding port {port} to pod {}: {e}",
-                target.pod_id
-            ))
-            .await
-        }
-    };
+    let tcp = backend
+        .connect(&target.pod_id, port)
+        .await
+        .map_err(|e| format!("forwarding port {port} to pod {}: {e}", target.pod_id))?;
     let (mut r, mut w) = tcp.into_split();
-    let to_pod = async move {
-        while let Some(b) = inbound.recv().await {
+    let (stop, mut stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        loop {
+            let b = tokio::select! {
+                biased;
+                _ = &mut stopped => {
+                    while let Ok(b) = inbound.try_recv() {
+                        if w.write_all(&b).await.is_err() {
+                            break;
+                        }
+                    }
+                    break;
+                }
+                b = inbound.recv() => b,
+            };
+            let Some(b) = b else { break };
             if w.write_all(&b).await.is_err() {
                 break;
             }
         }
         let _ = w.shutdown().await;
-    };
-    let o = out.clone();
-    let from_pod = async move {
-        let mut buf = vec![0u8; 32 * 1024];
-        loop {
-            match r.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if o.send(Frame::data(data_id, 0, Bytes::copy_from_slice(&buf[..n])))
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
+    });
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        match r.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if out
+                    .send(wrap(Bytes::copy_from_slice(&buf[..n])))
+                    .await
+                    .is_err()
+                {
+                    break;
                 }
             }
         }
-        let _ = o.send(Frame::data(data_id, FLAG_FIN, Bytes::new())).await;
-    };
-    // When the pod's side closes, the client is told at once (its copy to
-    // the local connection ends, and it reads the error stream to its end);
-    // whatever it still sends goes on until it closes too.
-    let to_pod = tokio::spawn(to_pod);
-    from_pod.await;
-    let _ = out
-        .send(Frame::data(error_id, FLAG_FIN, Bytes::new()))
-        .await;
-    let _ = to_pod.await;
+    }
+    Ok(ToPod { task, stop })
 }

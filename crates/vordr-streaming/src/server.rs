@@ -1,23 +1,21 @@
-//! The HTTP side: one listener (127.0.0.1 by default), `/exec/<token>`
-//! URLs, the SPDY/3.1 upgrade and the subprotocol negotiation.
+//! The HTTP side: one listener (127.0.0.1 by default), `/exec/<token>`,
+//! `/attach/<token>` and `/portforward/<token>` URLs, and the upgrade to
+//! SPDY/3.1 or WebSocket, whichever the client asks for.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{CONNECTION, UPGRADE};
+use hyper::header::{HeaderValue, CONNECTION, UPGRADE};
+use hyper::upgrade::Upgraded;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
-use crate::portforward::{serve_port_forward, PROTOCOL as PORT_FORWARD};
-use crate::remotecommand::{serve_exec, PROTOCOLS};
 use crate::tokens::{ExecTarget, PortForwardTarget, Target, Tokens};
-use crate::Backend;
-
-const PROTOCOL_HEADER: &str = "x-stream-protocol-version";
-const SPDY: &str = "SPDY/3.1";
+use crate::{spdy, websocket, Backend};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -125,49 +123,71 @@ impl Server {
             }
         };
         let upgrade = header_values(&req, UPGRADE.as_str());
-        if !upgrade.iter().any(|u| u.eq_ignore_ascii_case(SPDY)) {
-            return reply(
+        let switch = if upgrade
+            .iter()
+            .any(|u| u.eq_ignore_ascii_case(websocket::UPGRADE))
+        {
+            websocket::accept(&req, target, backend)
+        } else if upgrade
+            .iter()
+            .any(|u| u.eq_ignore_ascii_case(spdy::UPGRADE))
+        {
+            spdy::accept(&req, target, backend)
+        } else {
+            Err((
                 StatusCode::BAD_REQUEST,
-                format!("unsupported upgrade {upgrade:?}: this server speaks {SPDY}\n"),
-            );
-        }
-        let offered = header_values(&req, PROTOCOL_HEADER);
-        let protocol = match &target {
-            Target::Exec(_) | Target::Attach(_) => negotiate(&offered),
-            Target::PortForward(_) => negotiate_among(&offered, &[PORT_FORWARD]),
+                format!(
+                    "unsupported upgrade {upgrade:?}: this server speaks {} and {}\n",
+                    spdy::UPGRADE,
+                    websocket::UPGRADE
+                ),
+            ))
         };
-        let protocol = match protocol {
-            Ok(p) => p,
-            Err(msg) => return reply(StatusCode::FORBIDDEN, msg),
+        let Switch { headers, serve } = match switch {
+            Ok(s) => s,
+            Err((status, msg)) => return reply(status, msg),
         };
+        let on_upgrade = hyper::upgrade::on(req);
         tokio::spawn(async move {
-            let up = match hyper::upgrade::on(req).await {
-                Ok(up) => TokioIo::new(up),
-                Err(e) => {
-                    tracing::warn!("streaming upgrade failed: {e}");
-                    return;
-                }
-            };
-            match target {
-                Target::Exec(t) => serve_exec(up, protocol, t, backend, false).await,
-                Target::Attach(t) => serve_exec(up, protocol, t, backend, true).await,
-                Target::PortForward(t) => serve_port_forward(up, t, backend).await,
+            match on_upgrade.await {
+                Ok(up) => serve(TokioIo::new(up)).await,
+                Err(e) => tracing::warn!("streaming upgrade failed: {e}"),
             }
         });
         let mut r = Response::new(Full::new(Bytes::new()));
         *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
         let h = r.headers_mut();
-        h.insert(CONNECTION, "Upgrade".parse().expect("valid header"));
-        h.insert(UPGRADE, SPDY.parse().expect("valid header"));
-        if !protocol.is_empty() {
-            h.insert(PROTOCOL_HEADER, protocol.parse().expect("valid header"));
+        h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+        for (name, value) in headers {
+            match HeaderValue::from_str(&value) {
+                Ok(v) => {
+                    h.insert(name, v);
+                }
+                Err(_) => return reply(StatusCode::INTERNAL_SERVER_ERROR, "bad header\n".into()),
+            }
         }
         r
     }
 }
 
+/// A refused request: its status and the message for the body.
+pub(crate) type Refusal = (StatusCode, String);
+
+pub(crate) fn forbidden(msg: String) -> Refusal {
+    (StatusCode::FORBIDDEN, msg)
+}
+
+/// Runs a session on the upgraded connection.
+pub(crate) type Serve = Box<dyn FnOnce(TokioIo<Upgraded>) -> BoxFuture<'static, ()> + Send>;
+
+/// An accepted upgrade: the 101 response's headers and the session.
+pub(crate) struct Switch {
+    pub headers: Vec<(&'static str, String)>,
+    pub serve: Serve,
+}
+
 /// Every value of a header, comma lists split.
-fn header_values(req: &Request<Incoming>, name: &str) -> Vec<String> {
+pub(crate) fn header_values(req: &Request<Incoming>, name: &str) -> Vec<String> {
     req.headers()
         .get_all(name)
         .iter()
@@ -178,18 +198,16 @@ fn header_values(req: &Request<Incoming>, name: &str) -> Vec<String> {
         .collect()
 }
 
-/// The first of our protocols the client offers; "" (the original
-/// protocol) when it offers none; an error listing both sides otherwise.
-pub(crate) fn negotiate(offered: &[String]) -> Result<&'static str, String> {
-    negotiate_among(offered, &PROTOCOLS)
-}
-
-fn negotiate_among(offered: &[String], ours: &[&'static str]) -> Result<&'static str, String> {
+/// The client's first offered protocol that is among `ours`, as
+/// kubelet's streaming server picks; "" (the original protocol) when it
+/// offers none; an error listing both sides otherwise.
+pub(crate) fn negotiate(offered: &[String], ours: &[&'static str]) -> Result<&'static str, String> {
     if offered.is_empty() {
         return Ok("");
     }
-    ours.iter()
-        .find(|p| offered.iter().any(|o| o == *p))
+    offered
+        .iter()
+        .find_map(|o| ours.iter().find(|p| *p == o))
         .copied()
         .ok_or_else(|| {
             format!(
@@ -209,25 +227,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn negotiation_prefers_the_newest_common_protocol() {
+    fn negotiation_takes_the_clients_first_served_protocol() {
         let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let spdy = &crate::spdy::PROTOCOLS;
         assert_eq!(
-            negotiate(&v(&[
-                "channel.k8s.io",
-                "v4.channel.k8s.io",
-                "v3.channel.k8s.io"
-            ])),
+            negotiate(
+                &v(&["v4.channel.k8s.io", "v3.channel.k8s.io", "channel.k8s.io"]),
+                spdy
+            ),
             Ok("v4.channel.k8s.io")
         );
         assert_eq!(
-            negotiate(&v(&["v2.channel.k8s.io"])),
+            negotiate(&v(&["v9.channel.k8s.io", "v2.channel.k8s.io"]), spdy),
             Ok("v2.channel.k8s.io")
         );
-        assert_eq!(negotiate(&[]), Ok(""));
-        let e = negotiate(&v(&["v5.channel.k8s.io"])).unwrap_err();
+        assert_eq!(
+            negotiate(&v(&["channel.k8s.io", "v4.channel.k8s.io"]), spdy),
+            Ok("channel.k8s.io")
+        );
+        assert_eq!(negotiate(&[], spdy), Ok(""));
+        let e = negotiate(&v(&["v5.channel.k8s.io"]), spdy).unwrap_err();
         assert!(
             e.contains("v4.channel.k8s.io") && e.contains("v5.channel.k8s.io"),
             "{e}"
+        );
+        let ws = &crate::websocket::EXEC_PROTOCOLS;
+        assert_eq!(
+            negotiate(&v(&["v4.base64.channel.k8s.io", "v4.channel.k8s.io"]), ws),
+            Ok("v4.base64.channel.k8s.io")
         );
     }
 }

@@ -313,7 +313,7 @@ const FORWARD_BYTES: usize = 64 << 20;
 
 /// Exec round trips and port-forward downloads in one pod.
 async fn streaming(c: &mut CriClient, img: &str, a: &BenchArgs, s: &mut Samples) -> Result<()> {
-    use vordr_streaming::client;
+    use vordr_streaming::client::spdy as client;
     let tag = format!("s{}", std::process::id());
     let (pod_id, id, _) = start_pod_with_container(c, img, &tag, 0).await?;
     let exec_row = "Exec echo (round trip)";

@@ -1,13 +1,15 @@
-//! Exec through the streaming server against real containers, with the
-//! project's own SPDY client: output, stdin, stderr, exit codes, bad
-//! requests, and a client that vanishes mid-stream.
+//! Exec, attach and port-forward through the streaming server against
+//! real containers, with the project's own SPDY and WebSocket clients:
+//! output, stdin, stderr, terminals, exit codes, bad requests, and a
+//! client that vanishes mid-stream.
 
 use std::time::Duration;
 
 use tonic::Code;
 use vordr_e2e::setup::*;
 use vordr_e2e::*;
-use vordr_streaming::client::{exec, open, ClientError};
+use vordr_streaming::client::spdy::{exec, exec_tty, open, port_forward};
+use vordr_streaming::client::{websocket, ClientError};
 
 const V4: [&str; 2] = ["v4.channel.k8s.io", "channel.k8s.io"];
 
@@ -28,6 +30,45 @@ async fn exec_url(
         })
         .await
         .map(|r| r.into_inner().url)
+}
+
+/// An Exec URL with a terminal: stdin and stdout, no stderr.
+async fn tty_url(s: &mut Setup, id: &str, cmd: &[&str]) -> String {
+    s.c.runtime
+        .exec(cri::ExecRequest {
+            container_id: id.into(),
+            cmd: cmd.iter().map(|c| c.to_string()).collect(),
+            tty: true,
+            stdin: true,
+            stdout: true,
+            stderr: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .url
+}
+
+/// Waits until `n` processes in the container run `sleep 4242`.
+async fn sleepers_become(s: &mut Setup, id: &str, n: usize) -> bool {
+    for _ in 0..100 {
+        if sleepers(s, id).await == n {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// The exec FIFOs left in the container's bundle.
+fn exec_fifos(s: &Setup, id: &str) -> Vec<String> {
+    let bundle = s.d.run_dir.join("bundles").join(id);
+    std::fs::read_dir(&bundle)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(".stdout") || n.ends_with(".stderr") || n.ends_with(".stdin"))
+        .collect()
 }
 
 async fn sleepers(s: &mut Setup, id: &str) -> usize {
@@ -63,24 +104,8 @@ async fn exec_over_spdy_in_a_real_container() {
     assert_eq!(out.exit_code(), Some(0));
     // With a terminal: one stream of output through a pty (CRLF line
     // ends), sized as the client said.
-    let url =
-        s.c.runtime
-            .exec(cri::ExecRequest {
-                container_id: id.clone(),
-                cmd: ["sh", "-c", "read x; echo got-$x; stty size"]
-                    .iter()
-                    .map(|c| c.to_string())
-                    .collect(),
-                tty: true,
-                stdin: true,
-                stdout: true,
-                stderr: false,
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .url;
-    let out = vordr_streaming::client::exec_tty(&url, &V4, Some(b"abc\n"), (100, 30))
+    let url = tty_url(&mut s, &id, &["sh", "-c", "read x; echo got-$x; stty size"]).await;
+    let out = exec_tty(&url, &V4, Some(b"abc\n"), (100, 30))
         .await
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string();
@@ -115,33 +140,17 @@ async fn exec_over_spdy_in_a_real_container() {
     let (framed, _, _) = open(&url, &V4, &["error", "stdout", "stderr"])
         .await
         .unwrap();
-    let mut seen = false;
-    for _ in 0..100 {
-        if sleepers(&mut s, &id).await == 1 {
-            seen = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(seen, "the exec never started");
+    assert!(
+        sleepers_become(&mut s, &id, 1).await,
+        "the exec never started"
+    );
     drop(framed);
-    let mut gone = false;
-    for _ in 0..100 {
-        if sleepers(&mut s, &id).await == 0 {
-            gone = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(gone, "the exec outlived its client");
+    assert!(
+        sleepers_become(&mut s, &id, 0).await,
+        "the exec outlived its client"
+    );
     // Its FIFOs are gone too.
-    let bundle = s.d.run_dir.join("bundles").join(&id);
-    let fifos: Vec<_> = std::fs::read_dir(&bundle)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().to_string())
-        .filter(|n| n.ends_with(".stdout") || n.ends_with(".stderr") || n.ends_with(".stdin"))
-        .collect();
+    let fifos = exec_fifos(&s, &id);
     assert!(fifos.is_empty(), "{fifos:?}");
 
     // Bad requests name the field.
@@ -192,6 +201,75 @@ async fn exec_over_spdy_in_a_real_container() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn exec_over_websocket_in_a_real_container() {
+    let Some(mut s) = setup("wsexec").await else {
+        return;
+    };
+    let pod = s.pod("ws-pod", "").await;
+    let cfg = s.config("app", &["sleep", "1000"]);
+    let id = s.run(&pod, cfg).await;
+
+    let script = ["sh", "-c", "echo out; hostname; echo err >&2; exit 4"];
+    let url = exec_url(&mut s, &id, &script, false).await.unwrap();
+    let out = websocket::exec(&url, &["v4.channel.k8s.io"], None)
+        .await
+        .unwrap();
+    assert_eq!(out.protocol, "v4.channel.k8s.io");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out\nws-pod\n");
+    assert_eq!(out.stderr, b"err\n");
+    assert_eq!(out.exit_code(), Some(4));
+    // Base64 text channels carry any byte.
+    let url = exec_url(&mut s, &id, &["sh", "-c", "printf 'a\\001\\377b'"], false)
+        .await
+        .unwrap();
+    let out = websocket::exec(&url, &["v4.base64.channel.k8s.io"], None)
+        .await
+        .unwrap();
+    assert_eq!(out.protocol, "v4.base64.channel.k8s.io");
+    assert_eq!(out.stdout, b"a\x01\xffb");
+    assert_eq!(out.exit_code(), Some(0));
+
+    // v5 closes stdin: 2 MiB through cat and back.
+    let input: Vec<u8> = (0..2 << 20).map(|i| (i % 251) as u8).collect();
+    let url = exec_url(&mut s, &id, &["cat"], true).await.unwrap();
+    let out = websocket::exec(&url, &["v5.channel.k8s.io"], Some(&input))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout.len(), input.len());
+    assert!(out.stdout == input);
+    assert_eq!(out.exit_code(), Some(0));
+
+    // A terminal, sized as the client said (v4: the shell reads one line).
+    let url = tty_url(&mut s, &id, &["sh", "-c", "read x; echo got-$x; stty size"]).await;
+    let out = websocket::exec_tty(&url, &["v4.channel.k8s.io"], Some(b"xyz\n"), (120, 40))
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("got-xyz\r\n"), "{text:?}");
+    assert!(text.contains("40 120"), "{text:?}");
+    assert_eq!(out.exit_code(), Some(0));
+
+    // A client that vanishes: its process is killed, its FIFOs removed.
+    let url = exec_url(&mut s, &id, &["sleep", "4242"], false)
+        .await
+        .unwrap();
+    let (ws, _) = websocket::connect(&url, &["v4.channel.k8s.io"])
+        .await
+        .unwrap();
+    assert!(
+        sleepers_become(&mut s, &id, 1).await,
+        "the exec never started"
+    );
+    drop(ws);
+    assert!(
+        sleepers_become(&mut s, &id, 0).await,
+        "the exec outlived its client"
+    );
+    let fifos = exec_fifos(&s, &id);
+    assert!(fifos.is_empty(), "{fifos:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn port_forward_into_a_pod() {
     let Some(mut s) = setup("pfwd").await else {
         return;
@@ -226,9 +304,7 @@ async fn port_forward_into_a_pod() {
     let mut answered = None;
     for _ in 0..50 {
         let u = url(&mut s, vec![8080]).await.unwrap();
-        let got = vordr_streaming::client::port_forward(&u, &[(8080, get), (8080, get)])
-            .await
-            .unwrap();
+        let got = port_forward(&u, &[(8080, get), (8080, get)]).await.unwrap();
         if got.iter().all(|g| g.error.is_empty()) {
             answered = Some(got);
             break;
@@ -241,9 +317,26 @@ async fn port_forward_into_a_pod() {
         assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
         assert!(text.ends_with("hello-pf\n"), "{text}");
     }
+    // Over WebSocket: both connections on one upgrade, channels opened
+    // with the port number.
+    let u = url(&mut s, vec![8080]).await.unwrap();
+    let got = websocket::port_forward(&u, &["v4.channel.k8s.io"], &[(8080, get), (8080, get)])
+        .await
+        .unwrap();
+    for g in &got {
+        let text = String::from_utf8_lossy(&g.data);
+        assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+        assert!(text.ends_with("hello-pf\n"), "{text}");
+    }
     // A port nobody listens on: the error stream says so.
     let u = url(&mut s, vec![]).await.unwrap();
-    let got = vordr_streaming::client::port_forward(&u, &[(9, b"x")])
+    let got = port_forward(&u, &[(9, b"x")]).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&got[0].error).contains("connecting to port 9"),
+        "{got:?}"
+    );
+    let u = url(&mut s, vec![]).await.unwrap();
+    let got = websocket::port_forward(&u, &["v4.base64.channel.k8s.io"], &[(9, b"x")])
         .await
         .unwrap();
     assert!(
@@ -267,6 +360,21 @@ async fn port_forward_into_a_pod() {
     assert_eq!(e.code(), Code::NotFound);
 }
 
+async fn attach_url(s: &mut Setup, id: &str) -> String {
+    s.c.runtime
+        .attach(cri::AttachRequest {
+            container_id: id.into(),
+            stdin: true,
+            tty: false,
+            stdout: true,
+            stderr: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .url
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn attach_to_a_shell() {
     let Some(mut s) = setup("attach").await else {
@@ -276,20 +384,8 @@ async fn attach_to_a_shell() {
     let mut cfg = s.config("sh", &["sh"]);
     cfg.stdin = true;
     cfg.stdin_once = true;
-    let id = s.run(&pod, cfg).await;
-    let url =
-        s.c.runtime
-            .attach(cri::AttachRequest {
-                container_id: id.clone(),
-                stdin: true,
-                tty: false,
-                stdout: true,
-                stderr: true,
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .url;
+    let id = s.run(&pod, cfg.clone()).await;
+    let url = attach_url(&mut s, &id).await;
     assert!(url.contains("/attach/"), "{url}");
     // The shell runs what it reads, on its stdout and stderr; closing our
     // input closes its stdin (stdin_once): it exits, and the attach ends.
@@ -307,6 +403,20 @@ async fn attach_to_a_shell() {
     assert_eq!(out.exit_code(), Some(0));
     let st = s.wait_exit(&id).await;
     assert_eq!(st.exit_code, 0);
+    // Over WebSocket v5, which can close stdin too.
+    cfg.metadata.as_mut().unwrap().name = "sh2".into();
+    let id2 = s.run(&pod, cfg).await;
+    let url = attach_url(&mut s, &id2).await;
+    let out = websocket::exec(
+        &url,
+        &["v5.channel.k8s.io"],
+        Some(b"echo ws-$((4+3)); echo ws-err >&2; exit 9\n"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ws-7\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "ws-err\n");
+    assert_eq!(s.wait_exit(&id2).await.exit_code, 9);
     // Attach to a container that is not running is refused.
     let e =
         s.c.runtime

@@ -1,7 +1,8 @@
-//! A remotecommand client over SPDY/3.1, for tests and operator tools: it
+//! The client over SPDY/3.1, as client-go (kubectl, crictl) speaks it: it
 //! upgrades a connection to an exec URL, opens the streams the way
 //! client-go does (error, stdin, stdout, stderr, each waiting for its
-//! reply), sends stdin and collects the output and the outcome.
+//! reply), sends stdin and collects the output and the outcome; or
+//! forwards connections to a port-forward URL.
 
 use std::collections::HashMap;
 
@@ -11,47 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::codec::Framed;
 use vordr_spdy::{Codec, Frame, Headers, FLAG_FIN};
 
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    #[error("bad streaming URL {0:?}")]
-    Url(String),
-    #[error("connecting: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("the server answered {status}: {body}")]
-    Refused { status: u16, body: String },
-    #[error("SPDY: {0}")]
-    Spdy(#[from] vordr_spdy::SpdyError),
-    #[error("protocol: {0}")]
-    Protocol(String),
-}
-
-/// What an exec produced.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct ExecOutput {
-    /// The subprotocol the server chose.
-    pub protocol: String,
-    pub stdout: Vec<u8>,
-    pub stderr: Vec<u8>,
-    /// What the error stream carried (a Status JSON from v4 on).
-    pub error: Vec<u8>,
-}
-
-impl ExecOutput {
-    /// The exit code a v4 Status reports (0 for Success).
-    pub fn exit_code(&self) -> Option<i32> {
-        let v: serde_json::Value = serde_json::from_slice(&self.error).ok()?;
-        if v["status"] == "Success" {
-            return Some(0);
-        }
-        v["details"]["causes"]
-            .as_array()?
-            .iter()
-            .find(|c| c["reason"] == "ExitCode")?["message"]
-            .as_str()?
-            .parse()
-            .ok()
-    }
-}
+use super::{split_url, ClientError, ExecOutput, Forwarded};
 
 /// Upgrades `url` (http://host:port/path) offering `protocols`, then runs
 /// the exec: `stdin` is sent and closed when given; stdout and stderr are
@@ -205,12 +166,7 @@ pub async fn open<'a>(
 /// Opens the connection and upgrades it; returns the framed SPDY side and
 /// the chosen subprotocol.
 pub async fn upgrade(url: &str, protocols: &[&str]) -> Result<(Connection, String), ClientError> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| ClientError::Url(url.into()))?;
-    let (host, path) = rest
-        .split_once('/')
-        .ok_or_else(|| ClientError::Url(url.into()))?;
+    let (host, path) = split_url(url)?;
     let mut tcp = tokio::net::TcpStream::connect(host).await?;
     let mut req = format!(
         "POST /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nContent-Length: 0\r\n"
@@ -263,15 +219,6 @@ pub async fn upgrade(url: &str, protocols: &[&str]) -> Result<(Connection, Strin
         })
         .unwrap_or_default();
     Ok((Framed::new(tcp, Codec::new()), protocol))
-}
-
-/// What one forwarded connection produced.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Forwarded {
-    /// Bytes the pod's port sent back.
-    pub data: Vec<u8>,
-    /// What the error stream carried (empty when all went well).
-    pub error: Vec<u8>,
 }
 
 /// Forwards one connection per `(port, payload)` over a single upgraded

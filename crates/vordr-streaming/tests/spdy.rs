@@ -1,89 +1,14 @@
-//! The streaming server end to end over loopback, with a backend that runs
-//! the command as a host process: negotiation, single-use tokens, stdin,
-//! stdout, stderr, exit codes per protocol version, a vanishing client.
+//! The streaming server over SPDY/3.1, end to end over loopback with host
+//! processes and ports: negotiation, single-use tokens, stdin, stdout,
+//! stderr, exit codes per protocol version, a vanishing client, many
+//! forwarded connections on one upgrade.
 
-use std::sync::Arc;
-use std::time::Duration;
+mod common;
 
-use bytes::Bytes;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use vordr_streaming::client::{exec, open, port_forward, ClientError};
-use vordr_streaming::{Backend, ExecIo, ExecTarget, PortForwardTarget, Server};
-
-/// Runs the command on the host.
-struct HostBackend;
-
-#[async_trait::async_trait]
-impl Backend for HostBackend {
-    async fn exec(&self, t: &ExecTarget, io: ExecIo) -> Result<i32, String> {
-        let mut cmd = tokio::process::Command::new(&t.cmd[0]);
-        cmd.args(&t.cmd[1..])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = cmd.spawn().map_err(|e| e.to_string())?;
-        let mut child_in = child.stdin.take().unwrap();
-        let stdin = io.stdin;
-        let feed = tokio::spawn(async move {
-            if let Some(mut rx) = stdin {
-                while let Some(b) = rx.recv().await {
-                    if child_in.write_all(&b).await.is_err() {
-                        break;
-                    }
-                }
-            }
-        });
-        let copy = |mut r: Box<dyn tokio::io::AsyncRead + Unpin + Send>,
-                    tx: Option<tokio::sync::mpsc::Sender<Bytes>>| {
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 16384];
-                while let Ok(n) = r.read(&mut buf).await {
-                    if n == 0 {
-                        break;
-                    }
-                    if let Some(tx) = &tx {
-                        let _ = tx.send(Bytes::copy_from_slice(&buf[..n])).await;
-                    }
-                }
-            })
-        };
-        let o = copy(Box::new(child.stdout.take().unwrap()), io.stdout);
-        let e = copy(Box::new(child.stderr.take().unwrap()), io.stderr);
-        let status = child.wait().await.map_err(|e| e.to_string())?;
-        let _ = o.await;
-        let _ = e.await;
-        feed.abort();
-        Ok(status.code().unwrap_or(-1))
-    }
-
-    async fn attach(&self, _t: &ExecTarget, _io: ExecIo) -> Result<(), String> {
-        Err("the host has no container to attach to".into())
-    }
-
-    async fn connect(&self, _pod: &str, port: u16) -> Result<tokio::net::TcpStream, String> {
-        tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .map_err(|e| e.to_string())
-    }
-}
-
-async fn server() -> Arc<Server> {
-    Server::start("127.0.0.1:0".parse().unwrap(), Arc::new(HostBackend))
-        .await
-        .unwrap()
-}
-
-fn target(cmd: &[&str], stdin: bool) -> ExecTarget {
-    ExecTarget {
-        container_id: "host".into(),
-        cmd: cmd.iter().map(|s| s.to_string()).collect(),
-        tty: false,
-        stdin,
-        stdout: true,
-        stderr: true,
-    }
-}
+use common::*;
+use vordr_streaming::client::spdy::{exec, open, port_forward};
+use vordr_streaming::client::ClientError;
+use vordr_streaming::PortForwardTarget;
 
 const ALL: [&str; 4] = [
     "v4.channel.k8s.io",
@@ -156,53 +81,14 @@ async fn tokens_are_single_use_and_protocols_are_negotiated() {
 async fn a_vanishing_client_gets_its_process_killed() {
     let s = server().await;
     let dir = tempfile::tempdir().unwrap();
-    let pidfile = dir.path().join("pid");
-    let script = format!("echo $$ > {}; exec sleep 100", pidfile.display());
-    let url = s.exec_url(target(&["sh", "-c", &script], false));
+    let (target, pidfile) = sleeper(dir.path());
+    let url = s.exec_url(target);
     let (framed, _, _) = open(&url, &ALL, &["error", "stdout", "stderr"])
         .await
         .unwrap();
-    let mut pid = String::new();
-    for _ in 0..100 {
-        pid = std::fs::read_to_string(&pidfile).unwrap_or_default();
-        if !pid.trim().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let proc_dir = format!("/proc/{}", pid.trim());
-    assert!(std::path::Path::new(&proc_dir).exists());
+    let pid = started(&pidfile).await;
     drop(framed);
-    for _ in 0..100 {
-        let zombie_or_gone = std::fs::read_to_string(format!("{proc_dir}/stat"))
-            .map(|s| s.contains(") Z "))
-            .unwrap_or(true);
-        if zombie_or_gone {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the process outlived its client");
-}
-
-/// A TCP server on the host that answers each connection with "<n>:" and
-/// what it read, upper-cased, then closes.
-async fn upper_server() -> u16 {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = l.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        let mut n = 0;
-        while let Ok((mut c, _)) = l.accept().await {
-            n += 1;
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let _ = c.read_to_end(&mut buf).await;
-                let _ = c.write_all(format!("{n}:").as_bytes()).await;
-                let _ = c.write_all(&buf.to_ascii_uppercase()).await;
-            });
-        }
-    });
-    port
+    assert!(dies(pid).await, "the process outlived its client");
 }
 
 #[tokio::test]
@@ -236,10 +122,7 @@ async fn port_forward_carries_many_connections_on_one_upgrade() {
     assert!(text(&got[2].data).ends_with(':'));
 
     // A closed port and a port the URL was not for: errors on the error stream.
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let closed = closed_port();
     let url = s.port_forward_url(PortForwardTarget {
         pod_id: "host".into(),
         ports: vec![closed, port],
