@@ -12,6 +12,8 @@ PACKAGES=(
   # tests and benchmarks: local registry, image building, reference runtime
   docker-registry skopeo umoci busybox-static catatonit jq iputils-ping curl
   containerd containernetworking-plugins
+  # a third-party WebSocket streaming client (run by Debian's /usr/bin/python3)
+  python3-kubernetes
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
+use vordr_e2e::setup::Setup;
 use vordr_e2e::*;
 
 /// A gRPC C-core client (Python grpcio >= 1.57, installed by
@@ -243,4 +244,97 @@ async fn crictl_drives_the_pod_lifecycle() {
     run(&["stopp", &pod]);
     run(&["rmp", &pod]);
     assert_eq!(run(&["ps", "-a", "-q"]), "");
+}
+
+/// The Kubernetes Python client's WebSocket code (Debian's
+/// python3-kubernetes, installed by scripts/setup.sh, run by Debian's own
+/// python3): exec with output, stdin and an exit code, and a port-forward,
+/// over `v4.channel.k8s.io` against real containers.
+#[tokio::test(flavor = "multi_thread")]
+async fn kubernetes_python_client_over_websocket() {
+    let Some(mut s) = vordr_e2e::setup::setup("k8spy").await else {
+        return;
+    };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/kubernetes_ws.py");
+    let python = |args: &[&str]| -> serde_json::Value {
+        let out = Command::new("/usr/bin/python3")
+            .arg(&script)
+            .args(args)
+            .output()
+            .expect("/usr/bin/python3 (scripts/setup.sh installs python3-kubernetes)");
+        assert!(
+            out.status.success(),
+            "kubernetes client {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let pod = s.pod("k8spy-pod", "").await;
+    let web = "mkdir -p /tmp/www && echo hello-k8s > /tmp/www/index.html && \
+               exec busybox httpd -f -p 127.0.0.1:8080 -h /tmp/www";
+    let cfg = s.config("app", &["sh", "-c", web]);
+    let id = s.run(&pod, cfg).await;
+    let exec_url = |s: &mut Setup, cmd: &[&str], stdin: bool| {
+        let mut c = s.c.clone();
+        let (id, cmd) = (id.clone(), cmd.iter().map(|c| c.to_string()).collect());
+        async move {
+            c.runtime
+                .exec(cri::ExecRequest {
+                    container_id: id,
+                    cmd,
+                    tty: false,
+                    stdin,
+                    stdout: true,
+                    stderr: true,
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .url
+        }
+    };
+
+    let url = exec_url(
+        &mut s,
+        &["sh", "-c", "hostname; echo oops >&2; exit 3"],
+        false,
+    )
+    .await;
+    let got = python(&["exec", &url]);
+    assert_eq!(got["stdout"], "k8spy-pod\n", "{got}");
+    assert_eq!(got["stderr"], "oops\n", "{got}");
+    assert_eq!(got["returncode"], 3, "{got}");
+    let url = exec_url(&mut s, &["sh", "-c", "read x; echo got-$x"], true).await;
+    let got = python(&["exec", &url, "from-python\n"]);
+    assert_eq!(got["stdout"], "got-from-python\n", "{got}");
+    assert_eq!(got["returncode"], 0, "{got}");
+
+    // httpd may still be starting: retry a few times.
+    let mut last = serde_json::Value::Null;
+    for _ in 0..50 {
+        let mut c = s.c.clone();
+        let url = c
+            .runtime
+            .port_forward(cri::PortForwardRequest {
+                pod_sandbox_id: pod.0.clone(),
+                port: vec![8080],
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .url;
+        last = python(&[
+            "portforward",
+            &url,
+            "8080",
+            "GET /index.html HTTP/1.0\r\n\r\n",
+        ]);
+        if last["error"].is_null() && last["data"].as_str().unwrap_or("").contains("hello-k8s") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let data = last["data"].as_str().unwrap_or_default();
+    assert!(data.starts_with("HTTP/1.1 200 OK"), "{last}");
+    assert!(data.ends_with("hello-k8s\n"), "{last}");
 }
