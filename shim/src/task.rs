@@ -23,7 +23,7 @@ use vordr_shim_api::{CreateOptions, ExitRecord, CREATE_OPTIONS_TYPE, REOPEN_LOG_
 use crate::attach::{self, Attach, StdinTarget, Tee};
 use crate::crilog::CriLog;
 use crate::exit::{now_ns, oom_killed, write_record};
-use crate::runtime::{self, OciRuntime, ProcessIo};
+use crate::runtime::{self, OciRuntime, ProcessIo, Started};
 use crate::shim::protobuf_timestamp;
 
 /// How often an idle shim trims its working set.
@@ -917,6 +917,31 @@ impl Task for TaskService {
 }
 
 impl TaskService {
+    /// Marks an exec running, its exit the one of `reaped` (which may have
+    /// come already): the helper's, or the process's own when `detached`.
+    fn track_exec(&self, exec_id: &str, reaped: i32, detached: bool, pty: Option<Arc<OwnedFd>>) {
+        let mut st = self.lock();
+        if let Some(p) = st.execs.get_mut(exec_id) {
+            if detached {
+                p.pid = reaped;
+            }
+            p.reaped_pid = reaped;
+            p.state = PState::Running;
+            p.pty = pty;
+        }
+        if let Some(code) = st.early.remove(&reaped) {
+            drop(st);
+            on_exit(
+                &self.state,
+                &self.id,
+                &self.namespace,
+                &self.events_address,
+                reaped,
+                code,
+            );
+        }
+    }
+
     /// Starts a registered exec through the runtime; returns its pid.
     fn start_exec(&self, id: &str, exec_id: &str, rt: &dyn OciRuntime) -> TtrpcResult<i32> {
         let (spec, stdin, stdout, stderr, terminal, bundle, init_pid) = {
@@ -945,7 +970,31 @@ impl TaskService {
         let pid_file = bundle.join(format!("exec-{exec_id}.pid"));
         std::fs::write(&process_json, &spec).map_err(|e| internal(format!("exec spec: {e}")))?;
         let _ = std::fs::remove_file(&pid_file);
-        let (io, pty) = if terminal {
+        let console = terminal && rt.exec_console();
+        let mut listener = None;
+        let (io, pty) = if console {
+            // The runtime's pty, from the container's devpts.
+            let dir = std::env::var_os(vordr_shim_api::SOCKET_DIR_ENV)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/run/vordr/s"));
+            let sock = vordr_shim_api::socket_path(&dir, &format!("{id}.{exec_id}.console"));
+            let _ = std::fs::remove_file(&sock);
+            let l = std::os::unix::net::UnixListener::bind(&sock)
+                .map_err(|e| internal(format!("console socket: {e}")))?;
+            listener = Some((l, sock.clone()));
+            let null = || {
+                File::open("/dev/null")
+                    .map(OwnedFd::from)
+                    .map_err(|e| internal(e.to_string()))
+            };
+            let io = ProcessIo {
+                stdin: null()?,
+                stdout: null()?,
+                stderr: null()?,
+                console_socket: Some(sock),
+            };
+            (io, None)
+        } else if terminal {
             // A pty of our own: its slave is the process's stdio (and, for
             // nsexec, its controlling terminal); its master is copied to and
             // from the FIFOs and kept for ResizePty.
@@ -968,33 +1017,37 @@ impl TaskService {
             };
             (io, None)
         };
-        let child = rt
-            .exec(id, init_pid, &bundle, &process_json, &pid_file, io)
-            .map_err(|e| internal(e.to_string()))?;
+        let started = rt.exec(id, init_pid, &bundle, &process_json, &pid_file, io);
+        // Whatever happened, the runtime is done with the console socket:
+        // a master it sent waits in the socket's queue.
+        let pty = match listener {
+            Some((l, sock)) => {
+                let master = started.as_ref().ok().map(|_| {
+                    l.set_nonblocking(true)
+                        .and_then(|()| receive_master(l))
+                        .map_err(|e| internal(format!("exec terminal: {e}")))
+                });
+                let _ = std::fs::remove_file(&sock);
+                match master {
+                    Some(m) => Some(Arc::new(m?)),
+                    None => None,
+                }
+            }
+            None => pty,
+        };
+        let started = started.map_err(|e| internal(e.to_string()))?;
         if let Some(master) = &pty {
             copy_pty(master, &stdin, &stdout).map_err(|e| internal(format!("pty copy: {e}")))?;
         }
-        let helper = child.id() as i32;
-        drop(child);
-        {
-            let mut st = self.lock();
-            if let Some(p) = st.execs.get_mut(exec_id) {
-                p.reaped_pid = helper;
-                p.state = PState::Running;
-                p.pty = pty;
+        let helper = match started {
+            Started::Helper(child) => child.id() as i32,
+            // The process itself: its exit is the exec's.
+            Started::Detached(pid) => {
+                self.track_exec(exec_id, pid, true, pty);
+                return Ok(pid);
             }
-            if let Some(code) = st.early.remove(&helper) {
-                drop(st);
-                on_exit(
-                    &self.state,
-                    &self.id,
-                    &self.namespace,
-                    &self.events_address,
-                    helper,
-                    code,
-                );
-            }
-        }
+        };
+        self.track_exec(exec_id, helper, false, pty);
         // The helper writes the exec'd process's pid once it exists.
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {

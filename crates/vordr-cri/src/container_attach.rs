@@ -4,11 +4,11 @@
 //! container is resized through ResizePty.
 
 use k8s_cri::v1::{AttachRequest, AttachResponse};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tonic::Status;
 use vordr_streaming::{ExecIo, ExecTarget};
 
-use crate::container_exec::{running, stream_of};
+use crate::container_exec::{feed, running, stream_of};
 use crate::containers::shim_of;
 use crate::runtime::Runtime;
 
@@ -42,27 +42,18 @@ pub async fn run(rt: &Runtime, t: &ExecTarget, io: ExecIo) -> Result<(), String>
     let conn = tokio::net::UnixStream::connect(&sock)
         .await
         .map_err(|e| format!("attaching to container {}: {e}", c.id))?;
-    let (mut r, mut w) = conn.into_split();
-    let stdin_task = io.stdin.map(|mut rx| {
-        tokio::spawn(async move {
-            while let Some(b) = rx.recv().await {
-                if w.write_all(&b).await.is_err() {
-                    break;
-                }
-            }
-            let _ = w.shutdown().await;
-        })
-    });
-    let resize_task = match io.resize {
-        Some(mut rx) => {
-            let shim = shim_of(&c).await.map_err(|s| s.message().to_string())?;
-            Some(tokio::spawn(async move {
-                while let Some((w, h)) = rx.recv().await {
-                    let _ = shim.resize_pty("", w.into(), h.into()).await;
-                }
-            }))
-        }
-        None => None,
+    let (mut r, w) = conn.into_split();
+    // Dropping the writer closes the container's stdin (stdin_once): only
+    // the client closing its stdin does; without stdin it stays open.
+    let (stdin, _writer) = match io.stdin {
+        Some(rx) => (Some((rx, w)), None),
+        None => (None, Some(w)),
+    };
+    let input = if stdin.is_some() || io.resize.is_some() {
+        let shim = shim_of(&c).await.map_err(|s| s.message().to_string())?;
+        Some(tokio::spawn(feed(stdin, io.resize, shim, String::new())))
+    } else {
+        None
     };
     // Frames: stream byte, big-endian u32 length, bytes.
     let (stdout, stderr) = (io.stdout, io.stderr);
@@ -85,8 +76,8 @@ pub async fn run(rt: &Runtime, t: &ExecTarget, io: ExecIo) -> Result<(), String>
             let _ = tx.send(data.into()).await;
         }
     }
-    for task in [stdin_task, resize_task].into_iter().flatten() {
-        task.abort();
+    if let Some(input) = input {
+        input.abort();
     }
     Ok(())
 }

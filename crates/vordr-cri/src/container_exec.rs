@@ -211,27 +211,12 @@ impl Backend for ExecBackend {
         }
         guard.finished = false;
 
-        let stdin_task = match (io.stdin, stdin_w) {
-            (Some(mut rx), Some(mut w)) => Some(tokio::spawn(async move {
-                while let Some(b) = rx.recv().await {
-                    if w.write_all(&b).await.is_err() {
-                        break;
-                    }
-                }
-                // Dropping the writer: the process reads EOF.
-            })),
-            _ => None,
-        };
-        let resize_task = io.resize.map(|mut rx| {
-            let (shim, exec_id) = (shim.clone(), exec_id.clone());
-            tokio::spawn(async move {
-                while let Some((w, h)) = rx.recv().await {
-                    if let Err(e) = shim.resize_pty(&exec_id, w.into(), h.into()).await {
-                        tracing::debug!(exec = %exec_id, "resize: {e}");
-                    }
-                }
-            })
-        });
+        let input = tokio::spawn(feed(
+            io.stdin.zip(stdin_w),
+            io.resize,
+            shim.clone(),
+            exec_id.clone(),
+        ));
         let outs: Vec<_> = [(out_r, io.stdout), (err_r, io.stderr)]
             .into_iter()
             .filter_map(|(r, tx)| Some(tokio::spawn(copy_out(r?, tx?))))
@@ -240,12 +225,51 @@ impl Backend for ExecBackend {
         for o in outs {
             let _ = o.await;
         }
-        for t in [stdin_task, resize_task].into_iter().flatten() {
-            t.abort();
-        }
+        input.abort();
         let (code, _) =
             waited.map_err(|e| shim_status("waiting for exec", e).message().to_string())?;
         guard.finished = true;
         Ok(code as i32)
+    }
+}
+
+/// Hands the client's input to a process (exec `exec_id`, or the
+/// container's own with ""): stdin to `stdin`'s writer, dropped when the
+/// client closes stdin, and terminal sizes to ResizePty, each before any
+/// stdin the client sent after it (a shell that reads a line and asks for
+/// its size sees the size the client gave first).
+pub(crate) async fn feed<W: tokio::io::AsyncWrite + Unpin>(
+    mut stdin: Option<(tokio::sync::mpsc::Receiver<Bytes>, W)>,
+    mut resize: Option<tokio::sync::mpsc::Receiver<(u16, u16)>>,
+    shim: crate::shim_client::Shim,
+    exec_id: String,
+) {
+    async fn next<T>(rx: Option<&mut tokio::sync::mpsc::Receiver<T>>) -> Option<T> {
+        match rx {
+            Some(rx) => rx.recv().await,
+            None => std::future::pending().await,
+        }
+    }
+    while stdin.is_some() || resize.is_some() {
+        tokio::select! {
+            biased;
+            size = next(resize.as_mut()) => match size {
+                Some((w, h)) => {
+                    if let Err(e) = shim.resize_pty(&exec_id, w.into(), h.into()).await {
+                        tracing::debug!(exec = %exec_id, "resize: {e}");
+                    }
+                }
+                None => resize = None,
+            },
+            data = next(stdin.as_mut().map(|(rx, _)| rx)) => match (data, stdin.as_mut()) {
+                (Some(b), Some((_, w))) => {
+                    if w.write_all(&b).await.is_err() {
+                        stdin = None;
+                    }
+                }
+                // Dropping the writer: the process reads EOF.
+                _ => stdin = None,
+            },
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! The OCI runtimes a shim can drive: youki through libcontainer (default)
 //! and runc through its command line. Both create the container's init so
-//! that it ends up the shim's child (the shim is a subreaper) and run an exec
-//! as a helper process whose exit status is the exec'd process's.
+//! that it ends up the shim's child (the shim is a subreaper); an exec runs
+//! as a helper process whose exit status is the exec'd process's, or, for
+//! runc with a terminal, detached like the init.
 
 mod runc;
 pub mod youki;
@@ -48,9 +49,10 @@ pub trait OciRuntime: Send + Sync {
     fn resume(&self, id: &str) -> Result<()>;
     /// Applies new resources (the JSON of an OCI `LinuxResources`).
     fn update(&self, id: &str, bundle: &Path, resources_json: &[u8]) -> Result<()>;
-    /// Starts `process.json` inside the running container; the returned
-    /// helper exits with the process's status and writes the process's own
-    /// pid to `pid_file`.
+    /// Starts `process.json` inside the running container, writing the
+    /// process's own pid to `pid_file`. With `io.console_socket`, the
+    /// runtime allocates the terminal in the container and sends its master
+    /// there (only where [`OciRuntime::exec_console`] says so).
     fn exec(
         &self,
         id: &str,
@@ -59,7 +61,23 @@ pub trait OciRuntime: Send + Sync {
         process_json: &Path,
         pid_file: &Path,
         io: ProcessIo,
-    ) -> Result<Child>;
+    ) -> Result<Started>;
+
+    /// Whether a terminal exec gets its pty from the runtime through a
+    /// console socket (the pty then lives in the container's devpts) rather
+    /// than from the shim.
+    fn exec_console(&self) -> bool {
+        false
+    }
+}
+
+/// How an exec started.
+pub enum Started {
+    /// A helper that exits with the process's status.
+    Helper(Child),
+    /// The process itself, a child of the shim (a subreaper) once the
+    /// runtime that started it has left.
+    Detached(i32),
 }
 
 /// The runtime the daemon asked for.

@@ -1,9 +1,9 @@
 //! runc, driven through its command line (the configured fallback).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 
-use super::{run_helper, with_io, OciRuntime, ProcessIo, Result, RuntimeError};
+use super::{run_helper, with_io, OciRuntime, ProcessIo, Result, RuntimeError, Started};
 
 pub struct Runc {
     pub binary: PathBuf,
@@ -96,35 +96,39 @@ impl OciRuntime for Runc {
         process_json: &Path,
         pid_file: &Path,
         io: ProcessIo,
-    ) -> Result<Child> {
-        if io.console_socket.is_none() {
-            // A terminal exec gets the shim's pty as stdio: runc must not
-            // allocate one (it would want a console socket).
-            clear_terminal(process_json)?;
-        }
+    ) -> Result<Started> {
         let mut c = self.cmd();
+        if let Some(sock) = &io.console_socket {
+            // runc allocates the terminal in the container, sends its master,
+            // starts the process and leaves it to the shim, as for the init.
+            let err_file = process_json.with_extension("error");
+            c.arg("--log")
+                .arg(&err_file)
+                .arg("--log-format")
+                .arg("text");
+            c.arg("exec").arg("--process").arg(process_json);
+            c.arg("--pid-file").arg(pid_file);
+            c.arg("--console-socket").arg(sock).arg("--detach").arg(id);
+            with_io(&mut c, io);
+            let r = run_helper(c, "runc exec", Some(&err_file));
+            let _ = std::fs::remove_file(&err_file);
+            r?;
+            return read_pid(pid_file).map(Started::Detached);
+        }
+        // Without a terminal runc runs in the foreground and exits with the
+        // process's status, copying between its stdio and the process's.
         c.arg("exec").arg("--process").arg(process_json);
         c.arg("--pid-file").arg(pid_file);
-        if let Some(sock) = &io.console_socket {
-            c.arg("--console-socket").arg(sock).arg("--detach");
-        }
         c.arg(id);
         with_io(&mut c, io);
         c.spawn()
+            .map(Started::Helper)
             .map_err(|e| RuntimeError(format!("runc exec: {e}")))
     }
-}
 
-/// Sets `terminal` false in a process JSON file.
-fn clear_terminal(process_json: &Path) -> Result<()> {
-    let err = |e: String| RuntimeError(format!("{}: {e}", process_json.display()));
-    let data = std::fs::read(process_json).map_err(|e| err(e.to_string()))?;
-    let mut v: serde_json::Value = serde_json::from_slice(&data).map_err(|e| err(e.to_string()))?;
-    if v.get("terminal") == Some(&serde_json::Value::Bool(true)) {
-        v["terminal"] = false.into();
-        std::fs::write(process_json, v.to_string()).map_err(|e| err(e.to_string()))?;
+    fn exec_console(&self) -> bool {
+        true
     }
-    Ok(())
 }
 
 /// Reads a pid file written by a runtime.

@@ -4,14 +4,14 @@
 //! delete, pause, resume and update do not clone and run in the shim.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::Container;
 use libcontainer::syscall::syscall::SyscallType;
 
 use super::runc::read_pid;
-use super::{run_helper, with_io, OciRuntime, ProcessIo, Result, RuntimeError};
+use super::{run_helper, with_io, OciRuntime, ProcessIo, Result, RuntimeError, Started};
 
 /// Hidden verb of the shim binary that creates a container with libcontainer.
 pub const CREATE_VERB: &str = "__youki-create";
@@ -118,7 +118,7 @@ impl OciRuntime for Youki {
         process_json: &Path,
         pid_file: &Path,
         io: ProcessIo,
-    ) -> Result<Child> {
+    ) -> Result<Started> {
         let exe = std::env::current_exe().map_err(|e| RuntimeError(e.to_string()))?;
         let mut c = Command::new(exe);
         c.arg(EXEC_VERB)
@@ -128,6 +128,7 @@ impl OciRuntime for Youki {
             .arg(pid_file);
         with_io(&mut c, io);
         c.spawn()
+            .map(Started::Helper)
             .map_err(|e| RuntimeError(format!("exec helper: {e}")))
     }
 }

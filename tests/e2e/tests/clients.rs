@@ -192,6 +192,78 @@ async fn crictl_drives_the_pod_lifecycle() {
         String::from_utf8_lossy(&out.stderr).contains("exit code 4"),
         "{out:?}"
     );
+    // exec -it: crictl wants a terminal on its own stdin, which script(1)
+    // gives it; the process gets one in the container's devpts.
+    let crictl_cmd = format!("{crictl} --runtime-endpoint {endpoint} --timeout 30s");
+    let in_terminal = |cmd: String, input: &[u8]| {
+        use std::io::Write;
+        let mut child = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("script(1) from util-linux");
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = in_terminal(
+        format!("{crictl_cmd} exec -it {c} sh -c 'tty; read x; echo got-$x; exit 3'"),
+        b"typed\n",
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("/dev/pts/"), "{text:?}");
+    assert!(text.contains("got-typed\r\n"), "{text:?}");
+    assert!(text.contains("exit code 3"), "{text:?}");
+    // attach -i to a shell that reads its stdin (stdin_once: it exits
+    // when crictl's input ends).
+    let acfg = d.dir.path().join("attach.json");
+    std::fs::write(
+        &acfg,
+        format!(
+            r#"{{"metadata":{{"name":"sh"}},"image":{{"image":"{bb}"}},"command":["sh"],
+                "stdin":true,"stdin_once":true,"log_path":"sh.log","linux":{{}}}}"#
+        ),
+    )
+    .unwrap();
+    let sh = run(&[
+        "create",
+        &pod,
+        acfg.to_str().unwrap(),
+        cfg.to_str().unwrap(),
+    ]);
+    run(&["start", &sh]);
+    let mut child = Command::new(&crictl)
+        .args([
+            "--runtime-endpoint",
+            &endpoint,
+            "--timeout",
+            "30s",
+            "attach",
+            "-i",
+            &sh,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(b"echo attached-$((1+2)); exit 5\n")
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "attached-3",
+        "{out:?}"
+    );
+    let inspect: serde_json::Value = serde_json::from_str(&run(&["inspect", &sh])).unwrap();
+    assert_eq!(inspect["status"]["exitCode"], 5, "{inspect}");
+    run(&["rm", &sh]);
     // Port-forward (SPDY/3.1, portforward.k8s.io) to a server on the pod's loopback.
     run(&[
         "exec",

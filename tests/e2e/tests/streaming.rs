@@ -200,6 +200,55 @@ async fn exec_over_spdy_in_a_real_container() {
     );
 }
 
+/// runc (the fallback handler) allocates an exec's terminal in the
+/// container's devpts and leaves the process to the shim.
+#[tokio::test(flavor = "multi_thread")]
+async fn terminal_exec_under_runc() {
+    let Some(mut s) = setup("runctty").await else {
+        return;
+    };
+    let pod = s.pod("runc-pod", "runc").await;
+    let cfg = s.config("app", &["sleep", "1000"]);
+    let id = s.run(&pod, cfg).await;
+    let script = "tty; read x; echo got-$x; stty size; exit 2";
+    let url = tty_url(&mut s, &id, &["sh", "-c", script]).await;
+    let out = exec_tty(&url, &V4, Some(b"abc\n"), (90, 20)).await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.starts_with("/dev/pts/"), "{text:?}");
+    assert!(text.contains("got-abc\r\n"), "{text:?}");
+    assert!(text.contains("20 90"), "{text:?}");
+    assert_eq!(
+        out.exit_code(),
+        Some(2),
+        "{:?}",
+        String::from_utf8_lossy(&out.error)
+    );
+    // The same over WebSocket, and a client that leaves kills it.
+    let url = tty_url(&mut s, &id, &["sh", "-c", script]).await;
+    let out = websocket::exec_tty(&url, &["v4.channel.k8s.io"], Some(b"ws\n"), (70, 10))
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.contains("got-ws\r\n") && text.contains("10 70"),
+        "{text:?}"
+    );
+    assert_eq!(out.exit_code(), Some(2));
+    let url = tty_url(&mut s, &id, &["sleep", "4242"]).await;
+    let (ws, _) = websocket::connect(&url, &["v4.channel.k8s.io"])
+        .await
+        .unwrap();
+    assert!(
+        sleepers_become(&mut s, &id, 1).await,
+        "the exec never started"
+    );
+    drop(ws);
+    assert!(
+        sleepers_become(&mut s, &id, 0).await,
+        "the exec outlived its client"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn exec_over_websocket_in_a_real_container() {
     let Some(mut s) = setup("wsexec").await else {
