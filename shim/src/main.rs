@@ -38,9 +38,13 @@ fn main() {
 /// `__exec INIT_PID PROCESS_JSON CONFIG_JSON PID_FILE`: joins the container
 /// and runs the process; exits with its status.
 fn nsexec_main(args: &[String]) -> i32 {
-    let [init_pid, process, config, pid_file] = args else {
-        eprintln!("usage: __exec INIT_PID PROCESS_JSON CONFIG_JSON PID_FILE");
-        return 2;
+    let (init_pid, process, config, pid_file, console) = match args {
+        [a, b, c, d] => (a, b, c, d, None),
+        [a, b, c, d, e] => (a, b, c, d, Some(e)),
+        _ => {
+            eprintln!("usage: __exec INIT_PID PROCESS_JSON CONFIG_JSON PID_FILE [CONSOLE_SOCKET]");
+            return 2;
+        }
     };
     let run = || -> Result<i32, String> {
         use libcontainer::oci_spec::runtime::{Process, Spec};
@@ -53,11 +57,21 @@ fn nsexec_main(args: &[String]) -> i32 {
         let spec = Spec::load(config).map_err(|e| format!("{config}: {e}"))?;
         let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
         let report = std::fs::File::create(pid_file).map_err(|e| format!("{pid_file}: {e}"))?;
+        // Connected now: the socket is out of reach once in the container.
+        let console = match console {
+            Some(path) => Some(
+                std::os::unix::net::UnixStream::connect(path)
+                    .map_err(|e| format!("console socket {path}: {e}"))?
+                    .into(),
+            ),
+            None => None,
+        };
         nsexec::exec_in_container(
             &nsexec::ExecSpec {
                 init_pid,
                 process,
                 seccomp,
+                console,
             },
             report.into(),
         )

@@ -54,10 +54,13 @@ pub struct ExecSpec {
     pub init_pid: i32,
     /// The process to run: args, env, cwd, user (uid, gid, additional_gids, umask),
     /// capabilities, no_new_privileges, rlimits, oom_score_adj. With `terminal`, stdin (a pty
-    /// slave the shim opened) becomes the controlling terminal.
+    /// slave) becomes the controlling terminal.
     pub process: Process,
     /// The container's seccomp profile (from its config.json), if it has one.
     pub seccomp: Option<LinuxSeccomp>,
+    /// A socket connected to the shim: the terminal is then allocated in the container's devpts
+    /// (as runc does), its slave becomes stdio and its master goes to the shim over this socket.
+    pub console: Option<OwnedFd>,
 }
 
 /// Why the exec could not be started. Failures in the child (after the fork) are not errors of
@@ -179,6 +182,10 @@ pub fn exec_in_container(spec: &ExecSpec, pid_report: OwnedFd) -> Result<i32, Ns
 
     join_namespaces(namespaces)?;
 
+    if let Some(console) = &spec.console {
+        open_console(console)?;
+    }
+
     // Block the forwarded signals (and SIGCHLD, which we wait for synchronously) before the fork
     // so that none is lost between the fork and the wait loop. The child restores a clean mask.
     let wait_set = signal_set(FORWARDED_SIGNALS.iter().copied().chain([libc::SIGCHLD]));
@@ -224,6 +231,63 @@ pub fn exec_in_container(spec: &ExecSpec, pid_report: OwnedFd) -> Result<i32, Ns
     drop(report);
 
     wait_forwarding_signals(child, &wait_set)
+}
+
+/// In the container's mount namespace: opens a terminal in its devpts (`/dev/ptmx` must be the
+/// pty multiplexer, the slave a terminal), makes the slave our stdio (the child inherits it) and
+/// sends the master to the shim.
+fn open_console(console: &OwnedFd) -> Result<(), NsExecError> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let err = |what: &str, source: io::Error| NsExecError::Setup {
+        step: format!("exec terminal: {what}"),
+        source,
+    };
+    let not_a_pty = |what: &str| err(what, io::Error::from_raw_os_error(libc::ENOTTY));
+    let master = open_path(Path::new("/dev/ptmx"), libc::O_RDWR | libc::O_NOCTTY)
+        .map_err(|e| err("open /dev/ptmx", e))?;
+    let st =
+        nix::sys::stat::fstat(master.as_raw_fd()).map_err(|e| err("stat /dev/ptmx", e.into()))?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFCHR || st.st_rdev != libc::makedev(5, 2) {
+        return Err(not_a_pty("/dev/ptmx is not the pty multiplexer"));
+    }
+    let mut name = [0 as libc::c_char; 64];
+    // SAFETY: unlockpt and ptsname_r on the master we opened, into a buffer of the given length.
+    unsafe {
+        if libc::unlockpt(master.as_raw_fd()) != 0 {
+            return Err(err("unlockpt", io::Error::last_os_error()));
+        }
+        let r = libc::ptsname_r(master.as_raw_fd(), name.as_mut_ptr(), name.len());
+        if r != 0 {
+            return Err(err("ptsname", io::Error::from_raw_os_error(r)));
+        }
+    }
+    // SAFETY: ptsname_r wrote a NUL-terminated name into the buffer.
+    let name = unsafe { CStr::from_ptr(name.as_ptr()) }
+        .to_string_lossy()
+        .into_owned();
+    let slave = open_path(Path::new(&name), libc::O_RDWR | libc::O_NOCTTY)
+        .map_err(|e| err("open the pty slave", e))?;
+    // SAFETY: isatty and dup2 on fds we own onto our stdio.
+    unsafe {
+        if libc::isatty(slave.as_raw_fd()) != 1 {
+            return Err(not_a_pty("the pty slave is not a terminal"));
+        }
+        for fd in 0..3 {
+            if libc::dup2(slave.as_raw_fd(), fd) < 0 {
+                return Err(err("stdio", io::Error::last_os_error()));
+            }
+        }
+    }
+    let fds = [master.as_raw_fd()];
+    sendmsg::<()>(
+        console.as_raw_fd(),
+        &[io::IoSlice::new(name.as_bytes())],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .map_err(|e| err("send the master to the shim", e.into()))?;
+    Ok(())
 }
 
 fn setup_err(step: &str) -> NsExecError {
@@ -1431,6 +1495,7 @@ mod tests {
             init_pid,
             process: serde_json::from_value(process).unwrap(),
             seccomp: seccomp.map(|s| serde_json::from_value(s).unwrap()),
+            console: None,
         };
         let base = || json!({"user": {"uid": 0, "gid": 0}, "args": ["true"], "cwd": "/"});
 
@@ -1505,6 +1570,7 @@ mod tests {
                     init_pid: h.init_pid,
                     process: h.process,
                     seccomp: h.seccomp,
+                    console: None,
                 };
                 match exec_in_container(&spec, report) {
                     Ok(code) => code,

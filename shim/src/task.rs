@@ -358,11 +358,30 @@ fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)
 }
 
-/// Receives the pty master a runtime sends to a console socket.
-fn receive_master(listener: std::os::unix::net::UnixListener) -> std::io::Result<OwnedFd> {
+/// How long an exec's runtime has to send its terminal's master.
+const EXEC_CONSOLE_WAIT: Duration = Duration::from_secs(10);
+
+/// Receives the pty master a runtime sends to a console socket, waiting at
+/// most `wait` (for ever without) for it to connect and send.
+fn receive_master(
+    listener: std::os::unix::net::UnixListener,
+    wait: Option<Duration>,
+) -> std::io::Result<OwnedFd> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    use std::os::fd::{AsRawFd, FromRawFd};
+    use std::os::fd::{AsFd, AsRawFd, FromRawFd};
+    if let Some(wait) = wait {
+        let ms = PollTimeout::try_from(wait).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+        if poll(&mut fds, ms).map_err(std::io::Error::from)? == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the runtime sent no terminal",
+            ));
+        }
+    }
     let (conn, _) = listener.accept()?;
+    conn.set_read_timeout(wait)?;
     let mut buf = [0u8; 4096];
     let mut iov = [std::io::IoSliceMut::new(&mut buf)];
     let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
@@ -467,7 +486,7 @@ impl Task for TaskService {
             let (attach, stdin_target) = (attach.clone(), stdin_target.clone());
             let wants_stdin = opts.stdin;
             copiers.push(std::thread::spawn(move || {
-                let accepted = receive_master(listener);
+                let accepted = receive_master(listener, None);
                 let _ = std::fs::remove_file(&sock_path);
                 if let Ok(master) = accepted {
                     if let Ok(dup) = master.try_clone() {
@@ -970,10 +989,10 @@ impl TaskService {
         let pid_file = bundle.join(format!("exec-{exec_id}.pid"));
         std::fs::write(&process_json, &spec).map_err(|e| internal(format!("exec spec: {e}")))?;
         let _ = std::fs::remove_file(&pid_file);
-        let console = terminal && rt.exec_console();
-        let mut listener = None;
-        let (io, pty) = if console {
-            // The runtime's pty, from the container's devpts.
+        let mut console = None;
+        let io = if terminal {
+            // The terminal comes from the container's devpts, its master
+            // through a console socket, as containerd does with runc.
             let dir = std::env::var_os(vordr_shim_api::SOCKET_DIR_ENV)
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("/run/vordr/s"));
@@ -981,70 +1000,59 @@ impl TaskService {
             let _ = std::fs::remove_file(&sock);
             let l = std::os::unix::net::UnixListener::bind(&sock)
                 .map_err(|e| internal(format!("console socket: {e}")))?;
-            listener = Some((l, sock.clone()));
+            console = Some((l, sock.clone()));
             let null = || {
                 File::open("/dev/null")
                     .map(OwnedFd::from)
                     .map_err(|e| internal(e.to_string()))
             };
-            let io = ProcessIo {
+            ProcessIo {
                 stdin: null()?,
                 stdout: null()?,
                 stderr: null()?,
                 console_socket: Some(sock),
-            };
-            (io, None)
-        } else if terminal {
-            // A pty of our own: its slave is the process's stdio (and, for
-            // nsexec, its controlling terminal); its master is copied to and
-            // from the FIFOs and kept for ResizePty.
-            let pty =
-                nix::pty::openpty(None, None).map_err(|e| internal(format!("openpty: {e}")))?;
-            let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| internal(format!("pty: {e}")));
-            let io = ProcessIo {
-                stdin: dup(&pty.slave)?,
-                stdout: dup(&pty.slave)?,
-                stderr: pty.slave,
-                console_socket: None,
-            };
-            (io, Some(Arc::new(pty.master)))
+            }
         } else {
-            let io = ProcessIo {
+            ProcessIo {
                 stdin: open_stream(&stdin, false).map_err(|e| invalid(format!("stdin: {e}")))?,
                 stdout: open_stream(&stdout, true).map_err(|e| invalid(format!("stdout: {e}")))?,
                 stderr: open_stream(&stderr, true).map_err(|e| invalid(format!("stderr: {e}")))?,
                 console_socket: None,
-            };
-            (io, None)
+            }
         };
         let started = rt.exec(id, init_pid, &bundle, &process_json, &pid_file, io);
-        // Whatever happened, the runtime is done with the console socket:
-        // a master it sent waits in the socket's queue.
-        let pty = match listener {
-            Some((l, sock)) => {
-                let master = started.as_ref().ok().map(|_| {
-                    l.set_nonblocking(true)
-                        .and_then(|()| receive_master(l))
-                        .map_err(|e| internal(format!("exec terminal: {e}")))
-                });
+        let (mut started, pty) = match (started, console) {
+            (Err(e), console) => {
+                if let Some((_, sock)) = console {
+                    let _ = std::fs::remove_file(&sock);
+                }
+                return Err(internal(e.to_string()));
+            }
+            (Ok(started), None) => (started, None),
+            (Ok(mut started), Some((l, sock))) => {
+                let master = receive_master(l, Some(EXEC_CONSOLE_WAIT));
                 let _ = std::fs::remove_file(&sock);
                 match master {
-                    Some(m) => Some(Arc::new(m?)),
-                    None => None,
+                    Ok(m) => (started, Some(Arc::new(m))),
+                    Err(e) => {
+                        // No terminal, no process: the helper stops before its fork.
+                        if let Started::Helper(child) = &mut started {
+                            let _ = child.kill();
+                        }
+                        return Err(internal(format!("exec terminal: {e}")));
+                    }
                 }
             }
-            None => pty,
         };
-        let started = started.map_err(|e| internal(e.to_string()))?;
         if let Some(master) = &pty {
             copy_pty(master, &stdin, &stdout).map_err(|e| internal(format!("pty copy: {e}")))?;
         }
-        let helper = match started {
+        let helper = match &mut started {
             Started::Helper(child) => child.id() as i32,
             // The process itself: its exit is the exec's.
             Started::Detached(pid) => {
-                self.track_exec(exec_id, pid, true, pty);
-                return Ok(pid);
+                self.track_exec(exec_id, *pid, true, pty);
+                return Ok(*pid);
             }
         };
         self.track_exec(exec_id, helper, false, pty);

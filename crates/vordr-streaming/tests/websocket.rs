@@ -243,6 +243,22 @@ async fn port_forward_carries_several_ports_on_one_connection() {
     );
     assert!(text(&got[3].error).contains("was not requested"), "{got:?}");
 
+    // A pair that fails at once ends the session while the client's data is
+    // still unread: the client still gets the error and a clean close.
+    for _ in 0..20 {
+        let url = s.port_forward_url(PortForwardTarget {
+            pod_id: "host".into(),
+            ports: vec![],
+        });
+        let got = port_forward(&url, &V4, &[(closed, &[b'z'; 4096])])
+            .await
+            .unwrap();
+        assert!(
+            text(&got[0].error).contains(&format!("port {closed}")),
+            "{got:?}"
+        );
+    }
+
     // Base64 channels, and a URL that allows any port.
     let url = s.port_forward_url(PortForwardTarget {
         pod_id: "host".into(),

@@ -313,30 +313,41 @@ const FORWARD_BYTES: usize = 64 << 20;
 
 /// Exec round trips and port-forward downloads in one pod.
 async fn streaming(c: &mut CriClient, img: &str, a: &BenchArgs, s: &mut Samples) -> Result<()> {
-    use vordr_streaming::client::spdy as client;
+    use vordr_streaming::client;
     let tag = format!("s{}", std::process::id());
     let (pod_id, id, _) = start_pod_with_container(c, img, &tag, 0).await?;
-    let exec_row = "Exec echo (round trip)";
-    for i in 0..a.warmup + a.iterations {
-        let t = Instant::now();
-        let url = c
-            .runtime
-            .exec(cri::ExecRequest {
-                container_id: id.clone(),
-                cmd: vec!["echo".into(), "hi".into()],
-                tty: false,
-                stdin: false,
-                stdout: true,
-                stderr: true,
-            })
-            .await
-            .context("Exec")?
-            .into_inner()
-            .url;
-        let out = client::exec(&url, &["v4.channel.k8s.io"], None, true, true).await?;
-        anyhow::ensure!(out.stdout == b"hi\n", "exec echo printed {:?}", out.stdout);
-        if i >= a.warmup {
-            s.add(exec_row, t.elapsed());
+    for websocket in [false, true] {
+        let exec_row = if websocket {
+            "Exec echo, WebSocket (round trip)"
+        } else {
+            "Exec echo, SPDY (round trip)"
+        };
+        for i in 0..a.warmup + a.iterations {
+            let t = Instant::now();
+            let url = c
+                .runtime
+                .exec(cri::ExecRequest {
+                    container_id: id.clone(),
+                    cmd: vec!["echo".into(), "hi".into()],
+                    tty: false,
+                    stdin: false,
+                    stdout: true,
+                    stderr: true,
+                })
+                .await
+                .context("Exec")?
+                .into_inner()
+                .url;
+            let v4 = ["v4.channel.k8s.io"];
+            let out = if websocket {
+                client::websocket::exec(&url, &v4, None).await?
+            } else {
+                client::spdy::exec(&url, &v4, None, true, true).await?
+            };
+            anyhow::ensure!(out.stdout == b"hi\n", "exec echo printed {:?}", out.stdout);
+            if i >= a.warmup {
+                s.add(exec_row, t.elapsed());
+            }
         }
     }
     let serve = format!(
@@ -350,30 +361,41 @@ async fn streaming(c: &mut CriClient, img: &str, a: &BenchArgs, s: &mut Samples)
         })
         .await
         .context("starting the web server")?;
-    let row = format!("PortForward {} MiB download", FORWARD_BYTES >> 20);
     let get = b"GET /pf.bin HTTP/1.0\r\n\r\n";
-    for i in 0..1 + a.iterations.min(5) {
-        let url = c
-            .runtime
-            .port_forward(cri::PortForwardRequest {
-                pod_sandbox_id: pod_id.clone(),
-                port: vec![8099],
-            })
-            .await
-            .context("PortForward")?
-            .into_inner()
-            .url;
-        let t = Instant::now();
-        let got = client::port_forward(&url, &[(8099, get)]).await?;
-        let took = t.elapsed();
-        anyhow::ensure!(
-            got[0].data.len() > FORWARD_BYTES,
-            "port-forward brought {} bytes: {}",
-            got[0].data.len(),
-            String::from_utf8_lossy(&got[0].error)
+    for websocket in [false, true] {
+        let row = format!(
+            "PortForward {} MiB download, {}",
+            FORWARD_BYTES >> 20,
+            if websocket { "WebSocket" } else { "SPDY" }
         );
-        if i > 0 {
-            s.add(&row, took);
+        for i in 0..1 + a.iterations.min(5) {
+            let url = c
+                .runtime
+                .port_forward(cri::PortForwardRequest {
+                    pod_sandbox_id: pod_id.clone(),
+                    port: vec![8099],
+                })
+                .await
+                .context("PortForward")?
+                .into_inner()
+                .url;
+            let t = Instant::now();
+            let got = if websocket {
+                client::websocket::port_forward(&url, &["v4.channel.k8s.io"], &[(8099, get)])
+                    .await?
+            } else {
+                client::spdy::port_forward(&url, &[(8099, get)]).await?
+            };
+            let took = t.elapsed();
+            anyhow::ensure!(
+                got[0].data.len() > FORWARD_BYTES,
+                "port-forward brought {} bytes: {}",
+                got[0].data.len(),
+                String::from_utf8_lossy(&got[0].error)
+            );
+            if i > 0 {
+                s.add(&row, took);
+            }
         }
     }
     tear_down(c, &pod_id, &id).await?;

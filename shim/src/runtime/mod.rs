@@ -50,9 +50,9 @@ pub trait OciRuntime: Send + Sync {
     /// Applies new resources (the JSON of an OCI `LinuxResources`).
     fn update(&self, id: &str, bundle: &Path, resources_json: &[u8]) -> Result<()>;
     /// Starts `process.json` inside the running container, writing the
-    /// process's own pid to `pid_file`. With `io.console_socket`, the
-    /// runtime allocates the terminal in the container and sends its master
-    /// there (only where [`OciRuntime::exec_console`] says so).
+    /// process's own pid to `pid_file`. With `io.console_socket` (a
+    /// terminal), the terminal is allocated in the container's devpts and
+    /// its master sent there.
     fn exec(
         &self,
         id: &str,
@@ -62,13 +62,6 @@ pub trait OciRuntime: Send + Sync {
         pid_file: &Path,
         io: ProcessIo,
     ) -> Result<Started>;
-
-    /// Whether a terminal exec gets its pty from the runtime through a
-    /// console socket (the pty then lives in the container's devpts) rather
-    /// than from the shim.
-    fn exec_console(&self) -> bool {
-        false
-    }
 }
 
 /// How an exec started.

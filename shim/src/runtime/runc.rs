@@ -125,10 +125,6 @@ impl OciRuntime for Runc {
             .map(Started::Helper)
             .map_err(|e| RuntimeError(format!("runc exec: {e}")))
     }
-
-    fn exec_console(&self) -> bool {
-        true
-    }
 }
 
 /// Reads a pid file written by a runtime.

@@ -126,6 +126,9 @@ impl OciRuntime for Youki {
             .arg(process_json)
             .arg(bundle.join("config.json"))
             .arg(pid_file);
+        if let Some(sock) = &io.console_socket {
+            c.arg(sock);
+        }
         with_io(&mut c, io);
         c.spawn()
             .map(Started::Helper)

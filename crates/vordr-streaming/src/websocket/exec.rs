@@ -6,10 +6,7 @@
 use std::sync::Arc;
 
 use futures::StreamExt;
-use hyper::upgrade::Upgraded;
-use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
 
 use super::{Codec, CLOSE_SIGNAL};
 use crate::remotecommand::{self, Channel, Wire};
@@ -44,7 +41,7 @@ impl Wire for Codec {
 impl Session {
     pub(crate) async fn serve(
         self,
-        ws: WebSocketStream<TokioIo<Upgraded>>,
+        ws: super::Conn,
         target: ExecTarget,
         backend: Arc<dyn Backend>,
         attach: bool,
@@ -61,7 +58,7 @@ impl Session {
         let codec = self.codec;
         let _ = out.send(codec.encode(first as u8, &[])).await;
         let close_signal = self.close_signal;
-        let client = async move {
+        let client = async {
             while let Some(Ok(m)) = messages.next().await {
                 if let Message::Close(_) = m {
                     break;
@@ -90,5 +87,6 @@ impl Session {
         .await;
         drop(out);
         let _ = writer.await;
+        super::linger(&mut messages).await;
     }
 }

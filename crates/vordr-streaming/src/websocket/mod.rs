@@ -46,6 +46,25 @@ pub const PORT_FORWARD_PROTOCOLS: [&str; 2] = ["v4.channel.k8s.io", "v4.base64.c
 /// channel the client closes.
 pub const CLOSE_SIGNAL: u8 = 255;
 
+/// How long a closing session waits for the client's close frame.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The server side of a WebSocket session.
+type Conn = WebSocketStream<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>;
+
+/// Ends a session whose close frame the writer has sent: reads what the
+/// client still sends until its close frame (or [`CLOSE_WAIT`]), so that
+/// the connection is not reset under data the client had in flight (the
+/// kernel answers unread data with RST, and the client would lose our last
+/// messages).
+async fn linger(messages: &mut futures::stream::SplitStream<Conn>) {
+    use futures::StreamExt;
+    let _ = tokio::time::timeout(CLOSE_WAIT, async {
+        while let Some(Ok(_)) = messages.next().await {}
+    })
+    .await;
+}
+
 /// The most ports one port-forward connection carries (two channels
 /// each, numbered by one byte).
 const MAX_PORTS: usize = 128;

@@ -8,11 +8,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use hyper::upgrade::Upgraded;
-use hyper_util::rt::TokioIo;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
 
 use super::Codec;
 use crate::portforward::forward;
@@ -20,7 +17,7 @@ use crate::tokens::PortForwardTarget;
 use crate::Backend;
 
 pub(crate) async fn serve(
-    ws: WebSocketStream<TokioIo<Upgraded>>,
+    ws: super::Conn,
     codec: Codec,
     ports: Vec<u16>,
     target: PortForwardTarget,
@@ -67,4 +64,5 @@ pub(crate) async fn serve(
     }
     drop(out);
     let _ = writer.await;
+    super::linger(&mut messages).await;
 }
