@@ -153,6 +153,15 @@ impl Frame {
         }
     }
 
+    /// A SYN_REPLY accepting a stream, with no headers.
+    pub fn accept(stream_id: u32) -> Frame {
+        Frame::SynReply {
+            stream_id,
+            flags: 0,
+            headers: Headers::new(),
+        }
+    }
+
     /// Whether the frame carries FLAG_FIN.
     pub fn is_fin(&self) -> bool {
         match self {

@@ -162,30 +162,15 @@ async fn crictl_drives_the_pod_lifecycle() {
     assert_eq!(run(&["exec", "-s", &c, "echo", "exec-ok"]), "exec-ok");
     // Exec through the streaming server (SPDY/3.1): output, stdin, exit code.
     assert_eq!(run(&["exec", &c, "echo", "exec-spdy"]), "exec-spdy");
-    let mut child = Command::new(&crictl)
-        .arg("--runtime-endpoint")
-        .arg(&endpoint)
-        .args([
-            "--timeout",
-            "30s",
-            "exec",
-            "-i",
-            &c,
-            "sh",
-            "-c",
-            "wc -c; exit 4",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(&vec![b'x'; 300_000]).unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
+    let crictl_in = |args: &[&str], input: &[u8]| {
+        let mut cmd = Command::new(&crictl);
+        cmd.args(["--runtime-endpoint", &endpoint, "--timeout", "30s"]);
+        with_input(cmd.args(args), input)
+    };
+    let out = crictl_in(
+        &["exec", "-i", &c, "sh", "-c", "wc -c; exit 4"],
+        &[b'x'; 300_000],
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "300000");
     assert!(!out.status.success());
     assert!(
@@ -196,16 +181,10 @@ async fn crictl_drives_the_pod_lifecycle() {
     // gives it; the process gets one in the container's devpts.
     let crictl_cmd = format!("{crictl} --runtime-endpoint {endpoint} --timeout 30s");
     let in_terminal = |cmd: String, input: &[u8]| {
-        use std::io::Write;
-        let mut child = Command::new("script")
-            .args(["-qec", &cmd, "/dev/null"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("script(1) from util-linux");
-        child.stdin.take().unwrap().write_all(input).unwrap();
-        child.wait_with_output().unwrap()
+        with_input(
+            Command::new("script").args(["-qec", &cmd, "/dev/null"]),
+            input,
+        )
     };
     let out = in_terminal(
         format!("{crictl_cmd} exec -it {c} sh -c 'tty; read x; echo got-$x; exit 3'"),
@@ -233,29 +212,7 @@ async fn crictl_drives_the_pod_lifecycle() {
         cfg.to_str().unwrap(),
     ]);
     run(&["start", &sh]);
-    let mut child = Command::new(&crictl)
-        .args([
-            "--runtime-endpoint",
-            &endpoint,
-            "--timeout",
-            "30s",
-            "attach",
-            "-i",
-            &sh,
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().unwrap();
-        stdin
-            .write_all(b"echo attached-$((1+2)); exit 5\n")
-            .unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = crictl_in(&["attach", "-i", &sh], b"echo attached-$((1+2)); exit 5\n");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         "attached-3",
@@ -316,6 +273,19 @@ async fn crictl_drives_the_pod_lifecycle() {
     run(&["stopp", &pod]);
     run(&["rmp", &pod]);
     assert_eq!(run(&["ps", "-a", "-q"]), "");
+}
+
+/// Runs `cmd` with `input` on its stdin; its output.
+fn with_input(cmd: &mut Command, input: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
 }
 
 /// The Kubernetes Python client's WebSocket code (Debian's

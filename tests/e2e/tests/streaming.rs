@@ -60,6 +60,19 @@ async fn sleepers_become(s: &mut Setup, id: &str, n: usize) -> bool {
     false
 }
 
+/// Checks that the exec of `sleep 4242` behind `conn` runs, and that
+/// dropping the connection kills it and removes its FIFOs.
+async fn dies_with_its_client<C>(s: &mut Setup, id: &str, conn: C) {
+    assert!(sleepers_become(s, id, 1).await, "the exec never started");
+    drop(conn);
+    assert!(
+        sleepers_become(s, id, 0).await,
+        "the exec outlived its client"
+    );
+    let fifos = exec_fifos(s, id);
+    assert!(fifos.is_empty(), "{fifos:?}");
+}
+
 /// The exec FIFOs left in the container's bundle.
 fn exec_fifos(s: &Setup, id: &str) -> Vec<String> {
     let bundle = s.d.run_dir.join("bundles").join(id);
@@ -143,18 +156,7 @@ async fn exec_over_spdy_in_a_real_container() {
     let (framed, _, _) = open(&url, &V4, &["error", "stdout", "stderr"])
         .await
         .unwrap();
-    assert!(
-        sleepers_become(&mut s, &id, 1).await,
-        "the exec never started"
-    );
-    drop(framed);
-    assert!(
-        sleepers_become(&mut s, &id, 0).await,
-        "the exec outlived its client"
-    );
-    // Its FIFOs are gone too.
-    let fifos = exec_fifos(&s, &id);
-    assert!(fifos.is_empty(), "{fifos:?}");
+    dies_with_its_client(&mut s, &id, framed).await;
 
     // Bad requests name the field.
     let code = |r: Result<String, tonic::Status>| r.unwrap_err().code();
@@ -241,15 +243,7 @@ async fn terminal_exec_under_runc() {
     let (ws, _) = websocket::connect(&url, &["v4.channel.k8s.io"])
         .await
         .unwrap();
-    assert!(
-        sleepers_become(&mut s, &id, 1).await,
-        "the exec never started"
-    );
-    drop(ws);
-    assert!(
-        sleepers_become(&mut s, &id, 0).await,
-        "the exec outlived its client"
-    );
+    dies_with_its_client(&mut s, &id, ws).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -308,17 +302,7 @@ async fn exec_over_websocket_in_a_real_container() {
     let (ws, _) = websocket::connect(&url, &["v4.channel.k8s.io"])
         .await
         .unwrap();
-    assert!(
-        sleepers_become(&mut s, &id, 1).await,
-        "the exec never started"
-    );
-    drop(ws);
-    assert!(
-        sleepers_become(&mut s, &id, 0).await,
-        "the exec outlived its client"
-    );
-    let fifos = exec_fifos(&s, &id);
-    assert!(fifos.is_empty(), "{fifos:?}");
+    dies_with_its_client(&mut s, &id, ws).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

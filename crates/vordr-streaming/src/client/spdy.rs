@@ -84,31 +84,39 @@ async fn run(
         .filter(|k| *k != "stdin" && *k != "resize")
         .collect();
     while !open.is_empty() {
-        let f = match framed.next().await {
-            Some(f) => f?,
-            None => break,
+        let Some((stream_id, flags, data)) = next_data(&mut framed).await? else {
+            break;
         };
+        let Some(kind) = ids.get(&stream_id) else {
+            continue;
+        };
+        match *kind {
+            "stdout" => out.stdout.extend_from_slice(&data),
+            "stderr" => out.stderr.extend_from_slice(&data),
+            "error" => out.error.extend_from_slice(&data),
+            _ => {}
+        }
+        if flags & FLAG_FIN != 0 {
+            open.retain(|k| k != kind);
+        }
+    }
+    Ok(out)
+}
+
+/// The next data frame (stream, flags, data), past any control frame;
+/// `None` when the connection ends.
+async fn next_data(framed: &mut Connection) -> Result<Option<(u32, u8, Bytes)>, ClientError> {
+    while let Some(f) = framed.next().await {
         if let Frame::Data {
             stream_id,
             flags,
             data,
-        } = f
+        } = f?
         {
-            let Some(kind) = ids.get(&stream_id) else {
-                continue;
-            };
-            match *kind {
-                "stdout" => out.stdout.extend_from_slice(&data),
-                "stderr" => out.stderr.extend_from_slice(&data),
-                "error" => out.error.extend_from_slice(&data),
-                _ => {}
-            }
-            if flags & FLAG_FIN != 0 {
-                open.retain(|k| k != kind);
-            }
+            return Ok(Some((stream_id, flags, data)));
         }
     }
-    Ok(out)
+    Ok(None)
 }
 
 /// A SPDY connection from the client's side.
@@ -254,28 +262,20 @@ pub async fn port_forward(
     let mut out = vec![Forwarded::default(); conns.len()];
     let mut open = ids.len();
     while open > 0 {
-        let f = match framed.next().await {
-            Some(f) => f?,
-            None => break,
+        let Some((stream_id, flags, data)) = next_data(&mut framed).await? else {
+            break;
         };
-        if let Frame::Data {
-            stream_id,
-            flags,
-            data,
-        } = f
-        {
-            let Some((i, is_data)) = ids.get(&stream_id) else {
-                continue;
-            };
-            let buf = if *is_data {
-                &mut out[*i].data
-            } else {
-                &mut out[*i].error
-            };
-            buf.extend_from_slice(&data);
-            if flags & FLAG_FIN != 0 {
-                open -= 1;
-            }
+        let Some((i, is_data)) = ids.get(&stream_id) else {
+            continue;
+        };
+        let buf = if *is_data {
+            &mut out[*i].data
+        } else {
+            &mut out[*i].error
+        };
+        buf.extend_from_slice(&data);
+        if flags & FLAG_FIN != 0 {
+            open -= 1;
         }
     }
     Ok(out)

@@ -13,7 +13,7 @@ use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::sync::mpsc;
 use tokio_util::codec::Framed;
-use vordr_spdy::{Codec, Frame, Headers, FLAG_FIN};
+use vordr_spdy::{Codec, Frame, FLAG_FIN};
 
 use crate::remotecommand::{self, Channel, Ended, Input, Wire};
 use crate::tokens::ExecTarget;
@@ -153,13 +153,7 @@ async fn handle_frame(f: Frame, out: &mpsc::Sender<Frame>, inb: &mut Inbound) {
             stream_id, headers, ..
         } => {
             let kind = headers.get("streamtype").unwrap_or_default().to_string();
-            let _ = out
-                .send(Frame::SynReply {
-                    stream_id,
-                    flags: 0,
-                    headers: Headers::new(),
-                })
-                .await;
+            let _ = out.send(Frame::accept(stream_id)).await;
             inb.ids.insert(kind, stream_id);
         }
         Frame::Data {

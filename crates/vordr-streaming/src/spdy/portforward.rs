@@ -13,7 +13,7 @@ use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::sync::mpsc;
 use tokio_util::codec::Framed;
-use vordr_spdy::{Codec, Frame, Headers, FLAG_FIN};
+use vordr_spdy::{Codec, Frame, FLAG_FIN};
 
 use crate::tokens::PortForwardTarget;
 use crate::Backend;
@@ -40,13 +40,7 @@ pub(crate) async fn serve(
             Frame::SynStream {
                 stream_id, headers, ..
             } => {
-                let _ = out
-                    .send(Frame::SynReply {
-                        stream_id,
-                        flags: 0,
-                        headers: Headers::new(),
-                    })
-                    .await;
+                let _ = out.send(Frame::accept(stream_id)).await;
                 let request = headers.get("requestid").unwrap_or_default().to_string();
                 let port = headers.get("port").and_then(|p| p.parse::<u16>().ok());
                 let pair = pairs.entry(request.clone()).or_default();
