@@ -72,6 +72,10 @@ impl Proc {
     }
 }
 
+/// How long an unclaimed exit is kept: far longer than the moment between
+/// a process's start and the shim recording its pid.
+const EARLY_KEEP: Duration = Duration::from_secs(60);
+
 #[derive(Default)]
 struct State {
     bundle: PathBuf,
@@ -79,8 +83,9 @@ struct State {
     cgroups_path: PathBuf,
     init: Option<Proc>,
     execs: HashMap<String, Proc>,
-    /// Exits the reaper saw before the pid was recorded.
-    early: HashMap<i32, i32>,
+    /// Exits the reaper saw before the pid was recorded (code, when). Most
+    /// are runtime helpers nobody claims: kept for [`EARLY_KEEP`] only.
+    early: HashMap<i32, (i32, Instant)>,
     log: Option<Arc<CriLog>>,
     copiers: Vec<JoinHandle<()>>,
     /// The pty master of a terminal container, for ResizePty.
@@ -263,7 +268,10 @@ fn on_exit(
         p.state = PState::Stopped;
         event = Some((eid.clone(), p.pid, code));
     } else {
-        st.early.insert(pid, code);
+        let now = Instant::now();
+        st.early
+            .retain(|_, (_, seen)| now.duration_since(*seen) < EARLY_KEEP);
+        st.early.insert(pid, (code, now));
     }
     drop(st);
     state.1.notify_all();
@@ -559,7 +567,7 @@ impl Task for TaskService {
         let mut st = self.lock();
         st.copiers = copiers;
         st.init = Some(p);
-        let early = st.early.remove(&pid);
+        let early = st.early.remove(&pid).map(|(code, _)| code);
         drop(st);
         *self.runtime.lock().unwrap_or_else(|e| e.into_inner()) = Some(rt);
         if let Some(code) = early {
@@ -948,7 +956,7 @@ impl TaskService {
             p.state = PState::Running;
             p.pty = pty;
         }
-        if let Some(code) = st.early.remove(&reaped) {
+        if let Some((code, _)) = st.early.remove(&reaped) {
             drop(st);
             on_exit(
                 &self.state,
