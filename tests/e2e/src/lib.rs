@@ -563,10 +563,19 @@ pub async fn run_pod(
     c: &mut CriClient,
     cfg: cri::PodSandboxConfig,
 ) -> Result<String, tonic::Status> {
+    run_pod_with(c, cfg, "").await
+}
+
+/// [`run_pod`] with a runtime handler.
+pub async fn run_pod_with(
+    c: &mut CriClient,
+    cfg: cri::PodSandboxConfig,
+    handler: &str,
+) -> Result<String, tonic::Status> {
     c.runtime
         .run_pod_sandbox(cri::RunPodSandboxRequest {
             config: Some(cfg),
-            runtime_handler: String::new(),
+            runtime_handler: handler.into(),
         })
         .await
         .map(|r| r.into_inner().pod_sandbox_id)

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::registry::Registry;
-use crate::{cri, daemon_with_busybox_and, pod_config, CriClient, Daemon};
+use crate::{cri, daemon_with_busybox_and, pod_config, run_pod_with, CriClient, Daemon};
 
 pub struct Setup {
     pub reg: Registry,
@@ -34,20 +34,43 @@ pub async fn setup_with(tag: &str, gatekeeper: &str) -> Option<Setup> {
 
 impl Setup {
     pub async fn pod(&mut self, name: &str, handler: &str) -> (String, cri::PodSandboxConfig) {
+        let cfg = self.pod_config(name);
+        self.run_pod(cfg, handler).await
+    }
+
+    /// [`pod_config`], logging into this setup's log directory.
+    pub fn pod_config(&self, name: &str) -> cri::PodSandboxConfig {
         let mut cfg = pod_config(name);
         cfg.log_directory = self.logs.path().join(name).display().to_string();
-        let id = self
-            .c
+        cfg
+    }
+
+    /// Runs a pod from `cfg`; its id and config.
+    pub async fn run_pod(
+        &mut self,
+        cfg: cri::PodSandboxConfig,
+        handler: &str,
+    ) -> (String, cri::PodSandboxConfig) {
+        let id = run_pod_with(&mut self.c, cfg.clone(), handler)
+            .await
+            .unwrap();
+        (id, cfg)
+    }
+
+    /// UpdateContainerResources with a new memory limit.
+    pub async fn set_memory_limit(&mut self, id: &str, bytes: i64) -> Result<(), tonic::Status> {
+        self.c
             .runtime
-            .run_pod_sandbox(cri::RunPodSandboxRequest {
-                config: Some(cfg.clone()),
-                runtime_handler: handler.into(),
+            .update_container_resources(cri::UpdateContainerResourcesRequest {
+                container_id: id.into(),
+                linux: Some(cri::LinuxContainerResources {
+                    memory_limit_in_bytes: bytes,
+                    ..Default::default()
+                }),
+                ..Default::default()
             })
             .await
-            .unwrap()
-            .into_inner()
-            .pod_sandbox_id;
-        (id, cfg)
+            .map(|_| ())
     }
 
     pub fn config(&self, name: &str, cmd: &[&str]) -> cri::ContainerConfig {

@@ -307,17 +307,7 @@ async fn oom_and_limits() {
         (64u64 << 20).to_string(),
         "container saw {seen}"
     );
-    s.c.runtime
-        .update_container_resources(cri::UpdateContainerResourcesRequest {
-            container_id: id.clone(),
-            linux: Some(cri::LinuxContainerResources {
-                memory_limit_in_bytes: 96 << 20,
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    s.set_memory_limit(&id, 96 << 20).await.unwrap();
     assert_eq!(limit(&cg), (96u64 << 20).to_string());
 }
 
@@ -491,8 +481,7 @@ async fn user_namespaced(handler: &str) {
     let Some(mut s) = setup(&tag).await else {
         return;
     };
-    let mut cfg = pod_config("userns");
-    cfg.log_directory = s.logs.path().join("userns").display().to_string();
+    let mut cfg = s.pod_config("userns");
     let map = |host| cri::IdMapping {
         host_id: host,
         container_id: 0,
@@ -511,17 +500,7 @@ async fn user_namespaced(handler: &str) {
         }),
         ..Default::default()
     });
-    let pod_id =
-        s.c.runtime
-            .run_pod_sandbox(cri::RunPodSandboxRequest {
-                config: Some(cfg.clone()),
-                runtime_handler: handler.into(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .pod_sandbox_id;
-    let pod = (pod_id, cfg);
+    let pod = s.run_pod(cfg, handler).await;
     let id = s.run(&pod, s.config("root", &["sleep", "1000"])).await;
     let r = s
         .exec(

@@ -183,17 +183,7 @@ async fn restricted_profile_denies_each_rule_and_admits_a_restricted_pod() {
     let id = s.run(&pod, ok).await;
     let out = s.exec(&id, &["id", "-u"], 10).await.unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1000");
-    s.c.runtime
-        .update_container_resources(cri::UpdateContainerResourcesRequest {
-            container_id: id.clone(),
-            linux: Some(cri::LinuxContainerResources {
-                memory_limit_in_bytes: 64 << 20,
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    s.set_memory_limit(&id, 64 << 20).await.unwrap();
 
     // Every decision is in the audit table, newest first.
     let rows = audit(&s.d, &[]);
@@ -299,18 +289,7 @@ async fn baseline_namespaces_and_the_privileged_profile() {
     std::fs::write(&s.d.config, cfg).unwrap();
     s.d.spawn().await;
     s.c = s.d.client().await;
-    let e =
-        s.c.runtime
-            .update_container_resources(cri::UpdateContainerResourcesRequest {
-                container_id: root_id,
-                linux: Some(cri::LinuxContainerResources {
-                    memory_limit_in_bytes: 64 << 20,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
-            .await
-            .unwrap_err();
+    let e = s.set_memory_limit(&root_id, 64 << 20).await.unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied);
     assert!(
         e.message().starts_with("gatekeeper: rule 2 (")
