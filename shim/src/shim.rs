@@ -5,14 +5,13 @@
 
 use std::io::Read;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use containerd_shim::api::DeleteResponse;
 use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::{Config, Error, ExitSignal, Flags, Shim, StartOpts};
-use vordr_shim_api::{socket_path, ExitRecord, SHIM_LOG_FILE, SOCKET_DIR_ENV};
+use vordr_shim_api::{socket_path, ExitRecord, SHIM_LOG_FILE};
 
 use crate::task::TaskService;
 
@@ -34,9 +33,7 @@ impl Shim for VordrShim {
     }
 
     fn start_shim(&mut self, opts: StartOpts) -> containerd_shim::Result<String> {
-        let dir = std::env::var_os(SOCKET_DIR_ENV)
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/run/vordr/s"));
+        let dir = vordr_shim_api::socket_dir();
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::Other(format!("{}: {e}", dir.display())))?;
         let address = format!("unix://{}", socket_path(&dir, &opts.id).display());

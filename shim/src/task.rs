@@ -472,9 +472,7 @@ impl Task for TaskService {
         let mut copiers = Vec::new();
         let attach = Arc::new(Attach::default());
         let stdin_target: StdinTarget = Arc::new(Mutex::new(stdin_writer));
-        let dir = std::env::var_os(vordr_shim_api::SOCKET_DIR_ENV)
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/run/vordr/s"));
+        let dir = vordr_shim_api::socket_dir();
         attach
             .serve(
                 &vordr_shim_api::socket_path(&dir, &vordr_shim_api::attach_socket_name(&req.id)),
@@ -1001,9 +999,7 @@ impl TaskService {
         let io = if terminal {
             // The terminal comes from the container's devpts, its master
             // through a console socket, as containerd does with runc.
-            let dir = std::env::var_os(vordr_shim_api::SOCKET_DIR_ENV)
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from("/run/vordr/s"));
+            let dir = vordr_shim_api::socket_dir();
             let sock = vordr_shim_api::socket_path(&dir, &format!("{id}.{exec_id}.console"));
             let _ = std::fs::remove_file(&sock);
             let l = std::os::unix::net::UnixListener::bind(&sock)

@@ -39,6 +39,14 @@ pub const POD_INIT_VERB: &str = "__pod-init";
 /// Environment variable naming the directory the shim puts its socket in.
 pub const SOCKET_DIR_ENV: &str = "VORDR_SHIM_SOCKET_DIR";
 
+/// The directory a shim puts its sockets in: [`SOCKET_DIR_ENV`], else
+/// `/run/vordr/s`.
+pub fn socket_dir() -> std::path::PathBuf {
+    std::env::var_os(SOCKET_DIR_ENV)
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from("/run/vordr/s"))
+}
+
 /// Which OCI runtime a shim drives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
