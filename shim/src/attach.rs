@@ -7,7 +7,7 @@
 
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -35,7 +35,7 @@ impl Attach {
         stdin_once: bool,
     ) -> std::io::Result<()> {
         let _ = std::fs::remove_file(path);
-        let listener = UnixListener::bind(path)?;
+        let listener = vordr_fsmode::bind_unix(path, vordr_fsmode::PRIVATE_SOCKET)?;
         *self.path.lock().unwrap_or_else(|e| e.into_inner()) = Some(path.to_path_buf());
         let me = self.clone();
         std::thread::spawn(move || {

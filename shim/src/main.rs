@@ -25,7 +25,7 @@ fn main() {
             std::process::exit(runtime::youki_create_main(&args[2..]))
         }
         Some(runtime::youki::EXEC_VERB) => std::process::exit(nsexec_main(&args[2..])),
-        Some(podinit::POD_INIT_VERB) => std::process::exit(podinit::pod_init_main()),
+        Some(podinit::POD_INIT_VERB) => std::process::exit(podinit::pod_init_main(&args[2..])),
         _ => {}
     }
     let config = containerd_shim::Config {

@@ -428,16 +428,7 @@ impl Prepared {
         };
 
         if let Some(profile) = seccomp {
-            let notify = profile
-                .syscalls()
-                .iter()
-                .flatten()
-                .any(|s| s.action() == LinuxSeccompAction::ScmpActNotify);
-            if notify || profile.default_action() == LinuxSeccompAction::ScmpActNotify {
-                return Err(NsExecError::Unsupported(
-                    "seccomp profiles with SCMP_ACT_NOTIFY (no seccomp agent support)".into(),
-                ));
-            }
+            check_seccomp(profile).map_err(NsExecError::Unsupported)?;
         }
 
         // Checked here, with the host's /sys: youki refuses to create a container with a profile
@@ -840,7 +831,7 @@ fn join_cgroups(dirs: &[PathBuf]) -> Result<(), NsExecError> {
 // ---------------------------------------------------------------------------------------------
 // Signals and waiting (helper side).
 
-fn signal_set(signals: impl IntoIterator<Item = libc::c_int>) -> libc::sigset_t {
+pub(crate) fn signal_set(signals: impl IntoIterator<Item = libc::c_int>) -> libc::sigset_t {
     // SAFETY: sigemptyset initialises the set; sigaddset with valid signal numbers.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
@@ -1104,12 +1095,30 @@ fn id_err(kind: &str, id: u32) -> ChildError {
 
 fn load_seccomp(p: &Prepared) -> Result<(), ChildError> {
     if let Some(profile) = &p.seccomp {
-        libcontainer::seccomp::initialize_seccomp(profile).map_err(|e| ChildError {
-            code: 127,
-            msg: format!("load seccomp profile: {e}"),
-        })?;
+        load_seccomp_profile(profile).map_err(|msg| ChildError { code: 127, msg })?;
     }
     Ok(())
+}
+
+/// Refuses what [`load_seccomp_profile`] cannot do: SCMP_ACT_NOTIFY needs a seccomp agent.
+pub(crate) fn check_seccomp(profile: &LinuxSeccomp) -> Result<(), String> {
+    let notify = profile
+        .syscalls()
+        .iter()
+        .flatten()
+        .any(|s| s.action() == LinuxSeccompAction::ScmpActNotify);
+    if notify || profile.default_action() == LinuxSeccompAction::ScmpActNotify {
+        return Err("seccomp profiles with SCMP_ACT_NOTIFY (no seccomp agent support)".into());
+    }
+    Ok(())
+}
+
+/// Loads `profile` into this process with libcontainer's seccomp initialisation (what youki
+/// does for a container's init). Needs no_new_privs, or CAP_SYS_ADMIN.
+pub(crate) fn load_seccomp_profile(profile: &LinuxSeccomp) -> Result<(), String> {
+    libcontainer::seccomp::initialize_seccomp(profile)
+        .map(|_| ())
+        .map_err(|e| format!("load seccomp profile: {e}"))
 }
 
 fn close_fds_from(first: RawFd) {
@@ -1132,7 +1141,7 @@ fn close_fds_from(first: RawFd) {
     }
 }
 
-fn reset_signals() {
+pub(crate) fn reset_signals() {
     // SAFETY: default dispositions and an empty mask; invalid numbers just fail.
     unsafe {
         let mut dfl: libc::sigaction = std::mem::zeroed();
@@ -1150,7 +1159,7 @@ fn reset_signals() {
 
 /// The highest capability number the kernel knows (probing the bounding set, so it works
 /// without /proc).
-fn last_cap() -> u32 {
+pub(crate) fn last_cap() -> u32 {
     let mut last = 0;
     for cap in 0..64u32 {
         // SAFETY: plain prctl; EINVAL past the last capability.
@@ -1258,6 +1267,29 @@ struct CapUserData {
 }
 
 const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// Empties the bounding set (needs CAP_SETPCAP: before changing user).
+pub(crate) fn drop_bounding_set(last_cap: u32) -> Result<(), String> {
+    for cap in 0..=last_cap {
+        // SAFETY: plain prctl.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } < 0 {
+            return Err(cerr(&format!("drop capability {cap} from the bounding set")).msg);
+        }
+    }
+    Ok(())
+}
+
+/// Empties the effective, permitted, inheritable and ambient sets.
+pub(crate) fn clear_capabilities(last_cap: u32) -> Result<(), String> {
+    let none = CapMasks {
+        bounding: 0,
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+        ambient: 0,
+    };
+    apply_caps(&none, last_cap).map_err(|e| e.msg)
+}
 
 /// Effective, permitted and inheritable in one capset(2) (like runc), then the ambient set.
 /// Capabilities the kernel does not know are ignored (runc ignores unknown ones too).

@@ -34,9 +34,10 @@ impl Shim for VordrShim {
 
     fn start_shim(&mut self, opts: StartOpts) -> containerd_shim::Result<String> {
         let dir = vordr_shim_api::socket_dir();
-        std::fs::create_dir_all(&dir)
+        vordr_fsmode::ensure_dir(&dir, vordr_fsmode::PRIVATE_DIR)
             .map_err(|e| Error::Other(format!("{}: {e}", dir.display())))?;
-        let address = format!("unix://{}", socket_path(&dir, &opts.id).display());
+        let socket = socket_path(&dir, &opts.id);
+        let address = format!("unix://{}", socket.display());
         let bundle = std::env::current_dir().map_err(|e| Error::Other(e.to_string()))?;
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -67,6 +68,17 @@ impl Shim for VordrShim {
         let mut sink = Vec::new();
         if let Some(mut out) = child.stdout.take() {
             let _ = out.read_to_end(&mut sink);
+        }
+        // containerd-shim binds under the server's umask: the socket is
+        // made 0600 before anyone is told where it is (its directory is
+        // 0700 meanwhile).
+        if let Err(e) = vordr_fsmode::set_mode(&socket, vordr_fsmode::PRIVATE_SOCKET) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Error::Other(format!(
+                "shim socket {}: {e}",
+                socket.display()
+            )));
         }
         Ok(address)
     }

@@ -484,7 +484,7 @@ impl Task for TaskService {
             // Short enough for a socket address whatever the bundle path.
             let sock = vordr_shim_api::socket_path(&dir, &format!("{}.console", req.id));
             let _ = std::fs::remove_file(&sock);
-            let listener = std::os::unix::net::UnixListener::bind(&sock)
+            let listener = vordr_fsmode::bind_unix(&sock, vordr_fsmode::PRIVATE_SOCKET)
                 .map_err(|e| internal(format!("console socket: {e}")))?;
             let log = log.clone();
             let sock_path = sock.clone();
@@ -993,7 +993,9 @@ impl TaskService {
         };
         let process_json = bundle.join(format!("exec-{exec_id}.json"));
         let pid_file = bundle.join(format!("exec-{exec_id}.pid"));
-        std::fs::write(&process_json, &spec).map_err(|e| internal(format!("exec spec: {e}")))?;
+        // The process's environment: 0600, as the container's config.json.
+        vordr_fsmode::write_private(&process_json, &spec)
+            .map_err(|e| internal(format!("exec spec: {e}")))?;
         let _ = std::fs::remove_file(&pid_file);
         let mut console = None;
         let io = if terminal {
@@ -1002,7 +1004,7 @@ impl TaskService {
             let dir = vordr_shim_api::socket_dir();
             let sock = vordr_shim_api::socket_path(&dir, &format!("{id}.{exec_id}.console"));
             let _ = std::fs::remove_file(&sock);
-            let l = std::os::unix::net::UnixListener::bind(&sock)
+            let l = vordr_fsmode::bind_unix(&sock, vordr_fsmode::PRIVATE_SOCKET)
                 .map_err(|e| internal(format!("console socket: {e}")))?;
             console = Some((l, sock.clone()));
             let null = || {

@@ -119,6 +119,15 @@ pub struct GatekeeperConfig {
     pub allow_privileged: bool,
     /// Audit rows kept; older ones are dropped.
     pub audit_max_rows: u64,
+    /// kubelet's root directory: bind mounts from `<kubelet_root>/pods/<pod
+    /// uid>/` are the pod's own volumes, any other is a host path.
+    pub kubelet_root: PathBuf,
+    /// kubelet's pod log directory: container logs must stay under it.
+    pub log_root: PathBuf,
+    /// Baseline refuses an Unconfined seccomp profile: set it where kubelet
+    /// runs with seccompDefault (it then sends Unconfined only when a pod
+    /// asks for it; without it, an unset profile arrives as Unconfined).
+    pub refuse_unconfined_seccomp: bool,
     /// Per-namespace overrides; the first whose pattern matches wins.
     #[serde(default)]
     pub namespaces: Vec<NamespacePolicyConfig>,

@@ -1,5 +1,6 @@
-//! CreateContainer: rootfs overlay, OCI spec, bundle, and a shim holding the
-//! created container. Any failure undoes every step; nothing is left behind.
+//! CreateContainer: rootfs overlay, OCI spec, the gatekeeper's judgement of
+//! that spec, host paths staged, bundle, and a shim holding the created
+//! container. Any failure undoes every step; nothing is left behind.
 
 use std::path::PathBuf;
 
@@ -14,10 +15,50 @@ use vordr_store::{NewContainer, PodState, StoreError};
 
 use crate::containers::teardown;
 use crate::errors::{internal, invalid};
+use crate::hostpath::HostPaths;
 use crate::images::{find, parse_name};
 use crate::runtime::Runtime;
 use crate::sandbox_run::{new_id, now_ns};
 use crate::shim_client::{shim_binary, start_shim, Shim};
+
+/// Refuses a request's pod config that differs from the stored one where
+/// it matters: who the pod is, its security context, sysctls, cgroup
+/// parent, ports and log directory.
+fn same_pod(claimed: &PodSandboxConfig, stored: &PodSandboxConfig) -> Result<(), Status> {
+    let linux = |c: &PodSandboxConfig| {
+        c.linux.as_ref().map(|l| {
+            (
+                l.security_context.clone(),
+                l.sysctls.clone(),
+                l.cgroup_parent.clone(),
+            )
+        })
+    };
+    let field = if claimed.metadata != stored.metadata {
+        "metadata"
+    } else if linux(claimed) != linux(stored) {
+        "linux"
+    } else if claimed.port_mappings != stored.port_mappings {
+        "port_mappings"
+    } else if claimed.log_directory != stored.log_directory {
+        "log_directory"
+    } else {
+        return Ok(());
+    };
+    Err(invalid(
+        &format!("sandbox_config.{field}"),
+        "differs from the pod sandbox as it was created",
+    ))
+}
+
+/// What CreateContainer asked for, checked and resolved.
+struct Request<'a> {
+    config: &'a ContainerConfig,
+    sandbox: &'a PodSandboxConfig,
+    pod: &'a vordr_store::PodRecord,
+    host_paths: &'a HostPaths,
+    log_file: Option<&'a std::path::Path>,
+}
 
 pub async fn create_container(
     rt: &Runtime,
@@ -52,10 +93,13 @@ pub async fn create_container(
             pod.id
         )));
     }
-    let sandbox: PodSandboxConfig = match req.sandbox_config {
-        Some(s) => s,
-        None => serde_json::from_str(&pod.config).map_err(|e| internal("reading pod config", e))?,
-    };
+    // The pod as it was judged and stored; a request's copy that says
+    // otherwise is refused, never believed.
+    let sandbox: PodSandboxConfig =
+        serde_json::from_str(&pod.config).map_err(|e| internal("reading pod config", e))?;
+    if let Some(claimed) = &req.sandbox_config {
+        same_pod(claimed, &sandbox)?;
+    }
     let name = parse_name(image_name).map_err(|e| invalid("config.image.image", e))?;
     let image = find(rt, &name)
         .map_err(|e| internal("reading images", e))?
@@ -92,24 +136,16 @@ pub async fn create_container(
 
     let lowers = image_lowers(rt, &image)?;
     let img = image_config(rt, &image)?;
-    let default_sc = Default::default();
-    let sc = config
-        .linux
-        .as_ref()
-        .and_then(|l| l.security_context.as_ref())
-        .unwrap_or(&default_sc);
-    let uid = vordr_spec::uid_before_rootfs(sc, &img, &lowers);
-    crate::gatekeeper::check_container(rt, "CreateContainer", &config, &sandbox, &pod.id, uid)?;
+    // Host paths and the log file resolved once: what is judged is what
+    // is mounted and written.
+    let host_paths = HostPaths::resolve(&config.mounts)?;
+    let log_file = crate::hostpath::log_file(&sandbox.log_directory, &config.log_path)?;
 
     let id = new_id();
-    let log_path = if sandbox.log_directory.is_empty() || config.log_path.is_empty() {
-        String::new()
-    } else {
-        PathBuf::from(&sandbox.log_directory)
-            .join(&config.log_path)
-            .display()
-            .to_string()
-    };
+    let log_path = log_file
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
     let row = NewContainer {
         id: id.clone(),
         pod_id: pod.id.clone(),
@@ -140,13 +176,16 @@ pub async fn create_container(
     let res = build(
         rt,
         &id,
-        &config,
-        &sandbox,
-        &pod,
+        &Request {
+            config: &config,
+            sandbox: &sandbox,
+            pod: &pod,
+            host_paths: &host_paths,
+            log_file: log_file.as_deref(),
+        },
         &lowers,
         img,
         &handler,
-        &log_path,
         &mut shim_address,
     )
     .await;
@@ -287,19 +326,16 @@ fn pod_userns(
 }
 
 /// Everything after the row: returns the init's pid and the stop signal.
-#[allow(clippy::too_many_arguments)]
 async fn build(
     rt: &Runtime,
     id: &str,
-    config: &ContainerConfig,
-    sandbox: &PodSandboxConfig,
-    pod: &vordr_store::PodRecord,
+    r: &Request<'_>,
     lowers: &[PathBuf],
     img: vordr_spec::ImageConfig,
     handler: &vordr_config::RuntimeHandler,
-    log_path: &str,
     shim_address: &mut String,
 ) -> Result<(u32, String), Status> {
+    let (config, sandbox, pod) = (r.config, r.sandbox, r.pod);
     let bundle = rt.bundle_dir(id);
     let rootfs = bundle.join("rootfs");
     let cdir = rt.container_dir(id);
@@ -311,7 +347,7 @@ async fn build(
         .unwrap_or_default();
     // Containers of a pod that shares its PID namespace join the pod's init.
     let pid_ns_path = if joins_pod_pid_namespace(config) {
-        Some(crate::pod_init::pid_namespace(rt, &pod.id).await?)
+        Some(crate::pod_init::pid_namespace(rt, pod).await?)
     } else {
         None
     };
@@ -332,16 +368,22 @@ async fn build(
     let opts = vordr_spec::SpecOptions {
         restrict_oom_score_adj: rt.config.runtime.restrict_oom_score_adj,
         seccomp_profile_root: rt.config.runtime.seccomp_profile_root.clone(),
+        host_paths: r.host_paths.real_paths(),
         ..Default::default()
     };
-    let built =
-        vordr_spec::build_spec(id, config, sandbox, &img, &rootfs, &paths, &opts).map_err(|e| {
+    let mut built = vordr_spec::build_spec(id, config, sandbox, &img, &rootfs, &paths, &opts)
+        .map_err(|e| {
             if e.is_invalid_argument() {
                 Status::invalid_argument(e.to_string())
             } else {
                 internal("building the OCI spec", e)
             }
         })?;
+    judge(rt, "CreateContainer", r, &built, &paths)?;
+    let judged = serde_json::to_vec_pretty(&built.spec).map_err(|e| internal("judged spec", e))?;
+    write_private(&bundle.join(JUDGED_SPEC), &judged)
+        .map_err(|e| internal("writing the judged spec", e))?;
+    crate::gatekeeper::node_supports(&mut built.spec)?;
     if paths.userns.is_some() {
         let points: Vec<(PathBuf, bool)> = built
             .spec
@@ -358,7 +400,7 @@ async fn build(
     }
     let spec_json =
         serde_json::to_vec_pretty(&built.spec).map_err(|e| internal("config.json", e))?;
-    std::fs::write(bundle.join("config.json"), spec_json)
+    write_private(&bundle.join("config.json"), &spec_json)
         .map_err(|e| internal("writing config.json", e))?;
 
     let kind = if handler.kind == "runc" {
@@ -389,7 +431,7 @@ async fn build(
         runtime: kind,
         runtime_path: handler.path.clone(),
         runtime_root,
-        log_path: (!log_path.is_empty()).then(|| PathBuf::from(log_path)),
+        log_path: r.log_file.map(PathBuf::from),
         max_log_line: rt.config.runtime.max_container_log_line_size,
         stdin: config.stdin,
         stdin_once: config.stdin_once,
@@ -398,5 +440,139 @@ async fn build(
         .create(&bundle, config.tty, "", &opts)
         .await
         .map_err(|e| internal("creating the container", e))?;
+    // Before anything in it runs: what is mounted is what was judged.
+    r.host_paths.verify(pid, &built.spec)?;
     Ok((pid, built.stop_signal))
+}
+
+/// The spec as the gatekeeper judged it (before this node's adjustments),
+/// kept in the bundle to judge again on UpdateContainerResources.
+pub const JUDGED_SPEC: &str = "judged.json";
+
+/// Writes a file only root may read (specs carry the environment).
+fn write_private(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(data)
+}
+
+/// Judges the built spec of a container (CreateContainer and, on a stored
+/// judged spec, UpdateContainerResources).
+fn judge(
+    rt: &Runtime,
+    action: &'static str,
+    r: &Request<'_>,
+    built: &vordr_spec::Built,
+    paths: &vordr_spec::PodPaths,
+) -> Result<(), Status> {
+    let sc = r
+        .config
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref());
+    let added = vordr_gatekeeper::CapSet::of(&built.added_capabilities)
+        .map_err(|c| internal("judging capabilities", format!("unknown capability {c}")))?;
+    let pod_files = pod_files(paths);
+    let name = r.config.metadata.as_ref().map_or("", |m| m.name.as_str());
+    crate::gatekeeper::check_container(
+        rt,
+        action,
+        name,
+        &vordr_gatekeeper::Container {
+            spec: &built.spec,
+            privileged: sc.is_some_and(|s| s.privileged),
+            added,
+            pod: r.sandbox,
+            pod_files: &pod_files,
+            log_path: r.log_file,
+        },
+        &r.pod.id,
+    )
+}
+
+/// The files Vordr binds into every container of the pod, resolved as the
+/// spec names them: not host paths.
+pub fn pod_files(paths: &vordr_spec::PodPaths) -> Vec<PathBuf> {
+    [
+        &paths.resolv_conf,
+        &paths.hosts,
+        &paths.hostname_file,
+        &paths.shm,
+    ]
+    .into_iter()
+    .flatten()
+    .filter_map(|p| std::fs::canonicalize(p).ok())
+    // With the host's IPC namespace, the host's /dev/shm (judged as such).
+    .chain(paths.ipcns.is_none().then(|| PathBuf::from("/dev/shm")))
+    .collect()
+}
+
+/// Judges a container again under the policy now in force (the config may
+/// have changed since it was created) on the spec it was created from,
+/// with `unified` resources an update would write.
+pub fn rejudge(
+    rt: &Runtime,
+    c: &vordr_store::ContainerRecord,
+    unified: &std::collections::HashMap<String, String>,
+) -> Result<(), Status> {
+    let config: ContainerConfig =
+        serde_json::from_str(&c.config).map_err(|e| internal("reading container config", e))?;
+    let pod = rt
+        .store
+        .get_pod(&c.pod_id)
+        .map_err(|e| internal("reading pod", e))?
+        .ok_or_else(|| Status::not_found(format!("pod sandbox {:?} not found", c.pod_id)))?;
+    let sandbox: PodSandboxConfig =
+        serde_json::from_str(&pod.config).map_err(|e| internal("reading pod config", e))?;
+    let bundle = rt.bundle_dir(&c.id);
+    let text = std::fs::read(bundle.join(JUDGED_SPEC))
+        .or_else(|_| std::fs::read(bundle.join("config.json")))
+        .map_err(|e| internal("reading the container's spec", e))?;
+    let mut spec: oci_spec::runtime::Spec =
+        serde_json::from_slice(&text).map_err(|e| internal("reading the container's spec", e))?;
+    if !unified.is_empty() {
+        if let Some(linux) = spec.linux_mut() {
+            let mut res = linux.resources().clone().unwrap_or_default();
+            let mut all = res.unified().clone().unwrap_or_default();
+            all.extend(unified.iter().map(|(k, v)| (k.clone(), v.clone())));
+            res.set_unified(Some(all));
+            linux.set_resources(Some(res));
+        }
+    }
+    let sc = config
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.clone())
+        .unwrap_or_default();
+    let added_capabilities = vordr_spec::requested_adds(&sc)
+        .map_err(|e| internal("reading the container's capabilities", e))?;
+    let pod_dir = rt.pod_dir(&pod.id);
+    let paths = vordr_spec::PodPaths {
+        ipcns: pod.ipc_path.as_ref().map(PathBuf::from),
+        resolv_conf: Some(pod_dir.join("resolv.conf")),
+        hosts: Some(pod_dir.join("hosts")),
+        hostname_file: Some(pod_dir.join("hostname")),
+        ..Default::default()
+    };
+    let host_paths = HostPaths::default();
+    let log_file = (!c.log_path.is_empty()).then(|| PathBuf::from(&c.log_path));
+    let r = Request {
+        config: &config,
+        sandbox: &sandbox,
+        pod: &pod,
+        host_paths: &host_paths,
+        log_file: log_file.as_deref(),
+    };
+    let built = vordr_spec::Built {
+        spec,
+        stop_signal: String::new(),
+        added_capabilities,
+    };
+    judge(rt, "UpdateContainerResources", &r, &built, &paths)
 }

@@ -2,14 +2,12 @@
 //! runtime to the container's cgroup.
 
 use k8s_cri::v1::{
-    ContainerConfig, LinuxContainerResources, PodSandboxConfig, UpdateContainerResourcesRequest,
-    UpdateContainerResourcesResponse,
+    LinuxContainerResources, UpdateContainerResourcesRequest, UpdateContainerResourcesResponse,
 };
 use tonic::Status;
 use vordr_store::ContainerState;
 
 use crate::containers::{shim_of, shim_status};
-use crate::errors::internal;
 use crate::runtime::Runtime;
 
 pub async fn update_container_resources(
@@ -24,7 +22,12 @@ pub async fn update_container_resources(
             c.state.as_str()
         )));
     }
-    rejudge(rt, &c)?;
+    let unified = req
+        .linux
+        .as_ref()
+        .map(|r| r.unified.clone())
+        .unwrap_or_default();
+    crate::container_create::rejudge(rt, &c, &unified)?;
     let Some(r) = req.linux else {
         return Ok(UpdateContainerResourcesResponse {});
     };
@@ -33,33 +36,6 @@ pub async fn update_container_resources(
         .await
         .map_err(|e| shim_status("updating resources", e))?;
     Ok(UpdateContainerResourcesResponse {})
-}
-
-/// Judges the container again under the policy now in force (the config
-/// may have changed since it was created), with the user its spec runs as.
-fn rejudge(rt: &Runtime, c: &vordr_store::ContainerRecord) -> Result<(), Status> {
-    let config: ContainerConfig =
-        serde_json::from_str(&c.config).map_err(|e| internal("reading container config", e))?;
-    let pod = rt
-        .store
-        .get_pod(&c.pod_id)
-        .map_err(|e| internal("reading pod", e))?
-        .ok_or_else(|| Status::not_found(format!("pod sandbox {:?} not found", c.pod_id)))?;
-    let sandbox: PodSandboxConfig =
-        serde_json::from_str(&pod.config).map_err(|e| internal("reading pod config", e))?;
-    let uid = std::fs::read(rt.bundle_dir(&c.id).join("config.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| v.pointer("/process/user/uid")?.as_u64())
-        .and_then(|u| u32::try_from(u).ok());
-    crate::gatekeeper::check_container(
-        rt,
-        "UpdateContainerResources",
-        &config,
-        &sandbox,
-        &c.pod_id,
-        uid,
-    )
 }
 
 /// The OCI `LinuxResources` JSON for CRI resources (zero means unset).

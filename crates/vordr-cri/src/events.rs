@@ -9,6 +9,7 @@ use containerd_shim_protos::protobuf::well_known_types::empty::Empty;
 use containerd_shim_protos::protobuf::Message;
 use containerd_shim_protos::shim::events::ForwardRequest;
 use containerd_shim_protos::shim_async::{create_events, Events};
+use ttrpc::r#async::transport::Listener;
 use ttrpc::r#async::{Server, TtrpcContext};
 
 use crate::runtime::Runtime;
@@ -42,11 +43,21 @@ impl Events for Handler {
     }
 }
 
-/// Serves the events endpoint at `socket` until the process exits.
+/// Serves the events endpoint at `socket` (mode 0600, whatever the umask)
+/// until the process exits.
 pub async fn serve_events(rt: Arc<Runtime>, socket: &Path) -> Result<Server, ttrpc::Error> {
     let _ = std::fs::remove_file(socket);
+    let io = |what: &str, e: std::io::Error| {
+        ttrpc::Error::Others(format!("{what} {}: {e}", socket.display()))
+    };
+    let listener = vordr_fsmode::bind_unix(socket, vordr_fsmode::PRIVATE_SOCKET)
+        .map_err(|e| io("binding", e))?;
+    let listener = Listener::try_from(listener).map_err(|e| {
+        let _ = std::fs::remove_file(socket);
+        io("listening on", e)
+    })?;
     let mut server = Server::new()
-        .bind(&format!("unix://{}", socket.display()))?
+        .add_listener(listener)
         .register_service(create_events(Arc::new(Handler(rt))));
     server.start().await?;
     Ok(server)

@@ -3,19 +3,18 @@
 //! table, and a denial (or a policy that could not decide) becomes
 //! PermissionDenied naming the rule, the field and the profile.
 
-use k8s_cri::v1::{ContainerConfig, PodSandboxConfig};
+use k8s_cri::v1::PodSandboxConfig;
 use tonic::Status;
-use vordr_gatekeeper::cri::{judge_container, judge_pod, Decision, Protected};
-use vordr_gatekeeper::{GateError, Verdict};
+use vordr_gatekeeper::{judge_container, judge_pod, Container, Decision, GateError, Node, Verdict};
 use vordr_store::AuditRecord;
 
 use crate::runtime::Runtime;
 use crate::sandbox_run::now_ns;
 
-/// The host paths no container may mount, for this daemon's config.
-pub fn protected(config: &vordr_config::Config) -> Protected {
-    let s = &config.server;
-    Protected::new(&[&s.socket, &s.root, &s.run_dir])
+/// What the rules need to know of this node, from the daemon's config.
+pub fn node(config: &vordr_config::Config) -> Node {
+    let g = &config.gatekeeper;
+    Node::new(&g.kubelet_root, &g.log_root, g.refuse_unconfined_seccomp)
 }
 
 /// What a decision is about, for the audit row and the message.
@@ -40,25 +39,22 @@ pub fn check_pod(rt: &Runtime, cfg: &PodSandboxConfig) -> Result<(), Status> {
         rt,
         &subject,
         policy.profile,
-        judge_pod(cfg, policy, &rt.protected),
+        judge_pod(cfg, policy, &rt.gate_node),
     )
 }
 
-/// Judges a container of pod `pod_id`; `uid` as `vordr_spec::uid_before_rootfs`
-/// tells it.
+/// Judges a container of pod `pod_id` on the spec that will run.
 pub fn check_container(
     rt: &Runtime,
     action: &'static str,
-    cfg: &ContainerConfig,
-    pod: &PodSandboxConfig,
+    name: &str,
+    c: &Container<'_>,
     pod_id: &str,
-    uid: Option<u32>,
 ) -> Result<(), Status> {
-    let policy = rt.config.gatekeeper.for_namespace(namespace(pod));
-    let name = cfg.metadata.as_ref().map_or("", |m| m.name.as_str());
+    let policy = rt.config.gatekeeper.for_namespace(namespace(c.pod));
     let subject = Subject {
         action,
-        pod,
+        pod: c.pod,
         pod_id,
         container: name,
     };
@@ -66,7 +62,7 @@ pub fn check_container(
         rt,
         &subject,
         policy.profile,
-        judge_container(cfg, pod, uid, policy, &rt.protected),
+        judge_container(c, policy, &rt.gate_node),
     )
 }
 
@@ -117,4 +113,53 @@ fn enforce(
     }
     tracing::warn!(action = s.action, namespace = ns, "{reason}");
     Err(Status::permission_denied(reason))
+}
+
+/// What a judged spec asks of the node's security modules, checked on this
+/// node: an AppArmor profile where AppArmor is off (or not loaded), or an
+/// SELinux label where SELinux is off, is refused with FailedPrecondition,
+/// never silently dropped. An Unconfined AppArmor profile where there is
+/// no AppArmor is what runs anyway: it leaves the spec (runtimes refuse a
+/// profile on such nodes).
+pub fn node_supports(spec: &mut oci_spec::runtime::Spec) -> Result<(), Status> {
+    let Some(process) = spec.process_mut() else {
+        return Ok(());
+    };
+    if let Some(profile) = process.apparmor_profile().clone() {
+        let profile: String = profile;
+        let enabled = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+            .is_ok_and(|s| s.trim() == "Y");
+        if profile == "unconfined" {
+            if !enabled {
+                process.set_apparmor_profile(None);
+            }
+        } else if !enabled {
+            return Err(Status::failed_precondition(format!(
+                "AppArmor is not enabled on this node: the container asks for AppArmor profile \
+                 {profile:?} (linux.security_context.apparmor)"
+            )));
+        } else if !apparmor_loaded(&profile) {
+            return Err(Status::failed_precondition(format!(
+                "AppArmor profile {profile:?} is not loaded on this node \
+                 (linux.security_context.apparmor)"
+            )));
+        }
+    }
+    if let Some(label) = process.selinux_label().as_deref() {
+        if !std::path::Path::new("/sys/fs/selinux/enforce").exists() {
+            return Err(Status::failed_precondition(format!(
+                "SELinux is not enabled on this node: the container asks for SELinux label \
+                 {label:?} (linux.security_context.selinux_options)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Whether the kernel has an AppArmor profile of this name loaded.
+fn apparmor_loaded(name: &str) -> bool {
+    std::fs::read_to_string("/sys/kernel/security/apparmor/profiles").is_ok_and(|s| {
+        s.lines()
+            .any(|l| l.rsplit_once(' ').is_some_and(|(n, _)| n == name))
+    })
 }

@@ -20,6 +20,7 @@ mod containers;
 mod errors;
 mod events;
 mod gatekeeper;
+mod hostpath;
 mod image_fs_info;
 mod image_list;
 mod image_pull;
@@ -47,5 +48,6 @@ mod status;
 mod update_runtime_config;
 mod version;
 
+pub use hostpath::HostPaths;
 pub use runtime::{Runtime, RuntimeOptions};
 pub use serve::{serve, ServeError};

@@ -15,9 +15,20 @@ pub fn mount_overlay(
     if lowers.is_empty() {
         return Err(std::io::Error::other("the image has no layers"));
     }
-    for d in [upper, work, target] {
-        std::fs::create_dir_all(d)?;
+    // Modes whatever the umask: the writable layer is the daemon's alone
+    // (its upper dir gives the container's `/` its mode); the bundle may be
+    // passed through, not listed (a user-namespaced container reaches its
+    // rootfs through it from inside its namespace).
+    use vordr_fsmode::{ensure_dir, PRIVATE_DIR, TRAVERSE_DIR};
+    if let Some(layer) = upper.parent() {
+        ensure_dir(layer, PRIVATE_DIR)?;
     }
+    ensure_dir(upper, 0o755)?;
+    ensure_dir(work, PRIVATE_DIR)?;
+    if let Some(bundle) = target.parent() {
+        ensure_dir(bundle, TRAVERSE_DIR)?;
+    }
+    ensure_dir(target, 0o755)?;
     let lower = lowers
         .iter()
         .rev()

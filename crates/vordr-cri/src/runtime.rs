@@ -57,31 +57,20 @@ pub struct Runtime {
     pub pool_notify: tokio::sync::Notify,
     /// Cached netavark health: (checked at, result).
     net_health: StdMutex<Option<(Instant, Result<String, String>)>>,
-    /// Host paths the gatekeeper never lets a container mount.
-    pub protected: vordr_gatekeeper::cri::Protected,
+    /// Where kubelet keeps pods and logs, for the gatekeeper's rules.
+    pub gate_node: vordr_gatekeeper::Node,
     /// The streaming server, once started.
     pub streaming: std::sync::OnceLock<Arc<vordr_streaming::Server>>,
 }
 
 impl Runtime {
-    /// Opens the store and prepares the directories.
+    /// Opens the store and prepares the directories, with their modes set
+    /// whatever the umask and whatever an older version left.
     pub fn open(opts: RuntimeOptions) -> Result<Runtime, crate::ServeError> {
         let config = opts.config;
-        for dir in [
-            &config.server.root,
-            &config.server.run_dir,
-            &config.server.root.join("pods"),
-            &config.server.root.join("images"),
-            &config.server.run_dir.join("ns"),
-            &config.server.run_dir.join("bundles"),
-            &config.server.run_dir.join("s"),
-            &config.server.root.join("containers"),
-            &config.server.run_dir.join("netavark"),
-        ] {
-            std::fs::create_dir_all(dir).map_err(|source| crate::ServeError::Dir {
-                path: dir.to_path_buf(),
-                source,
-            })?;
+        for (dir, mode) in state_dirs(&config) {
+            vordr_fsmode::ensure_dir(&dir, mode)
+                .map_err(|source| crate::ServeError::Dir { path: dir, source })?;
         }
         let store = Store::open(&config.server.root)?;
         let images = config.server.root.join("images");
@@ -106,7 +95,7 @@ impl Runtime {
         let pod_cidr = store.get_setting(POD_CIDR_KEY)?;
         let network = bridge_network(&config, pod_cidr.as_deref());
         Ok(Runtime {
-            protected: crate::gatekeeper::protected(&config),
+            gate_node: crate::gatekeeper::node(&config),
             config,
             store,
             netavark,
@@ -191,6 +180,40 @@ impl Runtime {
     pub fn root(&self) -> &Path {
         &self.config.server.root
     }
+}
+
+/// The daemon's directories and their modes, parents first, set whatever
+/// the umask. Only the daemon (root) lists any of them. Images, writable
+/// layers, runtime state, shim sockets and netavark's config are its alone
+/// (0700; the content store and snapshots are made 0700 by vordr-image
+/// when they are opened). The root and run directories, the pod files
+/// (resolv.conf, hosts, hostname), the namespace pins and the bundles can
+/// be passed through (0711), not listed: a container of a pod with its own
+/// user namespace is set up by youki or runc from inside that namespace, as
+/// an unprivileged host user, and reaches its rootfs, its pod's files and
+/// the pins by path (containerd makes its bundle parent 0711 for the same
+/// reason). What must stay private in there is 0600 itself (config.json).
+pub fn state_dirs(config: &Config) -> Vec<(PathBuf, u32)> {
+    use vordr_fsmode::{PRIVATE_DIR, TRAVERSE_DIR};
+    let (root, run) = (&config.server.root, &config.server.run_dir);
+    let mut dirs = vec![(root.clone(), TRAVERSE_DIR), (run.clone(), TRAVERSE_DIR)];
+    for (sub, mode) in [
+        ("pods", TRAVERSE_DIR),
+        ("images", PRIVATE_DIR),
+        ("containers", PRIVATE_DIR),
+    ] {
+        dirs.push((root.join(sub), mode));
+    }
+    for (sub, mode) in [
+        ("ns", TRAVERSE_DIR),
+        ("bundles", TRAVERSE_DIR),
+        ("runtime", PRIVATE_DIR),
+        ("s", PRIVATE_DIR),
+        ("netavark", PRIVATE_DIR),
+    ] {
+        dirs.push((run.join(sub), mode));
+    }
+    dirs
 }
 
 /// Locks `key` in a map of per-key async locks, dropping idle entries.

@@ -2,7 +2,6 @@
 //! until told to stop. Pods outlive the daemon: stopping it touches none.
 
 use std::future::Future;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -55,13 +54,25 @@ fn bind(path: &Path) -> Result<tokio::net::UnixListener, ServeError> {
         std::fs::remove_file(path).map_err(err)?;
         tracing::info!(socket = %path.display(), "replaced a stale socket");
     }
-    // Create the socket 0600 from the start: no window where others may connect.
-    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
-    let res = tokio::net::UnixListener::bind(path);
-    nix::sys::stat::umask(old);
-    let listener = res.map_err(err)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
-    Ok(listener)
+    // 0600 from the start: no window where others may connect.
+    let listener = vordr_fsmode::bind_unix(path, vordr_fsmode::PRIVATE_SOCKET).map_err(err)?;
+    listener
+        .set_nonblocking(true)
+        .and_then(|()| tokio::net::UnixListener::from_std(listener))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(path);
+            err(e)
+        })
+}
+
+/// Keeps group and world write out of the umask (a stricter one is kept):
+/// whatever is created without an explicit mode (by the daemon, its shims,
+/// or a container whose spec sets no umask) is never writable by others,
+/// even under `umask 000`. Modes that matter are set explicitly anyway.
+fn no_group_or_world_write() {
+    use nix::sys::stat::{umask, Mode};
+    let old = umask(Mode::from_bits_truncate(0o022));
+    umask(old | Mode::from_bits_truncate(0o022));
 }
 
 /// Runs the CRI server until `shutdown` resolves.
@@ -70,6 +81,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let socket = opts.config.server.socket.clone();
+    no_group_or_world_write();
     let rt = Arc::new(Runtime::open(opts)?);
     // Shims publish exits here; it must be up before any shim is asked.
     let _events = crate::events::serve_events(rt.clone(), &rt.events_socket())

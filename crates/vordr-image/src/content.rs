@@ -157,11 +157,13 @@ pub struct ContentStore {
 }
 
 impl ContentStore {
-    /// Opens (creating) the store under `root` and discards unfinished ingests.
+    /// Opens (creating) the store under `root` and discards unfinished
+    /// ingests. `root` is 0700 (set again if it existed).
     pub fn open(root: &Path) -> Result<ContentStore, ContentError> {
         let store = ContentStore {
             root: root.to_path_buf(),
         };
+        vordr_fsmode::ensure_dir(root, vordr_fsmode::PRIVATE_DIR).map_err(io_err(root))?;
         let ingest = store.ingest_dir();
         if ingest.exists() {
             std::fs::remove_dir_all(&ingest).map_err(io_err(&ingest))?;
@@ -383,6 +385,18 @@ mod tests {
 
     fn ingest_entries(s: &ContentStore) -> usize {
         std::fs::read_dir(s.ingest_dir()).unwrap().count()
+    }
+
+    #[test]
+    fn open_makes_the_store_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("content");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        ContentStore::open(&root).unwrap();
+        let mode = std::fs::metadata(&root).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o700);
     }
 
     #[test]

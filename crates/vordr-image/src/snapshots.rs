@@ -68,9 +68,11 @@ pub struct Snapshots {
 }
 
 impl Snapshots {
-    /// Opens (creating) the snapshot directory, removing unfinished unpacks.
+    /// Opens (creating) the snapshot directory, removing unfinished
+    /// unpacks. The directory is 0700 (set again if it existed): only the
+    /// daemon reads layers; containers see them through their overlay.
     pub fn open(dir: &Path) -> Result<Snapshots, SnapshotError> {
-        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        vordr_fsmode::ensure_dir(dir, vordr_fsmode::PRIVATE_DIR).map_err(io_err(dir))?;
         for e in std::fs::read_dir(dir).map_err(io_err(dir))? {
             let e = e.map_err(io_err(dir))?;
             if e.file_name().to_string_lossy().starts_with("tmp-") {
@@ -285,7 +287,12 @@ mod tests {
     fn unfinished_unpacks_are_removed_on_open() {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(d.path().join("tmp-abc/fs/x")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         Snapshots::open(d.path()).unwrap();
         assert!(!d.path().join("tmp-abc").exists());
+        // The directory is private, whatever it was before.
+        let mode = std::fs::metadata(d.path()).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o700);
     }
 }

@@ -27,7 +27,9 @@ use oci_spec::runtime::{Capabilities, Linux, LinuxCapabilitiesBuilder, Process, 
 
 pub use resources::cgroups_path;
 pub use seccomp_default::{default_seccomp, default_seccomp_for};
-pub use security::default_capabilities;
+pub use security::{
+    default_capabilities, requested_adds, APPARMOR_RUNTIME_DEFAULT, MAX_SECCOMP_PROFILE,
+};
 pub use user::uid_before_rootfs;
 
 /// OCI runtime spec version written into `ociVersion`, the one containerd 1.6 writes.
@@ -143,6 +145,11 @@ pub struct SpecOptions {
     /// without it, as with containerd's `tolerate_missing_hugetlb_controller`).
     /// `None` detects it.
     pub hugetlb_controller: Option<bool>,
+    /// The CRI mounts' host paths as the caller resolved them, mount by
+    /// mount: the objects it holds open and will mount (see vordr-cri's
+    /// host path staging), so that the spec names exactly what is judged
+    /// and mounted. Empty: each is resolved here with realpath.
+    pub host_paths: Vec<PathBuf>,
 }
 
 impl Default for SpecOptions {
@@ -153,6 +160,7 @@ impl Default for SpecOptions {
             cgroup_v2: None,
             swap_controller: None,
             hugetlb_controller: None,
+            host_paths: Vec::new(),
         }
     }
 }
@@ -164,6 +172,9 @@ pub struct Built {
     pub spec: Spec,
     /// Signal that stops the container: the image's `StopSignal`, or "SIGTERM".
     pub stop_signal: String,
+    /// The capabilities the config asked to add, normalised as they were
+    /// applied ([`requested_adds`]).
+    pub added_capabilities: Vec<String>,
 }
 
 /// Why a spec could not be built.
@@ -269,6 +280,13 @@ pub fn build_spec(
     let cwd = process::cwd(config, image);
     let user = user::resolve(rootfs, sc, image)?;
     let caps = security::capabilities(sc, privileged)?;
+    let added_capabilities = security::requested_adds(sc)?;
+    let pod_sc = sandbox
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref());
+    let apparmor = security::apparmor(sc)?;
+    let selinux = security::selinux_label(sc, pod_sc.and_then(|s| s.selinux_options.as_ref()))?;
     let oom_score_adj = resources::oom_score_adj(resources, opts.restrict_oom_score_adj)?;
 
     let cap_set = security::to_oci_caps(&caps);
@@ -297,15 +315,15 @@ pub fn build_spec(
     process.set_capabilities(Some(capabilities));
     process.set_rlimits(None);
     process.set_no_new_privileges(Some(sc.no_new_privs));
-    process.set_apparmor_profile(None);
+    process.set_apparmor_profile(apparmor);
     process.set_oom_score_adj(oom_score_adj);
-    process.set_selinux_label(None);
+    process.set_selinux_label(selinux);
     process.set_io_priority(None);
     process.set_scheduler(None);
     process.set_exec_cpu_affinity(None);
 
     // Mounts, devices and the devices cgroup.
-    let plan = mounts::plan(config, sc, pod, privileged)?;
+    let plan = mounts::plan(config, sc, pod, privileged, &opts.host_paths)?;
     let mut devs = devices::cri_devices(config)?;
     if privileged {
         devs.devices.extend(devices::host_devices()?);
@@ -391,7 +409,11 @@ pub fn build_spec(
     } else {
         image.stop_signal.clone()
     };
-    Ok(Built { spec, stop_signal })
+    Ok(Built {
+        spec,
+        stop_signal,
+        added_capabilities,
+    })
 }
 
 /// The CRI annotations of the container, then containerd's own on top.

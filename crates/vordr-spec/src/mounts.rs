@@ -104,12 +104,13 @@ pub(crate) fn plan(
     sc: &LinuxContainerSecurityContext,
     pod: &PodPaths,
     privileged: bool,
+    host_paths: &[PathBuf],
 ) -> Result<MountPlan, SpecError> {
     let mountinfo = || {
         std::fs::read_to_string("/proc/self/mountinfo")
             .map_err(|e| io_error("reading /proc/self/mountinfo", e))
     };
-    plan_with(config, sc, pod, privileged, mountinfo)
+    plan_with(config, sc, pod, privileged, host_paths, mountinfo)
 }
 
 fn plan_with(
@@ -117,9 +118,10 @@ fn plan_with(
     sc: &LinuxContainerSecurityContext,
     pod: &PodPaths,
     privileged: bool,
+    host_paths: &[PathBuf],
     mountinfo: impl Fn() -> Result<String, SpecError>,
 ) -> Result<MountPlan, SpecError> {
-    let mut binds = cri_binds(config)?;
+    let mut binds = cri_binds(config, host_paths)?;
     let cri_dests: HashSet<String> = binds
         .iter()
         .map(|b| clean_path(&b.container_path))
@@ -223,8 +225,23 @@ fn writable_kernel_fs(mut m: Mount) -> Mount {
     m
 }
 
-/// Validates the CRI mounts and resolves their host paths.
-fn cri_binds(config: &ContainerConfig) -> Result<Vec<BindRequest>, SpecError> {
+/// Validates the CRI mounts and resolves their host paths: `host_paths[i]`
+/// is mount i's host path as the caller resolved it (the object it holds
+/// open and will mount); without it, realpath's answer.
+fn cri_binds(
+    config: &ContainerConfig,
+    host_paths: &[PathBuf],
+) -> Result<Vec<BindRequest>, SpecError> {
+    if !host_paths.is_empty() && host_paths.len() != config.mounts.len() {
+        return Err(invalid(
+            "mounts",
+            format!(
+                "{} host paths resolved for {} mounts",
+                host_paths.len(),
+                config.mounts.len()
+            ),
+        ));
+    }
     let mut out = Vec::with_capacity(config.mounts.len());
     for (i, m) in config.mounts.iter().enumerate() {
         if m.image.as_ref().is_some_and(|img| !img.image.is_empty()) {
@@ -243,7 +260,11 @@ fn cri_binds(config: &ContainerConfig) -> Result<Vec<BindRequest>, SpecError> {
         if m.host_path.is_empty() {
             return Err(invalid(field, "must not be empty"));
         }
-        let source = match std::fs::canonicalize(&m.host_path) {
+        let resolved = match host_paths.get(i) {
+            Some(p) => Ok(p.clone()),
+            None => std::fs::canonicalize(&m.host_path),
+        };
+        let source = match resolved {
             Ok(p) => p,
             Err(e)
                 if matches!(e.kind(), io::ErrorKind::NotFound)
@@ -535,6 +556,7 @@ mod tests {
             &sc(),
             &PodPaths::default(),
             false,
+            &[],
             fake_mountinfo(""),
         )
         .expect("plan");
@@ -563,6 +585,7 @@ mod tests {
             &sc(),
             &PodPaths::default(),
             true,
+            &[],
             fake_mountinfo(""),
         )
         .expect("plan");
@@ -601,6 +624,7 @@ mod tests {
             &s,
             &pod,
             false,
+            &[],
             fake_mountinfo(""),
         )
         .expect("plan");
@@ -644,6 +668,7 @@ mod tests {
             &s,
             &pod,
             false,
+            &[],
             fake_mountinfo(""),
         )
         .expect("plan");
@@ -682,7 +707,7 @@ mod tests {
             hosts: Some(dir.path().join("h")),
             ..Default::default()
         };
-        let plan = plan_with(&config, &sc(), &pod, false, fake_mountinfo("")).expect("plan");
+        let plan = plan_with(&config, &sc(), &pod, false, &[], fake_mountinfo("")).expect("plan");
         assert_eq!(
             dests(&plan),
             [
@@ -718,7 +743,7 @@ mod tests {
             ipcns: Some("/x".into()),
             ..Default::default()
         };
-        let plan = plan_with(&config, &sc(), &pod, false, fake_mountinfo("")).expect("plan");
+        let plan = plan_with(&config, &sc(), &pod, false, &[], fake_mountinfo("")).expect("plan");
         assert_eq!(dests(&plan), ["/proc", "/sys", "/sys/fs/cgroup", "/dev"]);
     }
 
@@ -741,6 +766,7 @@ mod tests {
             &sc(),
             &PodPaths::default(),
             false,
+            &[],
             fake_mountinfo(""),
         )
         .unwrap_err();
@@ -763,6 +789,7 @@ mod tests {
             &sc(),
             &PodPaths::default(),
             false,
+            &[],
             fake_mountinfo(""),
         )
         .unwrap_err();
@@ -789,7 +816,7 @@ mod tests {
                 ],
                 ..Default::default()
             };
-            plan_with(&config, &sc(), &pod, false, fake_mountinfo(table))
+            plan_with(&config, &sc(), &pod, false, &[], fake_mountinfo(table))
         };
         const PRIVATE: &str = "1 0 0:1 / / rw - ext4 /dev/vda rw\n";
         const SHARED: &str = "1 0 0:1 / / rw shared:1 - ext4 /dev/vda rw\n";
@@ -831,7 +858,7 @@ mod tests {
             }],
             ..Default::default()
         };
-        let plan = plan_with(&config, &sc(), &pod, false, fake_mountinfo("")).expect("plan");
+        let plan = plan_with(&config, &sc(), &pod, false, &[], fake_mountinfo("")).expect("plan");
         assert_eq!(options(&plan, "/c"), ["rbind", "rprivate", "rw"]);
     }
 
@@ -857,7 +884,8 @@ mod tests {
             ],
             ..Default::default()
         };
-        let plan = plan_with(&config, &sc(), &pod, false, fake_mountinfo(SHARED)).expect("plan");
+        let plan =
+            plan_with(&config, &sc(), &pod, false, &[], fake_mountinfo(SHARED)).expect("plan");
         assert_eq!(plan.rootfs_propagation.as_deref(), Some("rshared"));
     }
 
@@ -875,6 +903,7 @@ mod tests {
             &sc(),
             &PodPaths::default(),
             false,
+            &[],
             fake_mountinfo(""),
         )
         .expect("plan");

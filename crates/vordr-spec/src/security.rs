@@ -1,6 +1,6 @@
 //! Capabilities and the choice of seccomp profile.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use k8s_cri::v1::security_profile::ProfileType;
 use k8s_cri::v1::{LinuxContainerSecurityContext, SecurityProfile};
@@ -112,6 +112,46 @@ pub(crate) fn current_capabilities() -> Result<Vec<String>, SpecError> {
     Ok(caps_from_mask(mask))
 }
 
+/// The capabilities the container asked to add, normalised
+/// (`CAP_SYS_ADMIN`); ALL is every capability this process holds.
+/// `capabilities` applies exactly these; the gatekeeper judges them.
+pub fn requested_adds(sc: &LinuxContainerSecurityContext) -> Result<Vec<String>, SpecError> {
+    let Some(requested) = &sc.capabilities else {
+        return Ok(Vec::new());
+    };
+    let mut adds = Vec::new();
+    if requested.add_capabilities.iter().any(is_all) {
+        adds = current_capabilities()?;
+    }
+    for cap in named(&requested.add_capabilities, "add_capabilities")? {
+        if !adds.contains(&cap) {
+            adds.push(cap);
+        }
+    }
+    Ok(adds)
+}
+
+fn is_all(c: &String) -> bool {
+    c.trim().eq_ignore_ascii_case("ALL")
+}
+
+/// The named (not ALL) capabilities of a CRI list, normalised; an unknown
+/// one is InvalidArgument naming its index.
+fn named(list: &[String], field: &str) -> Result<Vec<String>, SpecError> {
+    list.iter()
+        .enumerate()
+        .filter(|(_, n)| !is_all(n))
+        .map(|(i, name)| {
+            normalize_cap(name).ok_or_else(|| {
+                invalid(
+                    format!("linux.security_context.capabilities.{field}[{i}]"),
+                    format!("unknown capability {name:?}"),
+                )
+            })
+        })
+        .collect()
+}
+
 /// The container's bounding/effective/permitted capabilities.
 pub(crate) fn capabilities(
     sc: &LinuxContainerSecurityContext,
@@ -124,7 +164,6 @@ pub(crate) fn capabilities(
     let Some(requested) = &sc.capabilities else {
         return Ok(caps);
     };
-    let is_all = |c: &String| c.trim().eq_ignore_ascii_case("ALL");
     // "ALL" applies first so that individual adds/drops still work on top.
     if requested.add_capabilities.iter().any(is_all) {
         caps = current_capabilities()?;
@@ -132,30 +171,12 @@ pub(crate) fn capabilities(
     if requested.drop_capabilities.iter().any(is_all) {
         caps.clear();
     }
-    for (i, name) in requested.add_capabilities.iter().enumerate() {
-        if is_all(name) {
-            continue;
-        }
-        let cap = normalize_cap(name).ok_or_else(|| {
-            invalid(
-                format!("linux.security_context.capabilities.add_capabilities[{i}]"),
-                format!("unknown capability {name:?}"),
-            )
-        })?;
+    for cap in named(&requested.add_capabilities, "add_capabilities")? {
         if !caps.contains(&cap) {
             caps.push(cap);
         }
     }
-    for (i, name) in requested.drop_capabilities.iter().enumerate() {
-        if is_all(name) {
-            continue;
-        }
-        let cap = normalize_cap(name).ok_or_else(|| {
-            invalid(
-                format!("linux.security_context.capabilities.drop_capabilities[{i}]"),
-                format!("unknown capability {name:?}"),
-            )
-        })?;
+    for cap in named(&requested.drop_capabilities, "drop_capabilities")? {
         caps.retain(|c| *c != cap);
     }
     Ok(caps)
@@ -255,29 +276,158 @@ fn from_profile_path(path: &str) -> Result<Profile, SpecError> {
     }
 }
 
-/// Reads a seccomp profile (OCI `linux.seccomp` JSON); relative references
-/// are relative to `root`.
+/// The largest Localhost seccomp profile read.
+pub const MAX_SECCOMP_PROFILE: u64 = 1 << 20;
+
+/// Reads a seccomp profile (OCI `linux.seccomp` JSON) from under `root`:
+/// relative references are relative to it, absolute ones must lie in it;
+/// the file is opened beneath it without following symlinks out of it,
+/// and at most [`MAX_SECCOMP_PROFILE`] bytes are read.
 fn load_profile(root: &Path, reference: &str, field: &str) -> Result<LinuxSeccomp, SpecError> {
     if reference.is_empty() {
         return Err(invalid(field, "no seccomp profile named"));
     }
-    let path: PathBuf = if Path::new(reference).is_absolute() {
-        PathBuf::from(reference)
+    let rel = if Path::new(reference).is_absolute() {
+        Path::new(reference).strip_prefix(root).map_err(|_| {
+            invalid(
+                field,
+                format!(
+                    "seccomp profile {reference} is outside the profile root {}",
+                    root.display()
+                ),
+            )
+        })?
     } else {
-        root.join(reference)
+        Path::new(reference)
     };
-    let text = std::fs::read(&path).map_err(|e| {
+    let text = read_beneath(root, rel, MAX_SECCOMP_PROFILE).map_err(|e| {
         invalid(
             field,
-            format!("cannot load seccomp profile {}: {e}", path.display()),
+            format!(
+                "cannot load seccomp profile {} under {}: {e}",
+                rel.display(),
+                root.display()
+            ),
         )
     })?;
     serde_json::from_slice(&text).map_err(|e| {
         invalid(
             field,
-            format!("decoding seccomp profile {} failed: {e}", path.display()),
+            format!(
+                "decoding seccomp profile {} failed: {e}",
+                root.join(rel).display()
+            ),
         )
     })
+}
+
+/// Reads regular file `rel` beneath directory `root` (no `..` or symlink
+/// leaves it), refusing one larger than `max` bytes.
+fn read_beneath(root: &Path, rel: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+    use std::io::Read;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let dir = std::fs::File::open(root)?;
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let fd = openat2(dir.as_raw_fd(), rel, how)?;
+    // SAFETY: a descriptor openat2 just returned, owned here.
+    let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    if meta.len() > max {
+        return Err(std::io::Error::other(format!("larger than {max} bytes")));
+    }
+    let mut out = Vec::new();
+    file.take(max + 1).read_to_end(&mut out)?;
+    if out.len() as u64 > max {
+        return Err(std::io::Error::other(format!("larger than {max} bytes")));
+    }
+    Ok(out)
+}
+
+/// The AppArmor profile name written for RuntimeDefault.
+pub const APPARMOR_RUNTIME_DEFAULT: &str = "vordr-default";
+
+/// The AppArmor profile the container asked for (its own field, then the
+/// deprecated string): `None` for nothing asked, else the name the spec
+/// carries (`unconfined`, [`APPARMOR_RUNTIME_DEFAULT`] or a Localhost
+/// profile's name).
+pub(crate) fn apparmor(sc: &LinuxContainerSecurityContext) -> Result<Option<String>, SpecError> {
+    const FIELD: &str = "linux.security_context.apparmor";
+    if let Some(p) = &sc.apparmor {
+        let kind = ProfileType::try_from(p.profile_type).map_err(|_| {
+            invalid(
+                format!("{FIELD}.profile_type"),
+                format!("unknown profile type {}", p.profile_type),
+            )
+        })?;
+        return match kind {
+            ProfileType::Unconfined => Ok(Some("unconfined".into())),
+            ProfileType::RuntimeDefault => Ok(Some(APPARMOR_RUNTIME_DEFAULT.into())),
+            ProfileType::Localhost => localhost_apparmor(
+                p.localhost_ref
+                    .strip_prefix(LOCALHOST_PREFIX)
+                    .unwrap_or(&p.localhost_ref),
+                &format!("{FIELD}.localhost_ref"),
+            ),
+        };
+    }
+    #[allow(deprecated)]
+    let old = sc.apparmor_profile.as_str();
+    match old {
+        "" => Ok(None),
+        "runtime/default" => Ok(Some(APPARMOR_RUNTIME_DEFAULT.into())),
+        "unconfined" => Ok(Some("unconfined".into())),
+        other => match other.strip_prefix(LOCALHOST_PREFIX) {
+            Some(name) => localhost_apparmor(name, "linux.security_context.apparmor_profile"),
+            None => Err(invalid(
+                "linux.security_context.apparmor_profile",
+                format!("invalid AppArmor profile {other:?}"),
+            )),
+        },
+    }
+}
+
+fn localhost_apparmor(name: &str, field: &str) -> Result<Option<String>, SpecError> {
+    let reserved = name == "unconfined" || name == APPARMOR_RUNTIME_DEFAULT;
+    if name.is_empty() || reserved || name.len() > 255 || name.chars().any(|c| c.is_control()) {
+        return Err(invalid(
+            field,
+            format!("invalid AppArmor profile name {name:?}"),
+        ));
+    }
+    Ok(Some(name.to_string()))
+}
+
+/// The SELinux label `user:role:type:level` of the container's options
+/// (the pod's where the container sets none); `None` when nothing is set.
+pub(crate) fn selinux_label(
+    sc: &LinuxContainerSecurityContext,
+    pod: Option<&k8s_cri::v1::SeLinuxOption>,
+) -> Result<Option<String>, SpecError> {
+    let o = match (&sc.selinux_options, pod) {
+        (Some(o), _) => o,
+        (None, Some(o)) => o,
+        (None, None) => return Ok(None),
+    };
+    let parts = [&o.user, &o.role, &o.r#type, &o.level];
+    if parts.iter().all(|p| p.is_empty()) {
+        return Ok(None);
+    }
+    if parts[..3].iter().any(|p| p.contains(':')) || parts.iter().any(|p| p.contains('\0')) {
+        return Err(invalid(
+            "linux.security_context.selinux_options",
+            "user, role and type may not contain ':'",
+        ));
+    }
+    Ok(Some(format!(
+        "{}:{}:{}:{}",
+        o.user, o.role, o.r#type, o.level
+    )))
 }
 
 #[cfg(test)]
@@ -517,5 +667,114 @@ mod tests {
             .starts_with("linux.security_context.seccomp_profile_path:"));
         let err = seccomp(&profile(ProfileType::Localhost, ""), false, &caps, &o).unwrap_err();
         assert!(err.is_invalid_argument());
+    }
+
+    #[test]
+    fn localhost_profiles_stay_in_their_root_and_size() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let caps = default_capabilities();
+        let o = opts(dir.path());
+        let refused = |reference: &str, what: &str| {
+            let err = seccomp(
+                &profile(ProfileType::Localhost, reference),
+                false,
+                &caps,
+                &o,
+            )
+            .unwrap_err();
+            assert!(err.is_invalid_argument(), "{reference}");
+            assert!(err.to_string().contains(what), "{reference}: {err}");
+        };
+        refused("/etc/passwd", "outside the profile root");
+        refused("../../../../etc/passwd", "cannot load");
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("link.json")).expect("link");
+        refused("link.json", "cannot load");
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join("zero.json")).expect("link");
+        refused("zero.json", "cannot load");
+        let big = vec![b' '; MAX_SECCOMP_PROFILE as usize + 1];
+        std::fs::write(dir.path().join("big.json"), big).expect("write");
+        refused("big.json", "larger than");
+    }
+
+    #[test]
+    fn apparmor_and_selinux_as_the_spec_carries_them() {
+        let sc = |p: Option<(i32, &str)>, old: &str| {
+            #[allow(deprecated)]
+            LinuxContainerSecurityContext {
+                apparmor: p.map(|(t, r)| SecurityProfile {
+                    profile_type: t,
+                    localhost_ref: r.into(),
+                }),
+                apparmor_profile: old.into(),
+                ..Default::default()
+            }
+        };
+        assert_eq!(apparmor(&sc(None, "")).unwrap(), None);
+        assert_eq!(
+            apparmor(&sc(Some((1, "")), "")).unwrap().as_deref(),
+            Some("unconfined")
+        );
+        assert_eq!(
+            apparmor(&sc(Some((0, "")), "")).unwrap().as_deref(),
+            Some(APPARMOR_RUNTIME_DEFAULT)
+        );
+        assert_eq!(
+            apparmor(&sc(Some((2, "localhost/my-prof")), ""))
+                .unwrap()
+                .as_deref(),
+            Some("my-prof")
+        );
+        assert_eq!(
+            apparmor(&sc(None, "unconfined")).unwrap().as_deref(),
+            Some("unconfined")
+        );
+        assert_eq!(
+            apparmor(&sc(None, "localhost/p")).unwrap().as_deref(),
+            Some("p")
+        );
+        assert!(apparmor(&sc(None, "bogus")).is_err());
+        // A Localhost profile may not pass for another kind.
+        assert!(apparmor(&sc(Some((2, "unconfined")), "")).is_err());
+        assert!(apparmor(&sc(Some((2, APPARMOR_RUNTIME_DEFAULT)), "")).is_err());
+
+        let opt = |user: &str, typ: &str| k8s_cri::v1::SeLinuxOption {
+            user: user.into(),
+            r#type: typ.into(),
+            level: "s0:c1,c2".into(),
+            ..Default::default()
+        };
+        let none = LinuxContainerSecurityContext::default();
+        assert_eq!(selinux_label(&none, None).unwrap(), None);
+        let pod = opt("", "container_t");
+        assert_eq!(
+            selinux_label(&none, Some(&pod)).unwrap().as_deref(),
+            Some("::container_t:s0:c1,c2")
+        );
+        let own = LinuxContainerSecurityContext {
+            selinux_options: Some(opt("system_u", "spc_t")),
+            ..Default::default()
+        };
+        assert_eq!(
+            selinux_label(&own, Some(&pod)).unwrap().as_deref(),
+            Some("system_u::spc_t:s0:c1,c2")
+        );
+        let colon = LinuxContainerSecurityContext {
+            selinux_options: Some(opt("a:b", "t")),
+            ..Default::default()
+        };
+        assert!(selinux_label(&colon, None).is_err());
+    }
+
+    #[test]
+    fn requested_adds_are_normalised_once() {
+        let adds = requested_adds(&sc_with_caps(
+            &[" sys_admin", "CAP_NET_RAW", "SYS_ADMIN"],
+            &[],
+        ))
+        .expect("adds");
+        assert_eq!(adds, ["CAP_SYS_ADMIN", "CAP_NET_RAW"]);
+        let all = requested_adds(&sc_with_caps(&["ALL"], &["ALL"])).expect("adds");
+        assert_eq!(all, current_capabilities().expect("caps"));
+        assert!(requested_adds(&sc_with_caps(&["NOPE"], &[])).is_err());
     }
 }

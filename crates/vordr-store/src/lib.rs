@@ -35,6 +35,11 @@ pub enum StoreError {
     },
     #[error("database schema version {found} is newer than this vordr knows ({known})")]
     SchemaTooNew { found: i64, known: i64 },
+    #[error("database file {path}: {source}")]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("a pod named {0} already exists")]
     PodExists(String),
     #[error("a container named {0} already exists in the pod")]
@@ -86,8 +91,16 @@ impl Store {
         Store::open_with(&root.join(DB_FILE), journal)
     }
 
-    /// Opens the database at `path` with an explicit journal mode.
+    /// Opens the database at `path` with an explicit journal mode. The
+    /// database and its -wal / -shm / -journal files are 0600 whatever the
+    /// umask (SQLite gives those the database file's mode when it creates
+    /// them; ones left by an older version are fixed here).
     pub fn open_with(path: &Path, journal: JournalMode) -> Result<Store> {
+        let file_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| StoreError::File { path, source }
+        };
+        vordr_fsmode::ensure_file(path, vordr_fsmode::PRIVATE_FILE).map_err(file_err(path))?;
         let mut conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         let mode = match journal {
@@ -105,6 +118,13 @@ impl Store {
             "PRAGMA synchronous={sync}; PRAGMA foreign_keys=ON;"
         ))?;
         migrations::migrate(&mut conn)?;
+        for suffix in ["-wal", "-shm", "-journal"] {
+            let mut side = path.as_os_str().to_owned();
+            side.push(suffix);
+            let side = PathBuf::from(side);
+            vordr_fsmode::set_mode_if_exists(&side, vordr_fsmode::PRIVATE_FILE)
+                .map_err(file_err(&side))?;
+        }
         Ok(Store {
             conn: Mutex::new(conn),
             path: path.to_path_buf(),
@@ -182,6 +202,37 @@ mod tests {
         // Reopening an up-to-date database is a no-op migration.
         let s = Store::open(dir.path()).unwrap();
         assert_eq!(s.schema_version().unwrap(), migrations::LATEST);
+    }
+
+    #[test]
+    fn database_files_are_private_whatever_the_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        // The umask is per process: the other tests of this binary do not
+        // care which one they get.
+        nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join(DB_FILE);
+        let side = |suffix: &str| dir.path().join(format!("{DB_FILE}{suffix}"));
+        let s = Store::open(dir.path()).unwrap();
+        s.set_setting("k", "v").unwrap();
+        assert_eq!(mode(&db), 0o600);
+        assert_eq!(mode(&side("-wal")), 0o600);
+        assert_eq!(mode(&side("-shm")), 0o600);
+        drop(s);
+        // A database an older version left readable is fixed on open.
+        for p in [db.clone(), side("-wal"), side("-shm")] {
+            if p.exists() {
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+            }
+        }
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.get_setting("k").unwrap().as_deref(), Some("v"));
+        for p in [db, side("-wal"), side("-shm")] {
+            if p.exists() {
+                assert_eq!(mode(&p), 0o600, "{}", p.display());
+            }
+        }
     }
 
     #[test]

@@ -149,7 +149,8 @@ fn patch_config(path: &Path) -> Result<()> {
         .map_err(|e| RuntimeError(format!("{}: {e}", path.display())))?;
     if youki_compat(&mut spec) {
         let out = serde_json::to_vec(&spec).map_err(|e| RuntimeError(e.to_string()))?;
-        std::fs::write(path, out).map_err(|e| RuntimeError(format!("{}: {e}", path.display())))?;
+        vordr_fsmode::write_private(path, &out)
+            .map_err(|e| RuntimeError(format!("{}: {e}", path.display())))?;
     }
     std::fs::write(&marker, b"").map_err(|e| RuntimeError(format!("{}: {e}", marker.display())))?;
     Ok(())

@@ -114,6 +114,30 @@ pub fn unique_network(tag: &str) -> (String, String) {
 /// refuses (host namespaces, unsafe sysctls): everything allowed, audited.
 pub const PRIVILEGED: &str = "profile = \"privileged\"";
 
+/// kubelet's default masked paths (procMount Default), as kubelet sends them.
+pub const MASKED_PATHS: [&str; 11] = [
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// kubelet's default read-only paths (procMount Default).
+pub const READONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
 /// A running `vordr serve` for one test.
 pub struct Daemon {
     pub dir: tempfile::TempDir,
@@ -162,6 +186,10 @@ impl Daemon {
         let config = dir.path().join("vordr.toml");
         let registries_conf = dir.path().join("registries.conf");
         std::fs::write(&registries_conf, registries).unwrap();
+        // Tests keep their pods' volumes under this kubelet root and their
+        // logs in temporary directories.
+        let kubelet_root = dir.path().join("kubelet");
+        let log_root = std::fs::canonicalize(std::env::temp_dir()).unwrap();
         let pool = if extra_network.contains("pool_size") {
             String::new()
         } else {
@@ -173,7 +201,8 @@ impl Daemon {
                 "[server]\nsocket = {socket:?}\nroot = {root:?}\nrun_dir = {run_dir:?}\nlog_level = \"debug\"\n\
                  registries_config = {registries_conf:?}\n\
                  [network]\nbridge = {bridge:?}\nsubnet = {subnet:?}\nnetwork_name = {network_name:?}\n\
-                 use_pod_cidr = false\n{pool}{extra_network}\n[gatekeeper]\n{gatekeeper}\n"
+                 use_pod_cidr = false\n{pool}{extra_network}\n[gatekeeper]\n\
+                 kubelet_root = {kubelet_root:?}\nlog_root = {log_root:?}\n{gatekeeper}\n"
             ),
         )
         .unwrap();
@@ -189,6 +218,14 @@ impl Daemon {
             child: None,
         };
         d.spawn().await;
+        d
+    }
+
+    /// kubelet's directory for the pod with this UID (created): host paths
+    /// under it are the pod's own volumes to the gatekeeper.
+    pub fn pod_volume_dir(&self, pod_uid: &str) -> PathBuf {
+        let d = self.dir.path().join("kubelet/pods").join(pod_uid);
+        std::fs::create_dir_all(&d).unwrap();
         d
     }
 

@@ -97,6 +97,8 @@ impl Setup {
                         profile_type: cri::security_profile::ProfileType::RuntimeDefault as i32,
                         ..Default::default()
                     }),
+                    masked_paths: crate::MASKED_PATHS.map(String::from).to_vec(),
+                    readonly_paths: crate::READONLY_PATHS.map(String::from).to_vec(),
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -169,6 +171,25 @@ impl Setup {
             assert!(Instant::now() < deadline, "{id} never exited: {s:?}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// StopContainer (no grace) then RemoveContainer.
+    pub async fn stop_remove(&mut self, id: &str) {
+        self.c
+            .runtime
+            .stop_container(cri::StopContainerRequest {
+                container_id: id.into(),
+                timeout: 0,
+            })
+            .await
+            .unwrap();
+        self.c
+            .runtime
+            .remove_container(cri::RemoveContainerRequest {
+                container_id: id.into(),
+            })
+            .await
+            .unwrap();
     }
 
     pub async fn exec(

@@ -466,6 +466,257 @@ async fn shared_pid_namespace() {
     assert_eq!(s.wait_exit(&a).await.exit_code, 137);
 }
 
+/// The container config `s.config` gives, in the pod's PID namespace.
+fn in_pod_pid_namespace(mut c: cri::ContainerConfig) -> cri::ContainerConfig {
+    let sc = c.linux.as_mut().unwrap().security_context.as_mut().unwrap();
+    sc.namespace_options.as_mut().unwrap().pid = cri::NamespaceMode::Pod as i32;
+    c
+}
+
+/// One `Name:\tvalue` field of a /proc/<pid>/status, whitespace collapsed.
+fn status_field(status: &str, name: &str) -> String {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Waits for the pod's init (started with its first container) and
+/// returns its host pid.
+fn pod_init_pid(s: &Setup, pod: &str) -> u32 {
+    let init = std::fs::read_to_string(s.d.ns_dir(pod).join("init.pid")).unwrap();
+    init.trim().parse().unwrap()
+}
+
+/// Inode of a namespace file (a /proc link or a pin): equal inodes, same
+/// namespace.
+fn ns_inode(path: impl AsRef<std::path::Path>) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path.as_ref())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.as_ref().display()))
+        .ino()
+}
+
+/// `sh -c script` in container `id`: exit code, stdout, stderr.
+async fn sh_exec(s: &mut Setup, id: &str, script: &str) -> (i32, String, String) {
+    let r = s.exec(id, &["sh", "-c", script], 10).await.unwrap();
+    (
+        r.exit_code,
+        String::from_utf8_lossy(&r.stdout).into_owned(),
+        String::from_utf8_lossy(&r.stderr).into_owned(),
+    )
+}
+
+/// The init of a shared PID namespace is what a container holding
+/// SYS_PTRACE sees of the node through /proc/1: it must give away nothing,
+/// as a pause container does: an empty read-only root, the pod's network,
+/// IPC and UTS namespaces, no capabilities, no_new_privs, the default
+/// seccomp profile, and the pod's user or 65535.
+#[tokio::test(flavor = "multi_thread")]
+async fn pod_init_is_confined_like_a_pause_container() {
+    // SYS_PTRACE is refused by the baseline profile.
+    let Some(mut s) = setup_with("ctr-podinit", PRIVILEGED).await else {
+        return;
+    };
+    let pod = s.pod("podinit", "").await;
+    let mut cfg = in_pod_pid_namespace(s.config("tracer", &["sleep", "1000"]));
+    cfg.linux
+        .as_mut()
+        .unwrap()
+        .security_context
+        .as_mut()
+        .unwrap()
+        .capabilities = Some(cri::Capability {
+        add_capabilities: vec!["SYS_PTRACE".into()],
+        ..Default::default()
+    });
+    let id = s.run(&pod, cfg).await;
+    // PID 1 is the init, and SYS_PTRACE reaches its root: nothing of the
+    // host's file system is there.
+    let (code, out, err) = sh_exec(&mut s, &id, "cat /proc/1/cmdline").await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("__pod-init"), "{out:?}");
+    let (code, out, err) = sh_exec(&mut s, &id, "ls -a /proc/1/root/").await;
+    assert_eq!(code, 0, "ls /proc/1/root: {err}");
+    let entries: Vec<&str> = out.split_whitespace().collect();
+    assert!(
+        entries.iter().all(|e| *e == "." || *e == ".."),
+        "the init's root shows {entries:?}"
+    );
+    // Read-only, even to a container root with DAC_OVERRIDE.
+    let (code, _, err) = sh_exec(&mut s, &id, "touch /proc/1/root/x").await;
+    assert_ne!(code, 0, "wrote into the init's root");
+    assert!(err.contains("Read-only file system"), "{err}");
+
+    let (code, status, err) = sh_exec(&mut s, &id, "cat /proc/1/status").await;
+    assert_eq!(code, 0, "{err}");
+    for cap in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+        assert_eq!(
+            status_field(&status, cap),
+            "0000000000000000",
+            "{cap}\n{status}"
+        );
+    }
+    assert_eq!(status_field(&status, "NoNewPrivs"), "1", "{status}");
+    assert_eq!(status_field(&status, "Seccomp"), "2", "{status}");
+    assert_eq!(status_field(&status, "Uid"), "65535 65535 65535 65535");
+    assert_eq!(status_field(&status, "Gid"), "65535 65535 65535 65535");
+    assert_eq!(status_field(&status, "Groups"), "");
+
+    // The pod's network, IPC and UTS namespaces, not the host's; a mount
+    // namespace of its own.
+    for ns in ["net", "ipc", "uts"] {
+        let (code, out, err) = sh_exec(
+            &mut s,
+            &id,
+            &format!("readlink /proc/1/ns/{ns}; readlink /proc/self/ns/{ns}"),
+        )
+        .await;
+        assert_eq!(code, 0, "{err}");
+        let links: Vec<&str> = out.lines().collect();
+        assert_eq!(links.len(), 2, "{out}");
+        assert_eq!(links[0], links[1], "{ns} namespace");
+    }
+    let (_, out, _) = sh_exec(
+        &mut s,
+        &id,
+        "readlink /proc/1/ns/mnt; readlink /proc/self/ns/mnt",
+    )
+    .await;
+    let links: Vec<&str> = out.lines().collect();
+    assert_eq!(links.len(), 2, "{out}");
+    assert_ne!(links[0], links[1], "the init shares the container's mounts");
+    let init = pod_init_pid(&s, &pod.0);
+    for ns in ["net", "ipc", "uts"] {
+        assert_ne!(
+            ns_inode(format!("/proc/{init}/ns/{ns}")),
+            ns_inode(format!("/proc/self/ns/{ns}")),
+            "the init is in the host's {ns} namespace"
+        );
+    }
+
+    // A pod that names its user: the init runs as that user.
+    let mut cfg = s.pod_config("podinit-user");
+    cfg.linux.as_mut().unwrap().security_context = Some(cri::LinuxSandboxSecurityContext {
+        run_as_user: Some(cri::Int64Value { value: 1234 }),
+        run_as_group: Some(cri::Int64Value { value: 2345 }),
+        ..Default::default()
+    });
+    let pod2 = s.run_pod(cfg, "").await;
+    let _c = s
+        .run(
+            &pod2,
+            in_pod_pid_namespace(s.config("c", &["sleep", "1000"])),
+        )
+        .await;
+    let init2 = pod_init_pid(&s, &pod2.0);
+    let status = std::fs::read_to_string(format!("/proc/{init2}/status")).unwrap();
+    assert_eq!(status_field(&status, "Uid"), "1234 1234 1234 1234");
+    assert_eq!(status_field(&status, "Gid"), "2345 2345 2345 2345");
+    assert_eq!(status_field(&status, "CapEff"), "0000000000000000");
+
+    // Stopping the pod still finds and kills it.
+    s.c.runtime
+        .stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: pod.0.clone(),
+        })
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::path::Path::new(&format!("/proc/{init}")).exists() {
+        assert!(Instant::now() < deadline, "the pod init outlived its pod");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A pod with its own user namespace can share its PID namespace: the init
+/// joins the pod's user namespace (which then owns the PID namespace, so
+/// that runc, joining the user namespace first, may join it) and runs as
+/// 65535 of that namespace, confined as in any other pod.
+#[tokio::test(flavor = "multi_thread")]
+async fn user_namespaced_pod_shares_its_pid_namespace() {
+    let Some(mut s) = setup("ctr-userns-pid").await else {
+        return;
+    };
+    let mut cfg = s.pod_config("userns-pid");
+    let map = |host| cri::IdMapping {
+        host_id: host,
+        container_id: 0,
+        length: 65536,
+    };
+    cfg.linux
+        .get_or_insert_with(Default::default)
+        .security_context = Some(cri::LinuxSandboxSecurityContext {
+        namespace_options: Some(cri::NamespaceOption {
+            userns_options: Some(cri::UserNamespace {
+                mode: cri::NamespaceMode::Pod as i32,
+                uids: vec![map(300_000)],
+                gids: vec![map(300_000)],
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let pod = s.run_pod(cfg, "").await;
+    let a = s
+        .run(
+            &pod,
+            in_pod_pid_namespace(s.config("a", &["sleep", "1001"])),
+        )
+        .await;
+    let b = s
+        .run(
+            &pod,
+            in_pod_pid_namespace(s.config("b", &["sleep", "1002"])),
+        )
+        .await;
+    let r = s
+        .exec(
+            &b,
+            &["sh", "-c", "cat /proc/1/cmdline; echo; ps -o args"],
+            10,
+        )
+        .await
+        .unwrap();
+    let out = String::from_utf8_lossy(&r.stdout).to_string();
+    assert!(out.contains("__pod-init"), "{out}");
+    assert!(
+        out.contains("sleep 1001") && out.contains("sleep 1002"),
+        "{out}"
+    );
+    let r = s.exec(&a, &["cat", "/proc/1/status"], 10).await.unwrap();
+    let status = String::from_utf8_lossy(&r.stdout).to_string();
+    assert_eq!(
+        status_field(&status, "Uid"),
+        "65535 65535 65535 65535",
+        "{status}"
+    );
+    assert_eq!(status_field(&status, "CapEff"), "0000000000000000");
+    assert_eq!(status_field(&status, "NoNewPrivs"), "1");
+    assert_eq!(status_field(&status, "Seccomp"), "2");
+
+    // Seen from the host: an unprivileged id of the pod's range, in the
+    // pod's user and network namespaces.
+    let init = pod_init_pid(&s, &pod.0);
+    let status = std::fs::read_to_string(format!("/proc/{init}/status")).unwrap();
+    assert_eq!(status_field(&status, "Uid"), "365535 365535 365535 365535");
+    assert_eq!(status_field(&status, "Gid"), "365535 365535 365535 365535");
+    for ns in ["user", "net", "ipc", "uts"] {
+        assert_eq!(
+            ns_inode(format!("/proc/{init}/ns/{ns}")),
+            ns_inode(s.d.ns_dir(&pod.0).join(ns)),
+            "{ns} namespace of the init"
+        );
+    }
+    let root: Vec<_> = std::fs::read_dir(format!("/proc/{init}/root"))
+        .unwrap()
+        .collect();
+    assert!(root.is_empty(), "{root:?}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn user_namespaced_pod_and_exec_are_not_host_root_youki() {
     user_namespaced("").await;
