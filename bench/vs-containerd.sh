@@ -144,7 +144,11 @@ bridge = "vbench0"
 network_name = "vbench"
 subnet = "10.78.0.0/16"
 pool_size = ${POOL_SIZE:-4}
+[gatekeeper]
+# The benchmark's pods log under /tmp/vordr-bench-logs.
+log_root = "/tmp/vordr-bench-logs"
 TOML
+mkdir -p /tmp/vordr-bench-logs
 cat > "$WORK/registries.conf" <<TOML
 [[registry]]
 location = "$REG"

@@ -1121,7 +1121,7 @@ pub(crate) fn load_seccomp_profile(profile: &LinuxSeccomp) -> Result<(), String>
         .map_err(|e| format!("load seccomp profile: {e}"))
 }
 
-fn close_fds_from(first: RawFd) {
+pub(crate) fn close_fds_from(first: RawFd) {
     // SAFETY: closing fds we will never use again; nothing in this process refers to them.
     unsafe {
         if libc::syscall(

@@ -164,6 +164,9 @@ fn open_cloexec(path: &Path, flags: libc::c_int) -> io::Result<OwnedFd> {
 
 /// Everything up to the fork; returns the init's host pid once it reported.
 fn start(args: &[String]) -> Result<i32, String> {
+    // Nothing the daemon may have leaked reaches the init (a directory fd
+    // would lead out of its empty root): only stdio is ours so far.
+    nsexec::close_fds_from(3);
     let args = parse_args(args)?;
     let mut profile = Vec::new();
     io::stdin()

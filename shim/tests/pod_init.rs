@@ -3,6 +3,7 @@
 //! failures come back as messages with no pid printed.
 
 use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
 use vordr_shim_api::POD_INIT_VERB;
@@ -22,14 +23,23 @@ fn pod_init_starts_a_confined_init() {
         ], "action": "SCMP_ACT_ALLOW"}]
     });
     let run = |extra: &[&str], stdin: &[u8]| {
-        let mut child = std::process::Command::new(exe)
-            .arg(POD_INIT_VERB)
+        let mut cmd = std::process::Command::new(exe);
+        cmd.arg(POD_INIT_VERB)
             .args(extra)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+            .stderr(std::process::Stdio::piped());
+        // A careless parent: a directory of the host leaked to the verb.
+        // SAFETY: only open(2) in the child.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::open(c"/".as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().unwrap();
         // A verb that refuses its arguments does not read its stdin.
         let _ = child.stdin.take().unwrap().write_all(stdin);
         child.wait_with_output().unwrap()
@@ -61,6 +71,19 @@ fn pod_init_starts_a_confined_init() {
     assert_eq!(field("NoNewPrivs"), "1");
     assert_eq!(field("Seccomp"), "2");
     assert_eq!(field("NSpid").split(' ').nth(1), Some("1"), "{status}");
+    // Nothing but stdio (on /dev/null) is open in it: not the leaked fd.
+    let mut fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    fds.sort();
+    assert_eq!(fds, ["0", "1", "2"]);
+    for fd in 0..3 {
+        assert_eq!(
+            std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).unwrap(),
+            std::path::Path::new("/dev/null")
+        );
+    }
     // Its root is an empty tmpfs; its network namespace the host's.
     let root: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/root"))
         .unwrap()

@@ -131,8 +131,8 @@ pub fn requested_adds(sc: &LinuxContainerSecurityContext) -> Result<Vec<String>,
     Ok(adds)
 }
 
-fn is_all(c: &String) -> bool {
-    c.trim().eq_ignore_ascii_case("ALL")
+fn is_all<S: AsRef<str>>(c: S) -> bool {
+    c.as_ref().trim().eq_ignore_ascii_case("ALL")
 }
 
 /// The named (not ALL) capabilities of a CRI list, normalised; an unknown

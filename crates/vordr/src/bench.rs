@@ -214,6 +214,13 @@ fn container_config(image_name: &str, pod: &cri::PodSandboxConfig) -> cri::Conta
                     pid: cri::NamespaceMode::Container as i32,
                     ..Default::default()
                 }),
+                // kubelet's procMount Default.
+                masked_paths: vordr_gatekeeper::tables::DEFAULT_MASKED_PATHS
+                    .map(String::from)
+                    .to_vec(),
+                readonly_paths: vordr_gatekeeper::tables::DEFAULT_READONLY_PATHS
+                    .map(String::from)
+                    .to_vec(),
                 ..Default::default()
             }),
             ..Default::default()

@@ -168,7 +168,7 @@ impl Daemon {
         Daemon::start_full(tag, "", "", gatekeeper).await
     }
 
-    async fn start_full(
+    pub async fn start_full(
         tag: &str,
         extra_network: &str,
         registries: &str,

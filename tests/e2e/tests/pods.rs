@@ -151,7 +151,8 @@ async fn pod_lifecycle_status_list_and_idempotence() {
 #[tokio::test(flavor = "multi_thread")]
 async fn pod_ip_answers_ping_and_port_mapping_reaches_listener() {
     require_node!();
-    let mut d = Daemon::start("net").await;
+    // Host ports are refused by the baseline profile (rule 6).
+    let mut d = Daemon::start_with_gatekeeper("net", PRIVILEGED).await;
     let mut c = d.client().await;
     // A free host port.
     let host_port = TcpListener::bind("127.0.0.1:0")
@@ -623,7 +624,8 @@ async fn update_runtime_config_pod_cidr_is_used_and_kept() {
 #[tokio::test(flavor = "multi_thread")]
 async fn warm_pool_hands_out_attached_namespaces_and_refills() {
     require_node!();
-    let mut d = Daemon::start_with("pool", "pool_size = 2").await;
+    // A pooled pod with host ports too: the baseline profile refuses those.
+    let mut d = Daemon::start_full("pool", "pool_size = 2", "", PRIVILEGED).await;
     d.wait_pool(2).await;
     let slots: Vec<String> = d.pool_slots().into_iter().map(|(id, _)| id).collect();
     let mut c = d.client().await;

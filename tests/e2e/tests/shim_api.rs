@@ -41,6 +41,14 @@ async fn task_api_on_a_live_container() {
         ],
         tty: true,
         log_path: "tty.log".into(),
+        linux: Some(cri::LinuxContainerConfig {
+            security_context: Some(cri::LinuxContainerSecurityContext {
+                masked_paths: MASKED_PATHS.map(String::from).to_vec(),
+                readonly_paths: READONLY_PATHS.map(String::from).to_vec(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
         ..Default::default()
     };
     let id = c
