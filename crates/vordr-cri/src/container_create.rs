@@ -308,16 +308,7 @@ fn pod_userns(
     pod_id: &str,
     sandbox: &PodSandboxConfig,
 ) -> Option<vordr_spec::UserNamespace> {
-    let u = sandbox
-        .linux
-        .as_ref()?
-        .security_context
-        .as_ref()?
-        .namespace_options
-        .as_ref()?
-        .userns_options
-        .as_ref()?;
-    let maps = crate::sandbox_validate::id_maps(u)?;
+    let maps = crate::sandbox_validate::pod_id_maps(sandbox)?;
     Some(vordr_spec::UserNamespace {
         uid_mappings: maps.uids,
         gid_mappings: maps.gids,

@@ -59,7 +59,7 @@ pub async fn pid_namespace(rt: &Runtime, pod: &vordr_store::PodRecord) -> Result
     // The stored config is the one the gatekeeper judged.
     let sandbox: PodSandboxConfig =
         serde_json::from_str(&pod.config).map_err(|e| internal("reading pod config", e))?;
-    let userns = pod_id_maps(&sandbox);
+    let userns = crate::sandbox_validate::pod_id_maps(&sandbox);
     let (uid, gid) = init_ids(&sandbox, userns.as_ref()).map_err(Status::invalid_argument)?;
     let mut args: Vec<OsString> = vec![
         "--uid".into(),
@@ -138,20 +138,6 @@ async fn start(binary: &Path, args: &[OsString], profile: Vec<u8>) -> Result<i32
         .ok()
         .filter(|pid| *pid > 0)
         .ok_or_else(|| format!("{POD_INIT_VERB} printed no pid: {stderr}"))
-}
-
-/// The pod's user namespace mappings, when kubelet asked for one (mode POD).
-fn pod_id_maps(sandbox: &PodSandboxConfig) -> Option<IdMaps> {
-    let u = sandbox
-        .linux
-        .as_ref()?
-        .security_context
-        .as_ref()?
-        .namespace_options
-        .as_ref()?
-        .userns_options
-        .as_ref()?;
-    crate::sandbox_validate::id_maps(u)
 }
 
 /// The init's uid and gid: the pod's `run_as_user` / `run_as_group`, else

@@ -36,6 +36,20 @@ pub struct PodPlan {
 }
 
 /// The mappings of a user namespace kubelet asked for (mode POD).
+/// The pod's user namespace mappings, when kubelet asked for one (mode POD).
+pub fn pod_id_maps(sandbox: &k8s_cri::v1::PodSandboxConfig) -> Option<vordr_net::netns::IdMaps> {
+    let u = sandbox
+        .linux
+        .as_ref()?
+        .security_context
+        .as_ref()?
+        .namespace_options
+        .as_ref()?
+        .userns_options
+        .as_ref()?;
+    id_maps(u)
+}
+
 pub fn id_maps(u: &k8s_cri::v1::UserNamespace) -> Option<vordr_net::netns::IdMaps> {
     if u.mode != NamespaceMode::Pod as i32 {
         return None;

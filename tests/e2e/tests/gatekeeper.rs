@@ -20,6 +20,16 @@ fn restricted_ok(s: &Setup, name: &str) -> cri::ContainerConfig {
     cfg
 }
 
+/// PermissionDenied naming `rule`, with `cause`, under `profile` in e2e.
+fn assert_denied(e: tonic::Status, rule: &str, cause: &str, profile: &str) {
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    let m = e.message();
+    assert!(m.starts_with(&format!("gatekeeper: rule {rule} (")), "{m}");
+    assert!(m.contains(cause), "{m} lacks {cause:?}");
+    let tail = format!("; profile {profile:?} for namespace \"e2e\"");
+    assert!(m.ends_with(&tail), "{m}");
+}
+
 fn security(cfg: &mut cri::ContainerConfig) -> &mut cri::LinuxContainerSecurityContext {
     cfg.linux
         .as_mut()
@@ -93,16 +103,7 @@ async fn restricted_profile_denies_each_rule_and_admits_a_restricted_pod() {
     let Some(mut s) = setup_with("gkres", "profile = \"restricted\"").await else {
         return;
     };
-    let denied = |e: tonic::Status, rule: &str, cause: &str| {
-        assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
-        let m = e.message();
-        assert!(m.starts_with(&format!("gatekeeper: rule {rule} (")), "{m}");
-        assert!(m.contains(cause), "{m} lacks {cause:?}");
-        assert!(
-            m.ends_with("; profile \"restricted\" for namespace \"e2e\""),
-            "{m}"
-        );
-    };
+    let denied = |e, rule: &str, cause: &str| assert_denied(e, rule, cause, "restricted");
 
     // Pods: host network and host PID are refused before anything exists.
     let mut hostnet = pod_config("gk-hostnet");
@@ -342,16 +343,7 @@ async fn baseline_refuses_every_known_bypass() {
     let Some(mut s) = setup_with("gkbypass", "").await else {
         return;
     };
-    let denied = |e: tonic::Status, rule: &str, cause: &str| {
-        assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
-        let m = e.message();
-        assert!(m.starts_with(&format!("gatekeeper: rule {rule} (")), "{m}");
-        assert!(m.contains(cause), "{m} lacks {cause:?}");
-        assert!(
-            m.ends_with("; profile \"baseline\" for namespace \"e2e\""),
-            "{m}"
-        );
-    };
+    let denied = |e, rule: &str, cause: &str| assert_denied(e, rule, cause, "baseline");
     let pod = s.pod("gk-bp", "").await;
     let mut cases: Vec<(cri::ContainerConfig, &str, String)> = Vec::new();
     let caps = |s: &Setup, name: &str, add: &str| {
