@@ -130,6 +130,13 @@ pub fn run(a: BenchGatekeeperArgs) -> Result<()> {
         host_paths: held.real_paths(),
         ..Default::default()
     };
+    // The pod's own namespaces (these stand for its pins).
+    let pod_paths = vordr_spec::PodPaths {
+        netns: Some("/proc/self/ns/net".into()),
+        ipcns: Some("/proc/self/ns/ipc".into()),
+        utsns: Some("/proc/self/ns/uts".into()),
+        ..Default::default()
+    };
     let spec = |c: &cri::ContainerConfig| {
         vordr_spec::build_spec(
             "0123456789abcdef",
@@ -137,7 +144,7 @@ pub fn run(a: BenchGatekeeperArgs) -> Result<()> {
             &pod,
             &vordr_spec::ImageConfig::default(),
             rootfs.path(),
-            &vordr_spec::PodPaths::default(),
+            &pod_paths,
             &opts,
         )
     };
