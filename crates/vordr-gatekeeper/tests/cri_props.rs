@@ -175,7 +175,9 @@ struct Case {
     /// 0: nothing; 1: RuntimeDefault; 2: Unconfined.
     apparmor: usize,
     selinux: Option<(usize, bool)>,
-    masked: bool,
+    /// 0: no lists (kubelet's defaults apply); 1: kubelet's lists; 2: only
+    /// /proc/kcore masked.
+    masked: usize,
     mounts: Vec<usize>,
     host_port: bool,
     sysctls: Vec<usize>,
@@ -212,7 +214,7 @@ fn case() -> impl Strategy<Value = Case> {
             0..3usize,
             0..3usize,
             proptest::option::of((0..SELINUX_TYPES.len(), any::<bool>())),
-            any::<bool>(),
+            0..3usize,
         ),
         (
             proptest::collection::vec(0..3usize, 0..3),
@@ -365,15 +367,14 @@ fn container_config(c: &Case, h: &Host) -> ContainerConfig {
                     level: "s0".into(),
                     ..Default::default()
                 }),
-                masked_paths: if c.masked {
-                    DEFAULT_MASKED_PATHS.map(String::from).to_vec()
-                } else {
-                    vec![]
+                masked_paths: match c.masked {
+                    1 => DEFAULT_MASKED_PATHS.map(String::from).to_vec(),
+                    2 => vec!["/proc/kcore".into()],
+                    _ => vec![],
                 },
-                readonly_paths: if c.masked {
-                    DEFAULT_READONLY_PATHS.map(String::from).to_vec()
-                } else {
-                    vec![]
+                readonly_paths: match c.masked {
+                    1 => DEFAULT_READONLY_PATHS.map(String::from).to_vec(),
+                    _ => vec![],
                 },
                 ..Default::default()
             }),
@@ -408,8 +409,9 @@ fn facts(c: &Case, h: &Host) -> spec::Facts {
         custom_selinux: c
             .selinux
             .is_some_and(|(t, user)| user || !SELINUX_TYPES[t].1),
-        // A privileged container gets no masked paths at all.
-        proc_unmasked: c.privileged || !c.masked,
+        // A privileged container gets no masked paths at all; no lists
+        // get kubelet's (these pods have no user namespace).
+        proc_unmasked: c.privileged || c.masked == 2,
         host_path: c.mounts.iter().any(|&i| paths[i].1),
         host_port: c.host_port,
         unsafe_sysctl: c.sysctls.iter().any(|&i| !SYSCTLS[i].1),
@@ -503,7 +505,7 @@ fn the_readme_bypasses_are_each_refused_under_baseline() {
         seccomp: 1,
         apparmor: 0,
         selinux: None,
-        masked: true,
+        masked: 0,
         mounts: vec![],
         host_port: false,
         sysctls: vec![],
@@ -544,7 +546,7 @@ fn the_readme_bypasses_are_each_refused_under_baseline() {
     );
     assert_eq!(
         rule(Case {
-            masked: false,
+            masked: 2,
             ..base.clone()
         }),
         9

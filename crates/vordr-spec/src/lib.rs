@@ -347,14 +347,7 @@ pub fn build_spec(
         .as_ref()
         .map(|l| l.sysctls.clone())
         .filter(|s| !s.is_empty());
-    let (masked_paths, readonly_paths) = if privileged {
-        (None, None)
-    } else {
-        (
-            Some(sc.masked_paths.clone()).filter(|p| !p.is_empty()),
-            Some(sc.readonly_paths.clone()).filter(|p| !p.is_empty()),
-        )
-    };
+    let (masked_paths, readonly_paths) = masked_and_readonly(sc, pod, privileged);
 
     let mut linux = Linux::default();
     linux.set_net_devices(None);
@@ -416,6 +409,53 @@ pub fn build_spec(
     })
 }
 
+/// kubelet's masked paths for procMount Default (1.31 and later).
+pub const DEFAULT_MASKED_PATHS: [&str; 11] = [
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// kubelet's read-only paths for procMount Default.
+pub const DEFAULT_READONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// The container's masked and read-only paths: none when privileged; the
+/// lists asked for; kubelet's defaults when both are empty (as CRI-O does:
+/// crictl and other clients send none), except in a pod with its own user
+/// namespace, the only place kubelet sends empty lists for procMount
+/// Unmasked.
+fn masked_and_readonly(
+    sc: &LinuxContainerSecurityContext,
+    pod: &PodPaths,
+    privileged: bool,
+) -> (Option<Vec<String>>, Option<Vec<String>>) {
+    let list = |l: &[&str]| Some(l.iter().map(|p| p.to_string()).collect());
+    if privileged {
+        (None, None)
+    } else if sc.masked_paths.is_empty() && sc.readonly_paths.is_empty() && pod.userns.is_none() {
+        (list(&DEFAULT_MASKED_PATHS), list(&DEFAULT_READONLY_PATHS))
+    } else {
+        (
+            Some(sc.masked_paths.clone()).filter(|p| !p.is_empty()),
+            Some(sc.readonly_paths.clone()).filter(|p| !p.is_empty()),
+        )
+    }
+}
+
 /// The CRI annotations of the container, then containerd's own on top.
 fn build_annotations(
     config: &ContainerConfig,
@@ -451,4 +491,32 @@ fn build_annotations(
         out.insert(key.to_string(), value);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_lists_get_kubelets_defaults_outside_a_user_namespace() {
+        let sc = LinuxContainerSecurityContext::default();
+        let plain = PodPaths::default();
+        let (m, r) = masked_and_readonly(&sc, &plain, false);
+        assert_eq!(m.map(|v| v.len()), Some(DEFAULT_MASKED_PATHS.len()));
+        assert_eq!(r.map(|v| v.len()), Some(DEFAULT_READONLY_PATHS.len()));
+        assert_eq!(masked_and_readonly(&sc, &plain, true), (None, None));
+        // procMount Unmasked, which kubelet only sends with hostUsers: false.
+        let userns = PodPaths {
+            userns: Some(UserNamespace::default()),
+            ..Default::default()
+        };
+        assert_eq!(masked_and_readonly(&sc, &userns, false), (None, None));
+        let partial = LinuxContainerSecurityContext {
+            masked_paths: vec!["/proc/kcore".into()],
+            ..Default::default()
+        };
+        let (m, r) = masked_and_readonly(&partial, &plain, false);
+        assert_eq!(m, Some(vec!["/proc/kcore".to_string()]));
+        assert_eq!(r, None);
+    }
 }

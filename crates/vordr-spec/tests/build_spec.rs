@@ -262,8 +262,13 @@ fn typical_container() {
     assert_eq!(res.cpu().as_ref().and_then(|c| c.shares()), Some(2));
     assert!(res.pids().is_none());
     assert_eq!(linux.devices(), &None);
-    assert_eq!(linux.masked_paths(), &None);
-    assert_eq!(linux.readonly_paths(), &None);
+    // No lists asked for: kubelet's defaults (CRI-O's choice; containerd
+    // 1.6 would leave /proc unmasked).
+    let masked = linux.masked_paths().as_ref().expect("masked paths");
+    assert_eq!(masked.len(), vordr_spec::DEFAULT_MASKED_PATHS.len());
+    assert!(masked.contains(&"/proc/kcore".to_string()));
+    let readonly = linux.readonly_paths().as_ref().expect("readonly paths");
+    assert!(readonly.contains(&"/proc/sys".to_string()));
     assert_eq!(
         linux.seccomp(),
         &None,
