@@ -372,7 +372,7 @@ async fn build(
         })?;
     judge(rt, "CreateContainer", r, &built, &paths)?;
     let judged = serde_json::to_vec_pretty(&built.spec).map_err(|e| internal("judged spec", e))?;
-    write_private(&bundle.join(JUDGED_SPEC), &judged)
+    vordr_fsmode::write_private(&bundle.join(JUDGED_SPEC), &judged)
         .map_err(|e| internal("writing the judged spec", e))?;
     crate::gatekeeper::node_supports(&mut built.spec)?;
     if paths.userns.is_some() {
@@ -391,7 +391,7 @@ async fn build(
     }
     let spec_json =
         serde_json::to_vec_pretty(&built.spec).map_err(|e| internal("config.json", e))?;
-    write_private(&bundle.join("config.json"), &spec_json)
+    vordr_fsmode::write_private(&bundle.join("config.json"), &spec_json)
         .map_err(|e| internal("writing config.json", e))?;
 
     let kind = if handler.kind == "runc" {
@@ -439,19 +439,6 @@ async fn build(
 /// The spec as the gatekeeper judged it (before this node's adjustments),
 /// kept in the bundle to judge again on UpdateContainerResources.
 pub const JUDGED_SPEC: &str = "judged.json";
-
-/// Writes a file only root may read (specs carry the environment).
-fn write_private(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(data)
-}
 
 /// Judges the built spec of a container (CreateContainer and, on a stored
 /// judged spec, UpdateContainerResources).

@@ -215,10 +215,8 @@ fn container_config(image_name: &str, pod: &cri::PodSandboxConfig) -> cri::Conta
                     ..Default::default()
                 }),
                 // kubelet's procMount Default.
-                masked_paths: vordr_gatekeeper::tables::DEFAULT_MASKED_PATHS
-                    .map(String::from)
-                    .to_vec(),
-                readonly_paths: vordr_gatekeeper::tables::DEFAULT_READONLY_PATHS
+                masked_paths: vordr_spec::DEFAULT_MASKED_PATHS.map(String::from).to_vec(),
+                readonly_paths: vordr_spec::DEFAULT_READONLY_PATHS
                     .map(String::from)
                     .to_vec(),
                 ..Default::default()

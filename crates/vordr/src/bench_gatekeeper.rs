@@ -78,10 +78,8 @@ fn container(dir: &std::path::Path) -> cri::ContainerConfig {
                     ..Default::default()
                 }),
                 seccomp: Some(cri::SecurityProfile::default()),
-                masked_paths: vordr_gatekeeper::tables::DEFAULT_MASKED_PATHS
-                    .map(String::from)
-                    .to_vec(),
-                readonly_paths: vordr_gatekeeper::tables::DEFAULT_READONLY_PATHS
+                masked_paths: vordr_spec::DEFAULT_MASKED_PATHS.map(String::from).to_vec(),
+                readonly_paths: vordr_spec::DEFAULT_READONLY_PATHS
                     .map(String::from)
                     .to_vec(),
                 ..Default::default()

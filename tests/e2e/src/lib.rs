@@ -114,30 +114,6 @@ pub fn unique_network(tag: &str) -> (String, String) {
 /// refuses (host namespaces, unsafe sysctls): everything allowed, audited.
 pub const PRIVILEGED: &str = "profile = \"privileged\"";
 
-/// kubelet's default masked paths (procMount Default), as kubelet sends them.
-pub const MASKED_PATHS: [&str; 11] = [
-    "/proc/asound",
-    "/proc/acpi",
-    "/proc/kcore",
-    "/proc/keys",
-    "/proc/latency_stats",
-    "/proc/timer_list",
-    "/proc/timer_stats",
-    "/proc/sched_debug",
-    "/proc/scsi",
-    "/sys/firmware",
-    "/sys/devices/virtual/powercap",
-];
-
-/// kubelet's default read-only paths (procMount Default).
-pub const READONLY_PATHS: [&str; 5] = [
-    "/proc/bus",
-    "/proc/fs",
-    "/proc/irq",
-    "/proc/sys",
-    "/proc/sysrq-trigger",
-];
-
 /// A running `vordr serve` for one test.
 pub struct Daemon {
     pub dir: tempfile::TempDir,
@@ -650,6 +626,21 @@ pub async fn pod_ip(c: &mut CriClient, id: &str) -> String {
         .network
         .unwrap()
         .ip
+}
+
+/// ContainerStatus's verbose info (`info["info"]`) as JSON.
+pub async fn container_info(c: &mut CriClient, id: &str) -> serde_json::Value {
+    let info = c
+        .runtime
+        .container_status(cri::ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .info;
+    serde_json::from_str(&info["info"]).unwrap()
 }
 
 /// Runs `f` in the network namespace pinned at `netns`, on a fresh thread.

@@ -45,6 +45,31 @@ impl Setup {
         cfg
     }
 
+    /// [`Setup::pod_config`] with its own user namespace: container IDs
+    /// 0..65536 mapped from host IDs `host..`.
+    pub fn userns_pod_config(&self, name: &str, host: u32) -> cri::PodSandboxConfig {
+        let mut cfg = self.pod_config(name);
+        let map = vec![cri::IdMapping {
+            host_id: host,
+            container_id: 0,
+            length: 65536,
+        }];
+        cfg.linux
+            .get_or_insert_with(Default::default)
+            .security_context = Some(cri::LinuxSandboxSecurityContext {
+            namespace_options: Some(cri::NamespaceOption {
+                userns_options: Some(cri::UserNamespace {
+                    mode: cri::NamespaceMode::Pod as i32,
+                    uids: map.clone(),
+                    gids: map,
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        cfg
+    }
+
     /// Runs a pod from `cfg`; its id and config.
     pub async fn run_pod(
         &mut self,
@@ -97,8 +122,11 @@ impl Setup {
                         profile_type: cri::security_profile::ProfileType::RuntimeDefault as i32,
                         ..Default::default()
                     }),
-                    masked_paths: crate::MASKED_PATHS.map(String::from).to_vec(),
-                    readonly_paths: crate::READONLY_PATHS.map(String::from).to_vec(),
+                    // kubelet's lists for procMount Default.
+                    masked_paths: vordr_spec::DEFAULT_MASKED_PATHS.map(String::from).to_vec(),
+                    readonly_paths: vordr_spec::DEFAULT_READONLY_PATHS
+                        .map(String::from)
+                        .to_vec(),
                     ..Default::default()
                 }),
                 ..Default::default()

@@ -281,17 +281,7 @@ async fn oom_and_limits() {
         .unwrap();
     let seen = String::from_utf8_lossy(&r.stdout).trim().to_string();
     // Without a cgroup namespace the container sees the host's hierarchy; find ours.
-    let info =
-        s.c.runtime
-            .container_status(cri::ContainerStatusRequest {
-                container_id: id.clone(),
-                verbose: true,
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .info;
-    let v: serde_json::Value = serde_json::from_str(&info["info"]).unwrap();
+    let v = container_info(&mut s.c, &id).await;
     let cg = v["runtimeSpec"]["linux"]["cgroupsPath"]
         .as_str()
         .unwrap()
@@ -641,25 +631,7 @@ async fn user_namespaced_pod_shares_its_pid_namespace() {
     let Some(mut s) = setup("ctr-userns-pid").await else {
         return;
     };
-    let mut cfg = s.pod_config("userns-pid");
-    let map = |host| cri::IdMapping {
-        host_id: host,
-        container_id: 0,
-        length: 65536,
-    };
-    cfg.linux
-        .get_or_insert_with(Default::default)
-        .security_context = Some(cri::LinuxSandboxSecurityContext {
-        namespace_options: Some(cri::NamespaceOption {
-            userns_options: Some(cri::UserNamespace {
-                mode: cri::NamespaceMode::Pod as i32,
-                uids: vec![map(300_000)],
-                gids: vec![map(300_000)],
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    });
+    let cfg = s.userns_pod_config("userns-pid", 300_000);
     let pod = s.run_pod(cfg, "").await;
     let a = s
         .run(
@@ -732,25 +704,7 @@ async fn user_namespaced(handler: &str) {
     let Some(mut s) = setup(&tag).await else {
         return;
     };
-    let mut cfg = s.pod_config("userns");
-    let map = |host| cri::IdMapping {
-        host_id: host,
-        container_id: 0,
-        length: 65536,
-    };
-    cfg.linux
-        .get_or_insert_with(Default::default)
-        .security_context = Some(cri::LinuxSandboxSecurityContext {
-        namespace_options: Some(cri::NamespaceOption {
-            userns_options: Some(cri::UserNamespace {
-                mode: cri::NamespaceMode::Pod as i32,
-                uids: vec![map(200_000)],
-                gids: vec![map(200_000)],
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    });
+    let cfg = s.userns_pod_config("userns", 200_000);
     let pod = s.run_pod(cfg, handler).await;
     let id = s.run(&pod, s.config("root", &["sleep", "1000"])).await;
     let r = s

@@ -34,17 +34,7 @@ async fn state_directories_files_and_sockets_have_explicit_modes() {
     };
     let pod = s.pod("modes", "").await;
     let id = s.run(&pod, s.config("app", &["sleep", "1000"])).await;
-    let info =
-        s.c.runtime
-            .container_status(cri::ContainerStatusRequest {
-                container_id: id.clone(),
-                verbose: true,
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .info;
-    let v: serde_json::Value = serde_json::from_str(&info["info"]).unwrap();
+    let v = container_info(&mut s.c, &id).await;
     let shim_socket = PathBuf::from(
         v["shimAddress"]
             .as_str()

@@ -41,14 +41,6 @@ async fn task_api_on_a_live_container() {
         ],
         tty: true,
         log_path: "tty.log".into(),
-        linux: Some(cri::LinuxContainerConfig {
-            security_context: Some(cri::LinuxContainerSecurityContext {
-                masked_paths: MASKED_PATHS.map(String::from).to_vec(),
-                readonly_paths: READONLY_PATHS.map(String::from).to_vec(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
         ..Default::default()
     };
     let id = c
@@ -68,17 +60,7 @@ async fn task_api_on_a_live_container() {
         })
         .await
         .unwrap();
-    let info = c
-        .runtime
-        .container_status(cri::ContainerStatusRequest {
-            container_id: id.clone(),
-            verbose: true,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .info;
-    let v: serde_json::Value = serde_json::from_str(&info["info"]).unwrap();
+    let v = container_info(&mut c, &id).await;
     let address = v["shimAddress"].as_str().unwrap().to_string();
     let pid = v["pid"].as_u64().unwrap() as u32;
     let shim = TaskClient::new(ttrpc::r#async::Client::connect(&address).await.unwrap());
