@@ -19,6 +19,12 @@ check:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
 
+# Fault injection and a longer chaos run: kill -9 of the daemon at every
+# crash point and at random moments of ROUNDS lifecycles, then a leak count.
+chaos ROUNDS="60":
+    cargo build -p vordr -p vordr-shim
+    VORDR_CHAOS_ROUNDS={{ROUNDS}} cargo test -p vordr-e2e --test faults -- --nocapture --test-threads 1
+
 # Pod start, image pull and image list benchmarks, side by side with containerd 1.6.
 bench ITERATIONS="30": build-release
     ./bench/vs-containerd.sh {{ITERATIONS}}

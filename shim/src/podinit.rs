@@ -63,6 +63,11 @@ pub struct InitArgs {
     pub ipc: Option<PathBuf>,
     pub uts: Option<PathBuf>,
     pub user: Option<PathBuf>,
+    /// The daemon's directory for the pod (its namespace pins). The init
+    /// does not use it: it names the pod in the init's command line, so
+    /// that a daemon restarting after a crash finds inits of pods it no
+    /// longer knows.
+    pub pod: Option<PathBuf>,
 }
 
 /// Parses the verb's arguments (after the verb): `--flag value` pairs,
@@ -70,7 +75,7 @@ pub struct InitArgs {
 pub fn parse_args(args: &[String]) -> Result<InitArgs, String> {
     let mut uid = None;
     let mut gid = None;
-    let (mut net, mut ipc, mut uts, mut user) = (None, None, None, None);
+    let (mut net, mut ipc, mut uts, mut user, mut pod) = (None, None, None, None, None);
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -95,6 +100,7 @@ pub fn parse_args(args: &[String]) -> Result<InitArgs, String> {
             "--ipc" => ipc.replace(path(value)?).is_some(),
             "--uts" => uts.replace(path(value)?).is_some(),
             "--user" => user.replace(path(value)?).is_some(),
+            "--pod" => pod.replace(path(value)?).is_some(),
             _ => return Err(format!("unknown argument {flag:?}")),
         };
         if slot_taken {
@@ -108,6 +114,7 @@ pub fn parse_args(args: &[String]) -> Result<InitArgs, String> {
         ipc,
         uts,
         user,
+        pod,
     })
 }
 
@@ -485,6 +492,7 @@ mod tests {
                 ipc: None,
                 uts: None,
                 user: None,
+                pod: None,
             })
         );
         assert_eq!(
@@ -501,6 +509,8 @@ mod tests {
                 "/run/vordr/ns/p/user",
                 "--gid",
                 "7",
+                "--pod",
+                "/run/vordr/ns/p",
             ])),
             Ok(InitArgs {
                 uid: 0,
@@ -509,6 +519,7 @@ mod tests {
                 ipc: Some("/run/vordr/ns/p/ipc".into()),
                 uts: Some("/run/vordr/ns/p/uts".into()),
                 user: Some("/run/vordr/ns/p/user".into()),
+                pod: Some("/run/vordr/ns/p".into()),
             })
         );
         for (bad, needle) in [

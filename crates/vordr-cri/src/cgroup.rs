@@ -81,6 +81,98 @@ pub fn expand_slice(slice: &str) -> Result<String, String> {
     Ok(path)
 }
 
+/// Every cgroup hierarchy mounted on the host (each v1 controller's and the
+/// v2 one), from /proc/self/mounts.
+pub fn hierarchies() -> Vec<std::path::PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let mut out: Vec<std::path::PathBuf> = mounts
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split(' ');
+            let (_, dir, fstype) = (f.next()?, f.next()?, f.next()?);
+            matches!(fstype, "cgroup" | "cgroup2").then(|| dir.replace("\\040", " ").into())
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// How long the processes of a cgroup being removed get to die.
+const KILL_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Removes the cgroup at `rel` (relative to each hierarchy's root) from
+/// every hierarchy, killing whatever still runs in it first. Missing
+/// directories are success; returns how many directories were removed.
+pub fn remove(rel: &std::path::Path) -> Result<usize, String> {
+    let rel = rel.strip_prefix("/").unwrap_or(rel);
+    if rel.as_os_str().is_empty() {
+        return Err("refusing to remove a hierarchy's root".into());
+    }
+    let mut removed = 0;
+    for h in hierarchies() {
+        let dir = h.join(rel);
+        if !dir.is_dir() {
+            continue;
+        }
+        let deadline = std::time::Instant::now() + KILL_WAIT;
+        loop {
+            // A runtime's own sub-cgroups first (deepest first).
+            let mut subdirs = Vec::new();
+            collect_dirs(&dir, &mut subdirs, 0);
+            let mut alive = 0;
+            for d in subdirs.iter().rev().chain(std::iter::once(&dir)) {
+                // A frozen (paused) process takes no signal until thawed.
+                let _ = std::fs::write(d.join("freezer.state"), "THAWED");
+                let _ = std::fs::write(d.join("cgroup.freeze"), "0");
+                let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+                for pid in procs.lines().filter_map(|p| p.trim().parse::<i32>().ok()) {
+                    alive += 1;
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+            if alive == 0 {
+                for d in subdirs.iter().rev() {
+                    let _ = std::fs::remove_dir(d);
+                }
+                match std::fs::remove_dir(&dir) {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(format!("removing cgroup {}: {e}", dir.display())),
+                }
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(format!(
+                    "cgroup {} still has {alive} processes after SIGKILL",
+                    dir.display()
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+    Ok(removed)
+}
+
+/// Sub-directories of `dir`, parents before children, at most 8 deep.
+fn collect_dirs(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>, depth: usize) {
+    if depth >= 8 {
+        return;
+    }
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            out.push(e.path());
+            collect_dirs(&e.path(), out, depth + 1);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,5 +202,38 @@ mod tests {
         assert!(resolve_parent(d, "/kubepods/burstable").is_err());
         assert!(resolve_parent(d, "a--b.slice").is_err());
         assert!(resolve_parent(d, "a/b.slice").is_err());
+    }
+
+    #[test]
+    fn removes_a_cgroup_with_a_process_in_every_hierarchy() {
+        if !nix::unistd::geteuid().is_root() || hierarchies().is_empty() {
+            eprintln!("skipped: needs root and cgroups");
+            return;
+        }
+        let rel = format!("vordr-test-remove-{}", std::process::id());
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let mut made = 0;
+        for h in hierarchies() {
+            let d = h.join(&rel).join("inner");
+            // Some v1 hierarchies (named ones without controllers) may refuse.
+            if std::fs::create_dir_all(&d).is_ok() {
+                made += 1;
+                let _ = std::fs::write(d.join("cgroup.procs"), child.id().to_string());
+            }
+        }
+        assert!(made > 0);
+        let removed = remove(std::path::Path::new(&format!("/{rel}"))).unwrap();
+        assert_eq!(removed, made);
+        // The process was killed, and it was ours to reap.
+        let st = child.wait().unwrap();
+        assert!(!st.success());
+        for h in hierarchies() {
+            assert!(!h.join(&rel).exists());
+        }
+        assert!(remove(std::path::Path::new("/")).is_err());
+        assert_eq!(remove(std::path::Path::new(&format!("/{rel}"))).unwrap(), 0);
     }
 }

@@ -13,7 +13,7 @@ use tonic::Status;
 use vordr_shim_api::{CreateOptions, RuntimeKind};
 use vordr_store::{NewContainer, PodState, StoreError};
 
-use crate::containers::teardown;
+use crate::containers::{teardown, Gone};
 use crate::errors::{internal, invalid};
 use crate::hostpath::HostPaths;
 use crate::images::{find, parse_name};
@@ -58,6 +58,16 @@ struct Request<'a> {
     pod: &'a vordr_store::PodRecord,
     host_paths: &'a HostPaths,
     log_file: Option<&'a std::path::Path>,
+}
+
+/// What a retry of the same CreateContainer shares with the first call:
+/// the pod and the container's name and attempt.
+pub fn inflight_key(req: &CreateContainerRequest) -> Option<String> {
+    let m = req.config.as_ref()?.metadata.as_ref()?;
+    Some(format!(
+        "container\0{}\0{}\0{}",
+        req.pod_sandbox_id, m.name, m.attempt
+    ))
 }
 
 pub async fn create_container(
@@ -138,8 +148,19 @@ pub async fn create_container(
     let img = image_config(rt, &image)?;
     // Host paths and the log file resolved once: what is judged is what
     // is mounted and written.
-    let host_paths = HostPaths::resolve(&config.mounts)?;
-    let log_file = crate::hostpath::log_file(&sandbox.log_directory, &config.log_path)?;
+    // On a blocking thread: a hung (NFS) path stalls this call only.
+    let (mounts, log_dir, log_rel) = (
+        config.mounts.clone(),
+        sandbox.log_directory.clone(),
+        config.log_path.clone(),
+    );
+    let (host_paths, log_file) = tokio::task::spawn_blocking(move || {
+        let host_paths = HostPaths::resolve(&mounts)?;
+        let log_file = crate::hostpath::log_file(&log_dir, &log_rel)?;
+        Ok::<_, Status>((host_paths, log_file))
+    })
+    .await
+    .map_err(|e| internal("resolving host paths", e))??;
 
     let id = new_id();
     let log_path = log_file
@@ -172,6 +193,7 @@ pub async fn create_container(
         )),
         e => internal("recording container", e),
     })?;
+    crate::faults::point("container.recorded");
     let mut shim_address = String::new();
     let res = build(
         rt,
@@ -198,11 +220,24 @@ pub async fn create_container(
                 .set_container_stop_signal(&id, &stop_signal)
                 .map_err(|e| internal("recording container", e))?;
             tracing::info!(container = %id, pod = %pod.id, name = %row.name, "container created");
+            if let Ok(shim) = crate::shim_client::Shim::connect(&id, &shim_address).await {
+                crate::shim_watch::watch(rt, &shim).await;
+            }
             Ok(CreateContainerResponse { container_id: id })
         }
         Err(status) => {
-            teardown(rt, &id, &shim_address).await;
-            let _ = rt.store.delete_container(&id);
+            let gone = Gone {
+                id: &id,
+                shim_address: &shim_address,
+                cgroup_parent: &pod.cgroup_parent,
+            };
+            match teardown(rt, &gone).await {
+                Ok(()) => {
+                    let _ = rt.store.delete_container(&id);
+                }
+                // The row stays (creating): restart reconciliation retries.
+                Err(e) => tracing::error!(container = %id, "undoing a failed create: {e}"),
+            }
             Err(status)
         }
     }
@@ -332,6 +367,7 @@ async fn build(
     let cdir = rt.container_dir(id);
     crate::rootfs::mount_overlay(lowers, &cdir.join("upper"), &cdir.join("work"), &rootfs)
         .map_err(|e| internal("preparing the container rootfs", e))?;
+    crate::faults::point("container.rootfs-mounted");
     let pod_dir = rt.pod_dir(&pod.id);
     let hostname = std::fs::read_to_string(pod_dir.join("hostname"))
         .map(|s| s.trim().to_string())
@@ -415,6 +451,7 @@ async fn build(
     .await
     .map_err(|e| internal("starting the shim", e))?;
     *shim_address = address.clone();
+    crate::faults::point("container.shim-started");
     let shim = Shim::connect(id, &address)
         .await
         .map_err(|e| internal("connecting to the shim", e))?;
@@ -433,6 +470,7 @@ async fn build(
         .map_err(|e| internal("creating the container", e))?;
     // Before anything in it runs: what is mounted is what was judged.
     r.host_paths.verify(pid, &built.spec)?;
+    crate::faults::point("container.shim-created");
     Ok((pid, built.stop_signal))
 }
 

@@ -34,10 +34,42 @@ pub async fn exec_sync(rt: &Runtime, req: ExecSyncRequest) -> Result<ExecSyncRes
     let exec_id = crate::sandbox_run::new_id()[..16].to_string();
     let out_path = bundle.join(format!("exec-{exec_id}.stdout"));
     let err_path = bundle.join(format!("exec-{exec_id}.stderr"));
-    let res = run(&c, &exec_id, process, &out_path, &err_path, req.timeout).await;
-    let _ = std::fs::remove_file(&out_path);
-    let _ = std::fs::remove_file(&err_path);
-    res
+    let mut guard = ExecGuard {
+        fifos: [out_path.clone(), err_path.clone()],
+        started: None,
+    };
+    run(&c, &exec_id, process, &mut guard, req.timeout).await
+}
+
+/// Cleans up after an ExecSync however it ends. A caller that goes away
+/// (kubelet's probe deadline) drops the call and with it this guard: the
+/// FIFOs are removed and a process still known to the shim is killed and
+/// deleted, so that an abandoned probe leaves nothing running.
+struct ExecGuard {
+    fifos: [std::path::PathBuf; 2],
+    /// The shim and exec id, from the moment the shim knows the process
+    /// until the call deleted it itself.
+    started: Option<(crate::shim_client::Shim, String)>,
+}
+
+impl Drop for ExecGuard {
+    fn drop(&mut self) {
+        for p in &self.fifos {
+            let _ = std::fs::remove_file(p);
+        }
+        let Some((shim, exec_id)) = self.started.take() else {
+            return;
+        };
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        tracing::info!(container = %shim.id, exec = %exec_id, "ExecSync abandoned by its caller: killing the process");
+        handle.spawn(async move {
+            let _ = shim.kill(&exec_id, 9, false).await;
+            let _ = tokio::time::timeout(Duration::from_secs(5), shim.wait(&exec_id)).await;
+            let _ = shim.delete(&exec_id).await;
+        });
+    }
 }
 
 /// The container's own process with `cmd` as its args, with a terminal or not.
@@ -62,10 +94,11 @@ async fn run(
     c: &vordr_store::ContainerRecord,
     exec_id: &str,
     process: Vec<u8>,
-    out_path: &Path,
-    err_path: &Path,
+    guard: &mut ExecGuard,
     timeout: i64,
 ) -> Result<ExecSyncResponse, Status> {
+    let [out_path, err_path] = guard.fifos.clone();
+    let (out_path, err_path) = (out_path.as_path(), err_path.as_path());
     for p in [out_path, err_path] {
         nix::unistd::mkfifo(p, nix::sys::stat::Mode::from_bits_truncate(0o600))
             .map_err(|e| internal("creating exec fifo", e))?;
@@ -84,8 +117,10 @@ async fn run(
     shim.exec(exec_id, process, "", &o, &e, false)
         .await
         .map_err(|e| shim_status("exec", e))?;
+    guard.started = Some((shim.clone(), exec_id.to_string()));
     let started = shim.start(exec_id).await;
     if let Err(e) = started {
+        guard.started = None;
         let _ = shim.delete(exec_id).await;
         return Err(shim_status("starting exec", e));
     }
@@ -109,6 +144,7 @@ async fn run(
     };
     match result {
         Ok((stdout, stderr, waited)) => {
+            guard.started = None;
             let _ = shim.delete(exec_id).await;
             let (code, _) = waited.map_err(|e| shim_status("waiting for exec", e))?;
             Ok(ExecSyncResponse {
@@ -118,6 +154,7 @@ async fn run(
             })
         }
         Err(_) => {
+            guard.started = None;
             let _ = shim.kill(exec_id, 9, false).await;
             let _ = tokio::time::timeout(Duration::from_secs(5), shim.wait(exec_id)).await;
             let _ = shim.delete(exec_id).await;

@@ -5,7 +5,7 @@ use k8s_cri::v1::{RemoveContainerRequest, RemoveContainerResponse};
 use tonic::Status;
 use vordr_store::ContainerRecord;
 
-use crate::containers::teardown;
+use crate::containers::{teardown, Gone};
 use crate::errors::internal;
 use crate::runtime::Runtime;
 
@@ -26,7 +26,16 @@ pub async fn remove_container(
 /// Removes `c`; the caller holds its pod's lock.
 pub async fn remove_locked(rt: &Runtime, c: &ContainerRecord) -> Result<(), Status> {
     let _ = crate::container_stop::stop(rt, c, 0).await;
-    teardown(rt, &c.id, &c.shim_address).await;
+    let parent = rt
+        .store
+        .get_pod(&c.pod_id)
+        .map_err(|e| internal("reading the container's pod", e))?
+        .map(|p| p.cgroup_parent)
+        .unwrap_or_default();
+    teardown(rt, &Gone::of(c, &parent))
+        .await
+        .map_err(|e| internal("removing the container", e))?;
+    crate::faults::point("container.torn-down");
     rt.store
         .delete_container(&c.id)
         .map_err(|e| internal("deleting container", e))?;

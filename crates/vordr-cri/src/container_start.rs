@@ -26,6 +26,7 @@ pub async fn start_container(
     shim.start("")
         .await
         .map_err(|e| shim_status("starting the container", e))?;
+    crate::faults::point("container.started");
     rt.store
         .set_container_running(&c.id, crate::sandbox_run::now_ns())
         .map_err(|e| internal("recording container", e))?;

@@ -9,7 +9,7 @@ use tonic::Status;
 use vordr_store::{ContainerRecord, ContainerState};
 
 use crate::container_exit::record_exit;
-use crate::containers::{shim_of, shim_status};
+use crate::containers::shim_status;
 use crate::runtime::Runtime;
 
 pub async fn stop_container(
@@ -31,7 +31,14 @@ pub async fn stop(rt: &Runtime, c: &ContainerRecord, timeout: u64) -> Result<(),
         ContainerState::Running | ContainerState::Created => {}
         ContainerState::Exited | ContainerState::Creating => return Ok(()),
     }
-    let shim = shim_of(c).await?;
+    let Some(shim) = crate::containers::live_shim(c).await else {
+        // The shim died (kill -9, OOM): kill the container through the
+        // runtime and record it as ended.
+        tracing::warn!(container = %c.id, "the container's shim is gone; stopping through the runtime");
+        crate::containers::runtime_delete(rt, &c.id).await;
+        crate::containers::record_lost_shim(rt, &c.id);
+        return Ok(());
+    };
     let signal = if timeout > 0 {
         signal_number(&c.stop_signal)
     } else {
@@ -51,6 +58,7 @@ pub async fn stop(rt: &Runtime, c: &ContainerRecord, timeout: u64) -> Result<(),
     shim.kill("", 9, true)
         .await
         .map_err(|e| shim_status("killing the container", e))?;
+    crate::faults::point("container.killed");
     let (code, at) = tokio::time::timeout(Duration::from_secs(30), shim.wait(""))
         .await
         .map_err(|_| Status::deadline_exceeded(format!("container {} did not die", c.id)))?

@@ -74,41 +74,136 @@ pub fn shim_status(context: &str, e: ShimError) -> Status {
 }
 
 /// Undoes everything a container may have on the machine: its shim, its
-/// rootfs mount, bundle and writable layer. Leaves the row to the caller.
-/// Safe to call on any partial state.
-pub async fn teardown(rt: &Runtime, id: &str, shim_address: &str) {
+/// processes and cgroup, its rootfs mount, bundle and writable layer.
+/// Leaves the row to the caller, which deletes it only after this
+/// succeeded, so that a failure leaves something to retry. Safe to call on
+/// any partial state, and again after a crash part-way.
+pub async fn teardown(rt: &Runtime, c: &Gone<'_>) -> Result<(), String> {
+    let id = c.id;
     // A create cut short may have started the shim before recording it;
     // its socket path follows from the id.
-    let address = if shim_address.is_empty() {
+    let address = if c.shim_address.is_empty() {
         format!(
             "unix://{}",
             vordr_shim_api::socket_path(&rt.shim_socket_dir(), id).display()
         )
     } else {
-        shim_address.to_string()
+        c.shim_address.to_string()
     };
-    if let Ok(shim) = Shim::connect(id, &address).await {
+    if let Ok(Ok(shim)) = tokio::time::timeout(SHIM_CONNECT, Shim::connect(id, &address)).await {
         let _ = shim.kill("", 9, true).await;
         let _ = shim.delete("").await;
         let _ = shim.shutdown().await;
     }
+    crate::faults::point("container.teardown.shim");
     let bundle = rt.bundle_dir(id);
     // The shim may be gone: finish with the runtime's own state.
     if bundle.exists() {
-        let _ = tokio::process::Command::new(crate::shim_client::shim_binary(
-            &rt.config.runtime.shim_path,
-        ))
-        .current_dir(&bundle)
-        .args(["-namespace", vordr_shim_api::NAMESPACE, "-id", id, "delete"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .await;
+        runtime_delete(rt, id).await;
     }
-    let _ = std::fs::remove_file(vordr_shim_api::socket_path(&rt.shim_socket_dir(), id));
-    let _ = std::fs::remove_file(crate::container_attach::socket(rt, id));
-    crate::rootfs::unmount(&bundle.join("rootfs"));
-    let _ = std::fs::remove_dir_all(&bundle);
-    let _ = std::fs::remove_dir_all(rt.container_dir(id));
+    let cgroup = vordr_spec::cgroups_path(c.cgroup_parent, id);
+    let socket = vordr_shim_api::socket_path(&rt.shim_socket_dir(), id);
+    let attach = crate::container_attach::socket(rt, id);
+    let layer = rt.container_dir(id);
+    tokio::task::spawn_blocking(move || {
+        crate::cgroup::remove(&cgroup)?;
+        let _ = std::fs::remove_file(socket);
+        let _ = std::fs::remove_file(attach);
+        crate::rootfs::unmount(&bundle.join("rootfs"));
+        remove_tree(&bundle)?;
+        remove_tree(&layer)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+/// What [`teardown`] needs to know of a container, with or without a row.
+pub struct Gone<'a> {
+    pub id: &'a str,
+    pub shim_address: &'a str,
+    /// The pod's cgroup parent (resolved), for the container's cgroup.
+    pub cgroup_parent: &'a str,
+}
+
+impl<'a> Gone<'a> {
+    /// A recorded container of a pod with `cgroup_parent`.
+    pub fn of(c: &'a ContainerRecord, cgroup_parent: &'a str) -> Gone<'a> {
+        Gone {
+            id: &c.id,
+            shim_address: &c.shim_address,
+            cgroup_parent,
+        }
+    }
+}
+
+/// `remove_dir_all` that treats a missing tree as removed.
+fn remove_tree(p: &std::path::Path) -> Result<(), String> {
+    match std::fs::remove_dir_all(p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("removing {}: {e}", p.display())),
+    }
+}
+
+/// How long connecting to a shim may take before it counts as gone.
+pub const SHIM_CONNECT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long the shim binary's `delete` (the runtime's forced delete) may take.
+const RUNTIME_DELETE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The shim binary's `delete` verb in the bundle: kills the container
+/// through the OCI runtime and deletes the runtime's state, for a
+/// container whose shim is gone.
+pub async fn runtime_delete(rt: &Runtime, id: &str) {
+    let run = tokio::process::Command::new(crate::shim_client::shim_binary(
+        &rt.config.runtime.shim_path,
+    ))
+    .current_dir(rt.bundle_dir(id))
+    .args(["-namespace", vordr_shim_api::NAMESPACE, "-id", id, "delete"])
+    .stdin(std::process::Stdio::null())
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .kill_on_drop(true)
+    .status();
+    if tokio::time::timeout(RUNTIME_DELETE, run).await.is_err() {
+        tracing::warn!(container = %id, "the runtime's delete did not finish in {RUNTIME_DELETE:?}");
+    }
+}
+
+/// Records the end of a container whose shim is gone: the exit the shim
+/// wrote before it died, else exit code 255 with reason Unknown.
+pub fn record_lost_shim(rt: &Runtime, id: &str) {
+    match vordr_shim_api::ExitRecord::read(&rt.bundle_dir(id)) {
+        Some(r) => crate::container_exit::record_exit(rt, id, r.exit_code, r.exited_at_ns),
+        None => {
+            let exit = vordr_store::ContainerExit {
+                finished_at: crate::sandbox_run::now_ns(),
+                exit_code: 255,
+                reason: "Unknown".into(),
+                message: "the container's shim is gone".into(),
+            };
+            if let Err(e) = rt.store.set_container_exited(id, &exit) {
+                tracing::error!(container = %id, "recording exit: {e}");
+            }
+        }
+    }
+}
+
+/// Connects to the shim of `c`; `None` when it is gone (not running, or
+/// not answering within [`SHIM_CONNECT`]).
+pub async fn live_shim(c: &ContainerRecord) -> Option<Shim> {
+    if c.shim_address.is_empty() {
+        return None;
+    }
+    let shim = tokio::time::timeout(SHIM_CONNECT, Shim::connect(&c.id, &c.shim_address))
+        .await
+        .ok()?
+        .ok()?;
+    // A socket file left behind by a dead shim refuses connections; a live
+    // listener that answers nothing fails the state call.
+    tokio::time::timeout(SHIM_CONNECT, shim.state(""))
+        .await
+        .ok()?
+        .ok()
+        .map(|_| shim)
 }

@@ -62,6 +62,8 @@ pub async fn pid_namespace(rt: &Runtime, pod: &vordr_store::PodRecord) -> Result
     let userns = crate::sandbox_validate::pod_id_maps(&sandbox);
     let (uid, gid) = init_ids(&sandbox, userns.as_ref()).map_err(Status::invalid_argument)?;
     let mut args: Vec<OsString> = vec![
+        "--pod".into(),
+        dir.clone().into(),
         "--uid".into(),
         uid.to_string().into(),
         "--gid".into(),

@@ -1,9 +1,10 @@
 //! Restart reconciliation: after a crash or kill -9 at any point, bring the
-//! database and the machine back into agreement. Half-created pods are
-//! undone, half-stopped pods finished, pods whose namespaces vanished (a
-//! reboot) marked not ready, and pins or files without a row released.
-
-use std::collections::HashSet;
+//! database and the machine back into agreement. Half-created pods and
+//! containers are undone, half-stopped pods finished, pods whose namespaces
+//! vanished (a reboot) marked not ready, containers whose shim died marked
+//! exited; then everything on the machine with no row is released: pins,
+//! pod files, pod inits, shims, bundles and rootfs mounts, writable layers,
+//! container cgroups, addresses.
 
 use vordr_net::netns;
 use vordr_store::{PodRecord, PodState};
@@ -23,6 +24,17 @@ pub struct Report {
     pub undone_containers: usize,
     /// Containers that exited while the daemon was down.
     pub exited_while_down: usize,
+    /// Pod inits (`__pod-init`) of pods with no row, or not the pod's own.
+    pub orphan_inits: usize,
+    /// Shims, bundles, rootfs mounts and writable layers of containers
+    /// with no row, torn down.
+    pub orphan_containers: usize,
+    /// Container cgroups under a pod's parent with no container row.
+    pub orphan_cgroups: usize,
+    /// Addresses held for pods with no row.
+    pub orphan_ips: usize,
+    /// Scratch namespaces of an interrupted network teardown.
+    pub orphan_scratch: usize,
     pub errors: Vec<String>,
 }
 
@@ -92,40 +104,18 @@ pub async fn reconcile(rt: &Runtime) -> Report {
     }
 
     containers(rt, &mut report).await;
-
-    let known: HashSet<String> = match rt.store.list_pods() {
-        Ok(p) => p.into_iter().map(|p| p.id).collect(),
-        Err(e) => {
-            report.errors.push(format!("listing pods: {e}"));
-            return report;
-        }
-    };
-    let dirs = |root: std::path::PathBuf| -> Vec<String> {
-        std::fs::read_dir(root)
-            .map(|rd| {
-                rd.filter_map(|e| e.ok())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    for id in dirs(rt.config.server.run_dir.join("ns")) {
-        if !known.contains(&id) {
-            report.orphan_pins += 1;
-            if let Err(e) = sandbox_cleanup::release_namespaces(rt, &id).await {
-                report.errors.push(format!("orphan pins {id}: {e}"));
-            }
-        }
-    }
-    for id in dirs(rt.config.server.root.join("pods")) {
-        if !known.contains(&id) {
-            report.orphan_files += 1;
-            if let Err(e) = sandbox_cleanup::remove_pod_files(rt, &id) {
-                report.errors.push(format!("orphan files {id}: {e}"));
-            }
-        }
-    }
+    crate::orphans::sweep(rt, &mut report).await;
     report
+}
+
+/// The resolved cgroup parent of pod `pod_id` ("" when it has no row).
+pub(crate) fn parent_of(rt: &Runtime, pod_id: &str) -> String {
+    rt.store
+        .get_pod(pod_id)
+        .ok()
+        .flatten()
+        .map(|p| p.cgroup_parent)
+        .unwrap_or_default()
 }
 
 /// Brings container rows up to date with their shims.
@@ -142,16 +132,35 @@ async fn containers(rt: &Runtime, report: &mut Report) {
         match c.state {
             ContainerState::Creating => {
                 report.undone_containers += 1;
-                crate::containers::teardown(rt, &c.id, &c.shim_address).await;
-                if let Err(e) = rt.store.delete_container(&c.id) {
+                let parent = parent_of(rt, &c.pod_id);
+                let done =
+                    crate::containers::teardown(rt, &crate::containers::Gone::of(&c, &parent))
+                        .await
+                        .and_then(|()| rt.store.delete_container(&c.id).map_err(|e| e.to_string()));
+                if let Err(e) = done {
                     report.errors.push(format!("container {}: {e}", c.id));
                 }
             }
             ContainerState::Created | ContainerState::Running => {
-                let state = match crate::shim_client::Shim::connect(&c.id, &c.shim_address).await {
-                    Ok(shim) => shim.state("").await.ok(),
-                    Err(_) => None,
+                let state = async {
+                    let shim = crate::shim_client::Shim::connect(&c.id, &c.shim_address)
+                        .await
+                        .ok()?;
+                    let state = shim.state("").await.ok()?;
+                    Some((shim, state))
                 };
+                let (shim, state) =
+                    match tokio::time::timeout(crate::containers::SHIM_CONNECT, state)
+                        .await
+                        .ok()
+                        .flatten()
+                    {
+                        Some((shim, state)) => (Some(shim), Some(state)),
+                        None => (None, None),
+                    };
+                if let Some(shim) = &shim {
+                    crate::shim_watch::watch(rt, shim).await;
+                }
                 use containerd_shim_protos::types::task::Status as S;
                 match state {
                     Some(s) if s.status.enum_value_or_default() == S::STOPPED => {
@@ -170,25 +179,11 @@ async fn containers(rt: &Runtime, report: &mut Report) {
                     }
                     Some(_) => {}
                     None => {
-                        // The shim is gone: its exit file is the last word.
+                        // The shim is gone: whatever still runs of the
+                        // container is killed, its exit file is the last word.
                         report.exited_while_down += 1;
-                        match vordr_shim_api::ExitRecord::read(&rt.bundle_dir(&c.id)) {
-                            Some(r) => crate::container_exit::record_exit(
-                                rt,
-                                &c.id,
-                                r.exit_code,
-                                r.exited_at_ns,
-                            ),
-                            None => {
-                                let exit = vordr_store::ContainerExit {
-                                    finished_at: crate::sandbox_run::now_ns(),
-                                    exit_code: 255,
-                                    reason: "Unknown".into(),
-                                    message: "the container's shim is gone".into(),
-                                };
-                                let _ = rt.store.set_container_exited(&c.id, &exit);
-                            }
-                        }
+                        crate::containers::runtime_delete(rt, &c.id).await;
+                        crate::containers::record_lost_shim(rt, &c.id);
                     }
                 }
             }

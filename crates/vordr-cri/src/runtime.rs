@@ -9,7 +9,7 @@ use ipnet::IpNet;
 use vordr_config::Config;
 use vordr_image::auth::AuthFile;
 use vordr_image::content::ContentStore;
-use vordr_image::pull::Puller;
+use vordr_image::pull::{PullOptions, Puller};
 use vordr_image::registries::RegistriesConf;
 use vordr_image::snapshots::Snapshots;
 use vordr_net::netavark::{BridgeNetwork, Netavark};
@@ -48,11 +48,9 @@ pub struct Runtime {
     /// Credentials for pulls kubelet sends none for, read at start.
     pub auth_file: AuthFile,
     /// One pull per image name at a time; the second waits, then finds the
-    /// blobs already there.
+    /// blobs already there. (Image garbage collection leaves a pull's blobs
+    /// alone through the pull's lease, not a lock: see vordr_image::pull.)
     pull_locks: StdMutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    /// Pulls hold it shared; image garbage collection holds it exclusively,
-    /// so it never removes blobs a pull has fetched but not yet recorded.
-    pub gc_lock: tokio::sync::RwLock<()>,
     /// Wakes the warm-pool refill task.
     pub pool_notify: tokio::sync::Notify,
     /// Cached netavark health: (checked at, result).
@@ -61,6 +59,10 @@ pub struct Runtime {
     pub gate_node: vordr_gatekeeper::Node,
     /// The streaming server, once started.
     pub streaming: std::sync::OnceLock<Arc<vordr_streaming::Server>>,
+    /// RunPodSandbox and CreateContainer calls in flight, for retries to join.
+    pub(crate) inflight: Arc<crate::inflight::Inflight>,
+    /// The `Arc` this runtime lives in, for tasks that outlive a call.
+    self_ref: std::sync::OnceLock<std::sync::Weak<Runtime>>,
 }
 
 impl Runtime {
@@ -78,7 +80,7 @@ impl Runtime {
         let puller = Puller::new(
             ContentStore::open(&images.join("content")).map_err(|e| image_err(e.to_string()))?,
             Snapshots::open(&images.join("snapshots")).map_err(|e| image_err(e.to_string()))?,
-            config.image.parallel_downloads as usize,
+            pull_options(&config),
         );
         let registries = RegistriesConf::load(&config.server.registries_config)
             .map_err(|e| image_err(e.to_string()))?;
@@ -105,11 +107,22 @@ impl Runtime {
             registries,
             auth_file,
             pull_locks: StdMutex::new(HashMap::new()),
-            gc_lock: tokio::sync::RwLock::new(()),
             pool_notify: tokio::sync::Notify::new(),
             net_health: StdMutex::new(None),
             streaming: std::sync::OnceLock::new(),
+            inflight: Arc::default(),
+            self_ref: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Records the `Arc` this runtime lives in (once, at start).
+    pub fn set_arc(self: &Arc<Self>) {
+        let _ = self.self_ref.set(Arc::downgrade(self));
+    }
+
+    /// The `Arc` this runtime lives in, while it lives.
+    pub(crate) fn arc(&self) -> Option<Arc<Runtime>> {
+        self.self_ref.get().and_then(std::sync::Weak::upgrade)
     }
 
     /// The network new pods attach to.
@@ -179,6 +192,14 @@ impl Runtime {
 
     pub fn root(&self) -> &Path {
         &self.config.server.root
+    }
+}
+
+/// How the puller reaches registries and what it accepts, from `[image]`.
+pub fn pull_options(config: &Config) -> PullOptions {
+    PullOptions {
+        parallel: config.image.parallel_downloads as usize,
+        ..PullOptions::default()
     }
 }
 

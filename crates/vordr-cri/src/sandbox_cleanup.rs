@@ -3,8 +3,8 @@
 //! reconciliation; every step is idempotent.
 
 use serde::{Deserialize, Serialize};
-use vordr_net::netavark::{Attachment, BridgeNetwork, PortMapping};
-use vordr_net::netns;
+use vordr_net::netavark::{Attachment, BridgeNetwork, NetavarkError, PortMapping, POD_INTERFACE};
+use vordr_net::{link, netns};
 use vordr_store::PodRecord;
 
 use crate::runtime::Runtime;
@@ -32,29 +32,100 @@ pub async fn detach_network(rt: &Runtime, pod: &PodRecord) -> Result<(), String>
         return Ok(());
     }
     teardown(rt, pod).await?;
+    crate::faults::point("pod.netavark-teardown");
     rt.store
         .set_pod_network_attached(&pod.id, false)
         .map_err(|e| e.to_string())
 }
 
-/// netavark teardown for `pod`, when its namespace is still pinned.
+/// netavark teardown for `pod`, whatever a crash left of its attachment.
+///
+/// netavark 1.4 removes the port mappings, then the pod's veth, then (for
+/// the bridge's last pod) the bridge and the network's firewall rules, and
+/// stops with an error at the first step it cannot do. So that a teardown
+/// cut short (or never reached) can always be finished, it runs in the
+/// pod's pinned namespace or, when the pin is gone, in a scratch one, with
+/// a placeholder veth standing in for one already deleted. A bridge that no
+/// longer exists (a reboot, or an earlier teardown removed it) means
+/// nothing of the pod is left on the host.
 pub async fn teardown(rt: &Runtime, pod: &PodRecord) -> Result<(), String> {
-    let netns_path = rt.ns_dir(&pod.id).join("net");
-    let (Some(ip), true) = (pod.ip, netns::is_pinned(&netns_path)) else {
+    let Some(ip) = pod.ip else {
         return Ok(());
     };
     let net = PodNetwork::from_record(pod)?;
-    rt.netavark
-        .teardown(&Attachment {
-            pod_id: &pod.id,
-            pod_name: &pod.name,
-            netns: &netns_path,
-            network: &net.network,
-            ip,
-            ports: &net.ports,
+    let pinned = rt.ns_dir(&pod.id).join("net");
+    let scratch_dir = rt.config.server.run_dir.join("ns-teardown").join(&pod.id);
+    let netns_path = if netns::is_pinned(&pinned) {
+        pinned
+    } else {
+        let dir = scratch_dir.clone();
+        blocking(move || {
+            let _ = netns::release_dir(&dir);
+            netns::create(
+                &dir,
+                &netns::NsRequest {
+                    net: true,
+                    ..Default::default()
+                },
+            )
+            .map(|p| p.net.expect("a new network namespace was asked for"))
+            .map_err(|e| format!("a scratch namespace for teardown: {e}"))
         })
+        .await?
+    };
+    let res = async {
+        let path = netns_path.clone();
+        blocking(move || {
+            if link::exists(&path, POD_INTERFACE).map_err(|e| e.to_string())? {
+                return Ok(());
+            }
+            link::add_placeholder_veth(&path, POD_INTERFACE, PLACEHOLDER_PEER)
+                .map_err(|e| format!("a placeholder veth for teardown: {e}"))
+        })
+        .await?;
+        let done = rt
+            .netavark
+            .teardown(&Attachment {
+                pod_id: &pod.id,
+                pod_name: &pod.name,
+                netns: &netns_path,
+                network: &net.network,
+                ip,
+                ports: &net.ports,
+            })
+            .await;
+        match done {
+            Err(NetavarkError::Failed { message, .. }) if message.contains(BRIDGE_GONE) => {
+                tracing::debug!(pod = %pod.id, "teardown: bridge {} is gone", net.network.bridge);
+                Ok(())
+            }
+            r => r.map_err(|e| e.to_string()),
+        }
+    }
+    .await;
+    if netns_path.starts_with(&scratch_dir) {
+        let dir = scratch_dir.clone();
+        if let Err(e) = blocking(move || netns::release_dir(&dir).map_err(|e| e.to_string())).await
+        {
+            tracing::warn!(pod = %pod.id, "releasing the scratch namespace: {e}");
+        }
+    }
+    res
+}
+
+/// The other end of the placeholder veth (inside the pod's namespace too).
+const PLACEHOLDER_PEER: &str = "vordr-ph0";
+
+/// How netavark 1.4 says the bridge it should detach from does not exist.
+const BRIDGE_GONE: &str = "failed to get bridge interface";
+
+/// Runs blocking work (namespaces, netlink, mounts) off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?
 }
 
 /// Unpins the pod's namespaces.

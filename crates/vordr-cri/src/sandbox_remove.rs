@@ -35,7 +35,9 @@ pub async fn remove_pod_sandbox(
     {
         crate::container_remove::remove_locked(rt, &c).await?;
     }
+    crate::faults::point("pod.containers-removed");
     sandbox_cleanup::remove_pod_files(rt, &pod.id).map_err(|e| internal("removing pod", e))?;
+    crate::faults::point("pod.files-removed");
     rt.store
         .delete_pod(&pod.id)
         .map_err(|e| internal("removing pod record", e))?;

@@ -38,6 +38,17 @@ ff00::0\tip6-mcastprefix\n\
 ff02::1\tip6-allnodes\n\
 ff02::2\tip6-allrouters\n";
 
+/// What a retry of the same RunPodSandbox shares with the first call: the
+/// pod's name, namespace, UID and attempt (`None` without metadata, which
+/// validation refuses anyway).
+pub fn inflight_key(req: &RunPodSandboxRequest) -> Option<String> {
+    let m = req.config.as_ref()?.metadata.as_ref()?;
+    Some(format!(
+        "pod\0{}\0{}\0{}\0{}",
+        m.namespace, m.name, m.uid, m.attempt
+    ))
+}
+
 pub async fn run_pod_sandbox(
     rt: &Runtime,
     req: RunPodSandboxRequest,
@@ -107,6 +118,7 @@ pub async fn run_pod_sandbox(
         }
     };
     let _lock = rt.lock_pod(&id).await;
+    crate::faults::point("pod.recorded");
     tracing::debug!(pod = %id, name = %plan.name, namespace = %plan.namespace, "creating pod sandbox");
     match build(rt, &id, &cfg, &plan, &net, from_pool).await {
         Ok(()) => {
@@ -166,6 +178,7 @@ async fn build(
             s(&pins.uts).as_deref(),
         )
         .map_err(|e| internal("recording namespaces", e))?;
+    crate::faults::point("pod.pinned");
 
     let mut ip = None;
     if let Some(netns_path) = &pins.net {
@@ -180,6 +193,7 @@ async fn build(
                 Status::resource_exhausted(format!("no free IP address left in {subnet}"))
             })?;
         ip = Some(addr);
+        crate::faults::point("pod.ip-allocated");
         rt.netavark
             .setup(&Attachment {
                 pod_id: id,
@@ -198,12 +212,14 @@ async fn build(
                     internal("attaching the pod network", msg)
                 }
             })?;
+        crate::faults::point("pod.netavark-setup");
         rt.store
             .set_pod_network_attached(id, true)
             .map_err(|e| internal("recording the network attachment", e))?;
     }
 
     write_pod_files(rt, id, cfg, plan, ip).map_err(|e| internal("writing pod files", e))?;
+    crate::faults::point("pod.files-written");
     if let Some(dir) = &plan.log_directory {
         std::fs::DirBuilder::new()
             .recursive(true)

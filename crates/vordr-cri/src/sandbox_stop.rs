@@ -42,6 +42,7 @@ pub async fn stop_locked(rt: &Runtime, pod: &PodRecord) -> Result<(), Status> {
     for c in &containers {
         crate::container_stop::stop(rt, c, 0).await?;
     }
+    crate::faults::point("pod.containers-stopped");
     if pod.state == PodState::NotReady && !pod.network_attached && !rt.ns_dir(&pod.id).exists() {
         return Ok(());
     }
@@ -51,6 +52,7 @@ pub async fn stop_locked(rt: &Runtime, pod: &PodRecord) -> Result<(), Status> {
     sandbox_cleanup::release_namespaces(rt, &pod.id)
         .await
         .map_err(|e| internal("releasing pod namespaces", e))?;
+    crate::faults::point("pod.namespaces-released");
     if pod.state != PodState::NotReady {
         rt.store
             .set_pod_state(&pod.id, PodState::NotReady)

@@ -36,6 +36,8 @@ pub enum ServeError {
     Images(String),
     #[error("serving gRPC: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("{0}")]
+    Streaming(#[from] vordr_streaming::ServerError),
 }
 
 /// Binds `path` with mode 0600, replacing a stale socket but never a live one.
@@ -83,6 +85,7 @@ pub async fn serve(
     let socket = opts.config.server.socket.clone();
     no_group_or_world_write();
     let rt = Arc::new(Runtime::open(opts)?);
+    rt.set_arc();
     // Shims publish exits here; it must be up before any shim is asked.
     let _events = crate::events::serve_events(rt.clone(), &rt.events_socket())
         .await
@@ -100,15 +103,26 @@ pub async fn serve(
         Err(e) => tracing::warn!("network not ready: {e}"),
     }
     crate::netns_pool::spawn_refill_task(rt.clone());
-    let streaming_addr =
-        std::net::SocketAddr::new(rt.config.streaming.address, rt.config.streaming.port);
+    let sc = &rt.config.streaming;
+    let streaming_addr = std::net::SocketAddr::new(sc.address, sc.port);
+    let to_usize = |n: u32| usize::try_from(n).unwrap_or(usize::MAX);
+    let settings = vordr_streaming::Settings {
+        addr: streaming_addr,
+        limits: vordr_streaming::Limits {
+            header_read_timeout: sc.header_read_timeout,
+            idle_timeout: sc.idle_timeout,
+            max_connections: to_usize(sc.max_connections),
+            max_streams_per_session: to_usize(sc.max_streams_per_session),
+            max_port_forward_pairs: to_usize(sc.max_port_forward_pairs),
+        },
+        tls: sc.tls().then(|| vordr_streaming::TlsFiles {
+            cert: sc.tls_cert.clone(),
+            key: sc.tls_key.clone(),
+        }),
+        insecure: sc.insecure,
+    };
     let backend = Arc::new(crate::container_exec::ExecBackend(Arc::downgrade(&rt)));
-    let streaming = vordr_streaming::Server::start(streaming_addr, backend)
-        .await
-        .map_err(|e| ServeError::Socket {
-            path: std::path::PathBuf::from(streaming_addr.to_string()),
-            source: std::io::Error::other(e.to_string()),
-        })?;
+    let streaming = vordr_streaming::Server::start_with(settings, backend).await?;
     let _ = rt.streaming.set(streaming);
     let listener = bind(&socket)?;
     tracing::info!(socket = %socket.display(), root = %rt.root().display(), "vordr serving CRI v1");

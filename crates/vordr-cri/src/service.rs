@@ -22,6 +22,38 @@ pub struct Vordr(pub Arc<Runtime>);
 
 type R<T> = Result<Response<T>, Status>;
 
+/// Runs a call that changes the node in a task of its own: kubelet's
+/// deadline drops the handler, never the work half-way (see `inflight`).
+async fn detached<T, F>(rt: &Arc<Runtime>, call: impl FnOnce(Arc<Runtime>) -> F) -> R<T>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = Result<T, Status>> + Send + 'static,
+{
+    tokio::spawn(call(rt.clone()))
+        .await
+        .map_err(|e| Status::internal(format!("the call's task failed: {e}")))?
+        .map(Response::new)
+}
+
+/// Runs a read-only call on a blocking thread: its SQLite reads, cgroup
+/// files and disk walks never hold up the async threads, so a hung disk
+/// (NFS) stalls the calls that need it, not Version, Status or streaming.
+async fn blocking<T, F>(
+    rt: &Arc<Runtime>,
+    call: impl FnOnce(Arc<Runtime>) -> F + Send + 'static,
+) -> R<T>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = Result<T, Status>>,
+{
+    let rt = rt.clone();
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || handle.block_on(call(rt)))
+        .await
+        .map_err(|e| Status::internal(format!("the call's thread failed: {e}")))?
+        .map(Response::new)
+}
+
 fn not_yet<T>(rpc: &str) -> R<T> {
     Err(Status::unimplemented(format!(
         "{rpc} is not implemented by this vordr yet"
@@ -34,94 +66,134 @@ impl RuntimeService for Vordr {
         Ok(Response::new(version::version(r.into_inner())))
     }
     async fn run_pod_sandbox(&self, r: Request<RunPodSandboxRequest>) -> R<RunPodSandboxResponse> {
-        sandbox_run::run_pod_sandbox(&self.0, r.into_inner())
-            .await
-            .map(Response::new)
+        let req = r.into_inner();
+        let key = sandbox_run::inflight_key(&req);
+        let rt = self.0.clone();
+        let work = async move {
+            sandbox_run::run_pod_sandbox(&rt, req)
+                .await
+                .map(|r| r.pod_sandbox_id)
+        };
+        let id = match key {
+            Some(key) => self.0.inflight.run(key, work).await?,
+            None => detached(&self.0, |_| work).await?.into_inner(),
+        };
+        Ok(Response::new(RunPodSandboxResponse { pod_sandbox_id: id }))
     }
     async fn stop_pod_sandbox(
         &self,
         r: Request<StopPodSandboxRequest>,
     ) -> R<StopPodSandboxResponse> {
-        sandbox_stop::stop_pod_sandbox(&self.0, r.into_inner())
-            .await
-            .map(Response::new)
+        let req = r.into_inner();
+        detached(&self.0, |rt| async move {
+            sandbox_stop::stop_pod_sandbox(&rt, req).await
+        })
+        .await
     }
     async fn remove_pod_sandbox(
         &self,
         r: Request<RemovePodSandboxRequest>,
     ) -> R<RemovePodSandboxResponse> {
-        sandbox_remove::remove_pod_sandbox(&self.0, r.into_inner())
-            .await
-            .map(Response::new)
+        let req = r.into_inner();
+        detached(&self.0, |rt| async move {
+            sandbox_remove::remove_pod_sandbox(&rt, req).await
+        })
+        .await
     }
     async fn pod_sandbox_status(
         &self,
         r: Request<PodSandboxStatusRequest>,
     ) -> R<PodSandboxStatusResponse> {
-        sandbox_status::pod_sandbox_status(&self.0, r.into_inner())
-            .await
-            .map(Response::new)
+        let req = r.into_inner();
+        blocking(&self.0, |rt| async move {
+            sandbox_status::pod_sandbox_status(&rt, req).await
+        })
+        .await
     }
     async fn list_pod_sandbox(
         &self,
         r: Request<ListPodSandboxRequest>,
     ) -> R<ListPodSandboxResponse> {
-        sandbox_list::list_pod_sandbox(&self.0, r.into_inner())
-            .await
-            .map(Response::new)
+        let req = r.into_inner();
+        blocking(&self.0, |rt| async move {
+            sandbox_list::list_pod_sandbox(&rt, req).await
+        })
+        .await
     }
     async fn create_container(
         &self,
         r: Request<CreateContainerRequest>,
     ) -> R<CreateContainerResponse> {
-        container_create::create_container(&self.0, r.into_inner())
-            .await
-            .map(Response::new)
+        let req = r.into_inner();
+        let key = container_create::inflight_key(&req);
+        let rt = self.0.clone();
+        let work = async move {
+            container_create::create_container(&rt, req)
+                .await
+                .map(|r| r.container_id)
+        };
+        let id = match key {
+            Some(key) => self.0.inflight.run(key, work).await?,
+            None => detached(&self.0, |_| work).await?.into_inner(),
+        };
+        Ok(Response::new(CreateContainerResponse { container_id: id }))
     }
     async fn start_container(
         &self,
         r: Request<StartContainerRequest>,
     ) -> R<StartContainerResponse> {
-        container_start::start_container(&self.0, r.into_inner())
-            .await
-            .map(Response::new)
+        let req = r.into_inner();
+        detached(&self.0, |rt| async move {
+            container_start::start_container(&rt, req).await
+        })
+        .await
     }
     async fn stop_container(&self, r: Request<StopContainerRequest>) -> R<StopContainerResponse> {
-        container_stop::stop_container(&self.0, r.into_inner())
-            .await
-            .map(Response::new)
+        let req = r.into_inner();
+        detached(&self.0, |rt| async move {
+            container_stop::stop_container(&rt, req).await
+        })
+        .await
     }
     async fn remove_container(
         &self,
         r: Request<RemoveContainerRequest>,
     ) -> R<RemoveContainerResponse> {
-        container_remove::remove_container(&self.0, r.into_inner())
-            .await
-            .map(Response::new)
+        let req = r.into_inner();
+        detached(&self.0, |rt| async move {
+            container_remove::remove_container(&rt, req).await
+        })
+        .await
     }
     async fn list_containers(
         &self,
         r: Request<ListContainersRequest>,
     ) -> R<ListContainersResponse> {
-        container_list::list_containers(&self.0, r.into_inner())
-            .await
-            .map(Response::new)
+        let req = r.into_inner();
+        blocking(&self.0, |rt| async move {
+            container_list::list_containers(&rt, req).await
+        })
+        .await
     }
     async fn container_status(
         &self,
         r: Request<ContainerStatusRequest>,
     ) -> R<ContainerStatusResponse> {
-        container_status::container_status(&self.0, r.into_inner())
-            .await
-            .map(Response::new)
+        let req = r.into_inner();
+        blocking(&self.0, |rt| async move {
+            container_status::container_status(&rt, req).await
+        })
+        .await
     }
     async fn update_container_resources(
         &self,
         r: Request<UpdateContainerResourcesRequest>,
     ) -> R<UpdateContainerResourcesResponse> {
-        container_update::update_container_resources(&self.0, r.into_inner())
-            .await
-            .map(Response::new)
+        let req = r.into_inner();
+        detached(&self.0, |rt| async move {
+            container_update::update_container_resources(&rt, req).await
+        })
+        .await
     }
     async fn reopen_container_log(
         &self,
@@ -149,41 +221,51 @@ impl RuntimeService for Vordr {
         &self,
         r: Request<ContainerStatsRequest>,
     ) -> R<ContainerStatsResponse> {
-        container_stats::container_stats(&self.0, r.into_inner())
-            .await
-            .map(Response::new)
+        let req = r.into_inner();
+        blocking(&self.0, |rt| async move {
+            container_stats::container_stats(&rt, req).await
+        })
+        .await
     }
     async fn list_container_stats(
         &self,
         r: Request<ListContainerStatsRequest>,
     ) -> R<ListContainerStatsResponse> {
-        container_stats::list_container_stats(&self.0, r.into_inner())
-            .await
-            .map(Response::new)
+        let req = r.into_inner();
+        blocking(&self.0, |rt| async move {
+            container_stats::list_container_stats(&rt, req).await
+        })
+        .await
     }
     async fn pod_sandbox_stats(
         &self,
         r: Request<PodSandboxStatsRequest>,
     ) -> R<PodSandboxStatsResponse> {
-        container_stats::pod_sandbox_stats(&self.0, r.into_inner())
-            .await
-            .map(Response::new)
+        let req = r.into_inner();
+        blocking(&self.0, |rt| async move {
+            container_stats::pod_sandbox_stats(&rt, req).await
+        })
+        .await
     }
     async fn list_pod_sandbox_stats(
         &self,
         r: Request<ListPodSandboxStatsRequest>,
     ) -> R<ListPodSandboxStatsResponse> {
-        container_stats::list_pod_sandbox_stats(&self.0, r.into_inner())
-            .await
-            .map(Response::new)
+        let req = r.into_inner();
+        blocking(&self.0, |rt| async move {
+            container_stats::list_pod_sandbox_stats(&rt, req).await
+        })
+        .await
     }
     async fn update_runtime_config(
         &self,
         r: Request<UpdateRuntimeConfigRequest>,
     ) -> R<UpdateRuntimeConfigResponse> {
-        update_runtime_config::update_runtime_config(&self.0, r.into_inner())
-            .await
-            .map(Response::new)
+        let req = r.into_inner();
+        detached(&self.0, |rt| async move {
+            update_runtime_config::update_runtime_config(&rt, req).await
+        })
+        .await
     }
     async fn status(&self, r: Request<StatusRequest>) -> R<StatusResponse> {
         Ok(Response::new(status::status(&self.0, r.into_inner()).await))
@@ -222,14 +304,18 @@ impl RuntimeService for Vordr {
 #[tonic::async_trait]
 impl ImageService for Vordr {
     async fn list_images(&self, r: Request<ListImagesRequest>) -> R<ListImagesResponse> {
-        image_list::list_images(&self.0, r.into_inner())
-            .await
-            .map(Response::new)
+        let req = r.into_inner();
+        blocking(&self.0, |rt| async move {
+            image_list::list_images(&rt, req).await
+        })
+        .await
     }
     async fn image_status(&self, r: Request<ImageStatusRequest>) -> R<ImageStatusResponse> {
-        image_status::image_status(&self.0, r.into_inner())
-            .await
-            .map(Response::new)
+        let req = r.into_inner();
+        blocking(&self.0, |rt| async move {
+            image_status::image_status(&rt, req).await
+        })
+        .await
     }
     async fn pull_image(&self, r: Request<PullImageRequest>) -> R<PullImageResponse> {
         image_pull::pull_image(&self.0, r.into_inner())

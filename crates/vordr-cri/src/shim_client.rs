@@ -64,7 +64,12 @@ pub fn shim_binary(configured: &Path) -> PathBuf {
     PathBuf::from(SHIM_BINARY)
 }
 
+/// How long `SHIM start` may take to print the address it serves.
+pub const SHIM_START: Duration = Duration::from_secs(30);
+
 /// Runs `SHIM start` in the bundle; returns the address the shim serves.
+/// Past [`SHIM_START`] the start is killed and the create fails; a shim it
+/// left serving is found by its socket path in the create's teardown.
 pub async fn start_shim(
     binary: &Path,
     id: &str,
@@ -85,8 +90,15 @@ pub async fn start_shim(
         .env(SOCKET_DIR_ENV, socket_dir)
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)
-        .output()
+        .output();
+    let out = tokio::time::timeout(SHIM_START, out)
         .await
+        .map_err(|_| {
+            ShimError::Start(format!(
+                "{} start did not answer in {SHIM_START:?}",
+                binary.display()
+            ))
+        })?
         .map_err(|e| ShimError::Start(format!("{}: {e}", binary.display())))?;
     if !out.status.success() {
         let log =
@@ -138,6 +150,16 @@ impl Shim {
             id: id.to_string(),
             client: TaskClient::new(client),
         })
+    }
+
+    /// The shim's own process id (the task API's Connect).
+    pub async fn pid(&self) -> Result<u32, ShimError> {
+        let req = ConnectRequest {
+            id: self.id.clone(),
+            ..Default::default()
+        };
+        let r = self.client.connect(ctx(), &req).await.map_err(call_err)?;
+        Ok(r.shim_pid)
     }
 
     pub async fn create(

@@ -3,6 +3,7 @@
 //! netavark, and writing the pod's resolv.conf.
 
 pub mod ipam;
+pub mod link;
 pub mod netavark;
 pub mod netns;
 pub mod resolv;

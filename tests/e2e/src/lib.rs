@@ -124,6 +124,8 @@ pub struct Daemon {
     pub subnet: String,
     pub bridge: String,
     pub network_name: String,
+    /// Extra environment for `vordr serve` (e.g. a crash point).
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -191,6 +193,7 @@ impl Daemon {
             subnet,
             bridge,
             network_name,
+            env: Vec::new(),
             child: None,
         };
         d.spawn().await;
@@ -221,6 +224,7 @@ impl Daemon {
             .arg("serve")
             .arg("--config")
             .arg(&self.config)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -257,6 +261,40 @@ impl Daemon {
 
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Whether the daemon process has exited (reaping it if so).
+    pub fn exited(&mut self) -> bool {
+        match self.child.as_mut().map(|c| c.try_wait()) {
+            Some(Ok(Some(_))) => {
+                self.child = None;
+                true
+            }
+            Some(_) => false,
+            None => true,
+        }
+    }
+
+    /// This daemon's shims (working in one of its bundles) and pod inits
+    /// (naming one of its pod directories), as "pid args".
+    pub fn processes(&self) -> Vec<String> {
+        let bundles = self.run_dir.join("bundles");
+        let ns = self.run_dir.join("ns");
+        let mut out = Vec::new();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.parse::<u32>().is_err() {
+                continue;
+            }
+            let cwd = std::fs::read_link(e.path().join("cwd")).unwrap_or_default();
+            let args = std::fs::read(e.path().join("cmdline"))
+                .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+                .unwrap_or_default();
+            if cwd.starts_with(&bundles) || args.contains(&format!("--pod {}", ns.display())) {
+                out.push(format!("{name} {args}"));
+            }
+        }
+        out
     }
 
     /// kill -9, as a crash would.
@@ -390,6 +428,7 @@ impl Daemon {
                     .map(|e| format!("pod dir {:?}", e.file_name())),
             );
         }
+        out.extend(self.processes().into_iter().map(|p| format!("process {p}")));
         for (what, dir) in [
             ("bundle", self.run_dir.join("bundles")),
             ("container dir", self.root.join("containers")),
@@ -530,6 +569,15 @@ pub async fn daemon_with_busybox_and(
     tag: &str,
     gatekeeper: &str,
 ) -> Option<(registry::Registry, Daemon, String)> {
+    daemon_with_busybox_full(tag, "", gatekeeper).await
+}
+
+/// [`daemon_with_busybox`] with `[network]` and `[gatekeeper]` TOML lines.
+pub async fn daemon_with_busybox_full(
+    tag: &str,
+    extra_network: &str,
+    gatekeeper: &str,
+) -> Option<(registry::Registry, Daemon, String)> {
     if !can_run() {
         eprintln!("skipped: needs root and netavark");
         return None;
@@ -541,7 +589,7 @@ pub async fn daemon_with_busybox_and(
         "[[registry]]\nlocation = \"{}\"\ninsecure = true\n",
         reg.addr
     );
-    let d = Daemon::start_full(tag, "", &registries, gatekeeper).await;
+    let d = Daemon::start_full(tag, extra_network, &registries, gatekeeper).await;
     let mut c = d.client().await;
     c.image
         .pull_image(cri::PullImageRequest {

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::registry::Registry;
-use crate::{cri, daemon_with_busybox_and, pod_config, run_pod_with, CriClient, Daemon};
+use crate::{cri, daemon_with_busybox_full, pod_config, run_pod_with, CriClient, Daemon};
 
 pub struct Setup {
     pub reg: Registry,
@@ -20,7 +20,12 @@ pub async fn setup(tag: &str) -> Option<Setup> {
 
 /// [`setup`] with `[gatekeeper]` TOML lines.
 pub async fn setup_with(tag: &str, gatekeeper: &str) -> Option<Setup> {
-    let (reg, d, image) = daemon_with_busybox_and(tag, gatekeeper).await?;
+    setup_full(tag, "", gatekeeper).await
+}
+
+/// [`setup`] with `[network]` and `[gatekeeper]` TOML lines.
+pub async fn setup_full(tag: &str, extra_network: &str, gatekeeper: &str) -> Option<Setup> {
+    let (reg, d, image) = daemon_with_busybox_full(tag, extra_network, gatekeeper).await?;
     let c = d.client().await;
     let logs = tempfile::tempdir().unwrap();
     Some(Setup {

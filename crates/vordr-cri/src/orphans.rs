@@ -1,0 +1,268 @@
+//! The last step of restart reconciliation: whatever is on the machine
+//! with no row in the database is released. Each kind is found from the
+//! daemon's own directories or from the processes that name them, never
+//! by guessing at things another daemon on the same machine may own.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use vordr_shim_api::POD_INIT_VERB;
+
+use crate::reconcile::Report;
+use crate::runtime::Runtime;
+use crate::sandbox_cleanup;
+
+/// Entry names in `dir` (nothing when it does not exist).
+fn names(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A running process: its pid, command line and working directory.
+struct Proc {
+    pid: i32,
+    args: Vec<String>,
+    cwd: PathBuf,
+}
+
+fn processes() -> Vec<Proc> {
+    let mut out = Vec::new();
+    for name in names(Path::new("/proc")) {
+        let Ok(pid) = name.parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let args = cmdline
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        // A deleted working directory reads as "<path> (deleted)".
+        let cwd = std::fs::read_link(format!("/proc/{pid}/cwd"))
+            .map(|p| {
+                let s = p.to_string_lossy();
+                PathBuf::from(s.strip_suffix(" (deleted)").unwrap_or(&s))
+            })
+            .unwrap_or_default();
+        out.push(Proc { pid, args, cwd });
+    }
+    out
+}
+
+/// The value after `flag` in `args`.
+fn flag<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+    args.iter()
+        .position(|a| a == flag)
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
+}
+
+/// Whether `name` is a container or pod id as Vordr makes them.
+fn is_id(name: &str) -> bool {
+    name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Releases everything with no row; counts go into `report`.
+pub async fn sweep(rt: &Runtime, report: &mut Report) {
+    let pods = match rt.store.list_pods() {
+        Ok(p) => p,
+        Err(e) => {
+            report.errors.push(format!("listing pods: {e}"));
+            return;
+        }
+    };
+    let containers = match rt.store.list_containers() {
+        Ok(c) => c,
+        Err(e) => {
+            report.errors.push(format!("listing containers: {e}"));
+            return;
+        }
+    };
+    let known_pods: HashSet<&str> = pods.iter().map(|p| p.id.as_str()).collect();
+    let known_containers: HashSet<&str> = containers.iter().map(|c| c.id.as_str()).collect();
+    let run_dir = &rt.config.server.run_dir;
+    let procs = tokio::task::spawn_blocking(processes)
+        .await
+        .unwrap_or_default();
+
+    // Pod inits: of an unknown pod, or not the one the pod's pid file names.
+    let ns_root = run_dir.join("ns");
+    for p in procs
+        .iter()
+        .filter(|p| p.args.iter().any(|a| a == POD_INIT_VERB))
+    {
+        let Some(dir) = flag(&p.args, "--pod").map(Path::new) else {
+            continue;
+        };
+        if dir.parent() != Some(ns_root.as_path()) {
+            continue; // another daemon's
+        }
+        let pod = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let recorded = std::fs::read_to_string(dir.join("init.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok());
+        if !known_pods.contains(pod) || recorded != Some(p.pid) {
+            report.orphan_inits += 1;
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(p.pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+
+    // Namespace pins and pod files.
+    for id in names(&ns_root) {
+        if !known_pods.contains(id.as_str()) {
+            report.orphan_pins += 1;
+            if let Err(e) = sandbox_cleanup::release_namespaces(rt, &id).await {
+                report.errors.push(format!("orphan pins {id}: {e}"));
+            }
+        }
+    }
+    let scratch = run_dir.join("ns-teardown");
+    for id in names(&scratch) {
+        report.orphan_scratch += 1;
+        let dir = scratch.join(&id);
+        let r = tokio::task::spawn_blocking(move || vordr_net::netns::release_dir(&dir)).await;
+        if let Ok(Err(e)) = r {
+            report.errors.push(format!("scratch namespace {id}: {e}"));
+        }
+    }
+    for id in names(&rt.config.server.root.join("pods")) {
+        if !known_pods.contains(id.as_str()) {
+            report.orphan_files += 1;
+            if let Err(e) = sandbox_cleanup::remove_pod_files(rt, &id) {
+                report.errors.push(format!("orphan files {id}: {e}"));
+            }
+        }
+    }
+
+    // Containers: shims (working in a bundle of ours), bundles with their
+    // rootfs mounts, writable layers.
+    let bundles = run_dir.join("bundles");
+    let mut orphans: HashSet<String> = HashSet::new();
+    for p in &procs {
+        if p.cwd.parent() == Some(bundles.as_path()) {
+            let id = p
+                .cwd
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            if is_id(id) && !known_containers.contains(id) {
+                orphans.insert(id.to_string());
+            }
+        }
+    }
+    for dir in [bundles.clone(), rt.config.server.root.join("containers")] {
+        orphans.extend(
+            names(&dir)
+                .into_iter()
+                .filter(|id| !known_containers.contains(id.as_str())),
+        );
+    }
+    for id in orphans {
+        report.orphan_containers += 1;
+        let gone = crate::containers::Gone {
+            id: &id,
+            shim_address: "",
+            cgroup_parent: "",
+        };
+        if let Err(e) = crate::containers::teardown(rt, &gone).await {
+            report.errors.push(format!("orphan container {id}: {e}"));
+        }
+    }
+
+    // Container cgroups under pod parents of our own (kubelet gives every
+    // pod its own parent; the shared default parent may hold other
+    // daemons' containers and is left alone).
+    let shared = [
+        crate::cgroup::DEFAULT_CGROUPFS_PARENT,
+        crate::cgroup::DEFAULT_SYSTEMD_PARENT,
+        "",
+        "/",
+    ];
+    let mut stale = Vec::new();
+    for pod in pods
+        .iter()
+        .filter(|p| !shared.contains(&p.cgroup_parent.as_str()))
+    {
+        let rel = pod.cgroup_parent.trim_start_matches('/');
+        for h in crate::cgroup::hierarchies() {
+            for name in names(&h.join(rel)) {
+                let Some(id) = name.strip_prefix("vordr-") else {
+                    continue;
+                };
+                if is_id(id) && !known_containers.contains(id) {
+                    stale.push(vordr_spec::cgroups_path(&pod.cgroup_parent, id));
+                }
+            }
+        }
+    }
+    stale.sort();
+    stale.dedup();
+    for cg in stale {
+        report.orphan_cgroups += 1;
+        let shown = cg.display().to_string();
+        match tokio::task::spawn_blocking(move || crate::cgroup::remove(&cg)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => report.errors.push(format!("orphan cgroup {shown}: {e}")),
+            Err(e) => report.errors.push(format!("orphan cgroup {shown}: {e}")),
+        }
+    }
+
+    // Addresses of pods with no row.
+    match rt.store.list_ip_allocations() {
+        Ok(all) => {
+            let mut holders: Vec<String> = all
+                .into_iter()
+                .map(|(_, _, pod)| pod)
+                .filter(|p| !known_pods.contains(p.as_str()))
+                .collect();
+            holders.sort();
+            holders.dedup();
+            for pod in holders {
+                match rt.store.release_ips(&pod) {
+                    Ok(n) => report.orphan_ips += n,
+                    Err(e) => report.errors.push(format!("addresses of {pod}: {e}")),
+                }
+            }
+        }
+        Err(e) => report.errors.push(format!("listing addresses: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_and_flags() {
+        assert!(is_id(&"a".repeat(64)));
+        assert!(!is_id(&"a".repeat(63)));
+        assert!(!is_id(&"g".repeat(64)));
+        let args: Vec<String> = ["x", "--pod", "/run/vordr/ns/p", "--uid"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(flag(&args, "--pod"), Some("/run/vordr/ns/p"));
+        assert_eq!(flag(&args, "--uid"), None);
+        assert_eq!(flag(&args, "--gid"), None);
+    }
+
+    #[test]
+    fn this_process_is_listed_with_its_working_directory() {
+        let me = processes()
+            .into_iter()
+            .find(|p| p.pid == std::process::id() as i32)
+            .expect("this process");
+        assert_eq!(me.cwd, std::env::current_dir().unwrap());
+        assert!(!me.args.is_empty());
+    }
+}
