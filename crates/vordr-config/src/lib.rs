@@ -1,6 +1,7 @@
 //! Vordr's configuration: the TOML schema, the embedded defaults, and validation.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -38,15 +39,69 @@ pub struct Config {
     pub streaming: StreamingConfig,
 }
 
-/// The streaming server behind Exec (kubectl exec, crictl exec).
+/// The streaming server behind Exec, Attach and PortForward (kubectl
+/// exec/attach/port-forward through kubelet, crictl).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct StreamingConfig {
     /// Address it listens on; keep it on loopback unless the URLs must be
     /// reached from elsewhere (they are single-use and expire in a minute).
+    /// Any other address needs `tls_cert` and `tls_key`, or `insecure`.
     pub address: std::net::IpAddr,
     /// Port; 0 picks a free one at start.
     pub port: u16,
+    /// How long a client has to finish the TLS handshake and to send its
+    /// request's headers; a slower one is disconnected.
+    #[serde(with = "duration")]
+    pub header_read_timeout: Duration,
+    /// An upgraded session with no open stream (an exec whose streams are
+    /// not all open yet, a port-forward with no forwarded connection) is
+    /// closed after this long without a frame from its client.
+    #[serde(with = "duration")]
+    pub idle_timeout: Duration,
+    /// Connections at once, upgraded sessions included. At the cap a new
+    /// connection displaces the oldest one still sending its headers, or
+    /// gets a 503 when every connection is a session.
+    pub max_connections: u32,
+    /// Streams open at once in one SPDY session (an exec opens up to five,
+    /// a forwarded connection holds two); more closes the session.
+    pub max_streams_per_session: u32,
+    /// Forwarded connections at once in one port-forward session (SPDY
+    /// stream pairs, or ports in a WebSocket URL).
+    pub max_port_forward_pairs: u32,
+    /// PEM certificate chain and private key to serve HTTPS with; both
+    /// empty serves plain HTTP.
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    /// Serve plain HTTP on a non-loopback address anyway.
+    pub insecure: bool,
+}
+
+impl StreamingConfig {
+    /// Whether the server speaks TLS.
+    pub fn tls(&self) -> bool {
+        !self.tls_cert.as_os_str().is_empty()
+    }
+}
+
+/// Durations as humantime strings: "10s", "500ms", "4h", "1m 30s".
+mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "{text:?} is not a duration like \"10s\", \"500ms\" or \"4h\": {e}"
+            ))
+        })
+    }
 }
 
 /// The gatekeeper's profiles, least to most strict.
@@ -425,6 +480,60 @@ impl Config {
                 "must be empty, \"iptables\", \"nftables\" or \"firewalld\"",
             );
         }
+        self.validate_streaming()
+    }
+
+    fn validate_streaming(&self) -> Result<(), ConfigError> {
+        let s = &self.streaming;
+        let invalid = |field, reason: &str| {
+            Err(ConfigError::Invalid {
+                field,
+                reason: reason.to_string(),
+            })
+        };
+        for (field, d) in [
+            ("streaming.header_read_timeout", s.header_read_timeout),
+            ("streaming.idle_timeout", s.idle_timeout),
+        ] {
+            if d.is_zero() {
+                return invalid(field, "must be longer than zero");
+            }
+        }
+        if s.max_connections == 0 {
+            return invalid("streaming.max_connections", "must be at least 1");
+        }
+        if s.max_streams_per_session < 5 {
+            return invalid(
+                "streaming.max_streams_per_session",
+                "must be at least 5 (an exec opens error, stdin, stdout, stderr and resize)",
+            );
+        }
+        if s.max_port_forward_pairs == 0 {
+            return invalid("streaming.max_port_forward_pairs", "must be at least 1");
+        }
+        let (cert, key) = (&s.tls_cert, &s.tls_key);
+        if cert.as_os_str().is_empty() != key.as_os_str().is_empty() {
+            return invalid(
+                "streaming.tls_cert",
+                "tls_cert and tls_key go together: set both or neither",
+            );
+        }
+        for (field, p) in [("streaming.tls_cert", cert), ("streaming.tls_key", key)] {
+            if !p.as_os_str().is_empty() && !p.is_absolute() {
+                return invalid(field, "must be an absolute path");
+            }
+        }
+        if !s.address.is_loopback() && !s.tls() && !s.insecure {
+            return Err(ConfigError::Invalid {
+                field: "streaming.address",
+                reason: format!(
+                    "{} is not a loopback address: streaming URLs reached from elsewhere need \
+                     TLS (set tls_cert and tls_key), or `insecure = true` to serve them over \
+                     plain HTTP anyway",
+                    s.address
+                ),
+            });
+        }
         Ok(())
     }
 }
@@ -541,6 +650,90 @@ allow_privileged = true
         }
         let e = Config::from_overlay_str("[cgroup]\ndriver = \"cgroupv3\"", "t").unwrap_err();
         assert!(e.to_string().contains("cgroupv3"), "{e}");
+    }
+
+    #[test]
+    fn streaming_limits_and_durations() {
+        let d = Config::default().streaming;
+        assert_eq!(d.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(d.idle_timeout, Duration::from_secs(60));
+        assert_eq!(
+            (
+                d.max_connections,
+                d.max_streams_per_session,
+                d.max_port_forward_pairs
+            ),
+            (1000, 256, 64)
+        );
+        assert!(!d.tls() && !d.insecure && d.address.is_loopback());
+        let c = Config::from_overlay_str(
+            "[streaming]\nheader_read_timeout = \"250ms\"\nidle_timeout = \"1m 30s\"\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.streaming.header_read_timeout, Duration::from_millis(250));
+        assert_eq!(c.streaming.idle_timeout, Duration::from_secs(90));
+        // Durations survive a round trip through TOML.
+        let text = toml::to_string(&c).unwrap();
+        assert!(text.contains("header_read_timeout = \"250ms\""), "{text}");
+        assert_eq!(toml::from_str::<Config>(&text).unwrap(), c);
+        for (text, field) in [
+            ("[streaming]\nidle_timeout = \"10\"", "idle_timeout"),
+            (
+                "[streaming]\nidle_timeout = \"0s\"",
+                "streaming.idle_timeout",
+            ),
+            (
+                "[streaming]\nheader_read_timeout = \"soon\"",
+                "header_read_timeout",
+            ),
+            (
+                "[streaming]\nmax_connections = 0",
+                "streaming.max_connections",
+            ),
+            (
+                "[streaming]\nmax_streams_per_session = 4",
+                "streaming.max_streams_per_session",
+            ),
+            (
+                "[streaming]\nmax_port_forward_pairs = 0",
+                "streaming.max_port_forward_pairs",
+            ),
+            (
+                "[streaming]\ntls_cert = \"/etc/vordr/cert.pem\"",
+                "streaming.tls_cert",
+            ),
+            (
+                "[streaming]\ntls_cert = \"cert.pem\"\ntls_key = \"key.pem\"",
+                "streaming.tls_cert",
+            ),
+        ] {
+            let e = Config::from_overlay_str(text, "t").unwrap_err();
+            assert!(e.to_string().contains(field), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_non_loopback_streaming_address_needs_tls_or_insecure() {
+        for address in ["0.0.0.0", "::", "10.1.2.3"] {
+            let text = format!("[streaming]\naddress = \"{address}\"\n");
+            let e = Config::from_overlay_str(&text, "t").unwrap_err();
+            let msg = e.to_string();
+            assert!(msg.contains("streaming.address"), "{msg}");
+            assert!(
+                msg.contains("tls_cert") && msg.contains("insecure = true"),
+                "{msg}"
+            );
+            let insecure = format!("{text}insecure = true\n");
+            assert!(Config::from_overlay_str(&insecure, "t").is_ok());
+            let tls =
+                format!("{text}tls_cert = \"/etc/vordr/c.pem\"\ntls_key = \"/etc/vordr/k.pem\"\n");
+            assert!(Config::from_overlay_str(&tls, "t").unwrap().streaming.tls());
+        }
+        for address in ["127.0.0.1", "127.0.0.2", "::1"] {
+            let text = format!("[streaming]\naddress = \"{address}\"\n");
+            assert!(Config::from_overlay_str(&text, "t").is_ok(), "{address}");
+        }
     }
 
     #[test]

@@ -12,8 +12,30 @@ use crate::frame::{Frame, Headers, Setting, VERSION};
 /// The largest frame payload the 24-bit length can say.
 pub const MAX_FRAME_LEN: usize = 0xff_ffff;
 
-/// Largest decompressed header block accepted.
-const MAX_HEADER_BLOCK: usize = 1 << 20;
+/// What a decoder accepts from its peer; more is an error (the session
+/// is then over: the zlib context is shared by every block that follows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest frame payload, data or control.
+    pub max_frame: usize,
+    /// Largest header block once decompressed: inflating stops one byte
+    /// past it, so a small block that inflates to gigabytes costs no more.
+    pub max_header_block: usize,
+    /// Most headers (name and value pairs) in one block.
+    pub max_headers: usize,
+}
+
+impl Default for Limits {
+    /// As large as the 24-bit length allows, 256 KiB of headers, 128 of
+    /// them.
+    fn default() -> Self {
+        Limits {
+            max_frame: MAX_FRAME_LEN,
+            max_header_block: 256 * 1024,
+            max_headers: 128,
+        }
+    }
+}
 
 const SYN_STREAM: u16 = 1;
 const SYN_REPLY: u16 = 2;
@@ -37,6 +59,12 @@ pub enum SpdyError {
     HeaderBlock(String),
     #[error("frame payload of {0} bytes is too large")]
     TooLarge(usize),
+    #[error("a {len}-byte frame is larger than the {limit} bytes accepted")]
+    FrameTooLarge { len: usize, limit: usize },
+    #[error("header block inflates past the {limit} bytes accepted")]
+    HeaderBlockTooLarge { limit: usize },
+    #[error("header block has {count} headers, more than the {limit} accepted")]
+    TooManyHeaders { count: usize, limit: usize },
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -49,6 +77,7 @@ fn malformed(frame: &'static str, reason: &'static str) -> SpdyError {
 pub struct Codec {
     deflate: Compress,
     inflate: Decompress,
+    limits: Limits,
 }
 
 impl Default for Codec {
@@ -58,7 +87,13 @@ impl Default for Codec {
 }
 
 impl Codec {
+    /// A codec with the default [`Limits`].
     pub fn new() -> Codec {
+        Codec::with_limits(Limits::default())
+    }
+
+    /// A codec that refuses frames and header blocks past `limits`.
+    pub fn with_limits(limits: Limits) -> Codec {
         let mut deflate = Compress::new(Compression::default(), true);
         deflate
             .set_dictionary(dictionary())
@@ -66,6 +101,7 @@ impl Codec {
         Codec {
             deflate,
             inflate: Decompress::new(true),
+            limits,
         }
     }
 
@@ -97,21 +133,23 @@ impl Codec {
         }
     }
 
+    /// Inflates one block through a small fixed buffer, never holding
+    /// more than the cap plus one byte: the cap is checked while inflating.
     fn decompress_headers(&mut self, block: &[u8]) -> Result<Headers, SpdyError> {
         let err = |e: String| SpdyError::HeaderBlock(e);
-        let mut out = Vec::with_capacity(block.len() * 4 + 64);
+        let cap = self.limits.max_header_block;
+        let mut out = Vec::with_capacity((block.len() * 4 + 64).min(cap + 1));
+        let mut chunk = [0u8; 4096];
         let start = self.inflate.total_in();
         loop {
             let done = (self.inflate.total_in() - start) as usize;
-            if out.capacity() - out.len() < 256 {
-                if out.len() >= MAX_HEADER_BLOCK {
-                    return Err(err("larger than 1 MiB".into()));
-                }
-                out.reserve(out.capacity().max(1024));
-            }
+            // Room for one byte past the cap: producing it proves the
+            // block too large.
+            let room = (cap + 1 - out.len()).min(chunk.len());
+            let before = self.inflate.total_out();
             match self
                 .inflate
-                .decompress_vec(&block[done..], &mut out, FlushDecompress::Sync)
+                .decompress(&block[done..], &mut chunk[..room], FlushDecompress::Sync)
             {
                 Ok(Status::StreamEnd) => return Err(err("the zlib stream ended".into())),
                 Ok(_) => {}
@@ -125,16 +163,26 @@ impl Codec {
                     None => return Err(err(e.to_string())),
                 },
             }
+            let produced = (self.inflate.total_out() - before) as usize;
+            out.extend_from_slice(&chunk[..produced]);
+            if out.len() > cap {
+                return Err(SpdyError::HeaderBlockTooLarge { limit: cap });
+            }
             let consumed = (self.inflate.total_in() - start) as usize;
-            if consumed == block.len() && out.len() < out.capacity() {
+            // A sync flush is all out once the input is taken and the
+            // output did not fill the room it had.
+            if consumed == block.len() && produced < room {
                 break;
             }
+            if produced == 0 && consumed == done {
+                return Err(err("inflating makes no progress".into()));
+            }
         }
-        parse_headers(&out)
+        parse_headers(&out, self.limits.max_headers)
     }
 }
 
-fn parse_headers(mut b: &[u8]) -> Result<Headers, SpdyError> {
+fn parse_headers(mut b: &[u8], max_headers: usize) -> Result<Headers, SpdyError> {
     let bad = |r| SpdyError::HeaderBlock(String::from(r));
     let take_u32 = |b: &mut &[u8]| -> Result<usize, SpdyError> {
         if b.len() < 4 {
@@ -143,6 +191,12 @@ fn parse_headers(mut b: &[u8]) -> Result<Headers, SpdyError> {
         Ok(b.get_u32() as usize)
     };
     let n = take_u32(&mut b)?;
+    if n > max_headers {
+        return Err(SpdyError::TooManyHeaders {
+            count: n,
+            limit: max_headers,
+        });
+    }
     let mut h = Headers(Vec::with_capacity(n.min(64)));
     for _ in 0..n {
         let mut s = || -> Result<String, SpdyError> {
@@ -183,6 +237,12 @@ impl Decoder for Codec {
             return Ok(None);
         }
         let len = u32::from_be_bytes([0, src[5], src[6], src[7]]) as usize;
+        if len > self.limits.max_frame {
+            return Err(SpdyError::FrameTooLarge {
+                len,
+                limit: self.limits.max_frame,
+            });
+        }
         if src.len() < 8 + len {
             src.reserve(8 + len - src.len());
             return Ok(None);
@@ -654,6 +714,93 @@ mod tests {
         // A header block that is not zlib at all.
         let mut junk = BytesMut::from(&[0x80, 3, 0, 2, 0, 0, 0, 8, 0, 0, 0, 1, 1, 2, 3, 4][..]);
         assert!(Codec::new().decode(&mut junk).is_err());
+    }
+
+    /// A SYN_STREAM whose header block holds `headers`, compressed as a
+    /// peer would (the encoder has no limits).
+    fn syn_with(headers: Headers) -> BytesMut {
+        encode(
+            &mut Codec::new(),
+            Frame::SynStream {
+                stream_id: 1,
+                associated_to: 0,
+                priority: 0,
+                slot: 0,
+                flags: 0,
+                headers,
+            },
+        )
+    }
+
+    #[test]
+    fn header_blocks_are_capped_while_inflating() {
+        let limits = Limits {
+            max_header_block: 4096,
+            ..Limits::default()
+        };
+        // The raw block: count, name length, "x", value length, value.
+        let block_of = |len: usize| {
+            let mut h = Headers::new();
+            h.add("x", &"a".repeat(len - 13));
+            syn_with(h)
+        };
+        let mut exact = block_of(4096);
+        let f = Codec::with_limits(limits).decode(&mut exact).unwrap();
+        assert!(matches!(f, Some(Frame::SynStream { .. })));
+        let mut over = block_of(4097);
+        assert!(matches!(
+            Codec::with_limits(limits).decode(&mut over),
+            Err(SpdyError::HeaderBlockTooLarge { limit: 4096 })
+        ));
+        // A bomb: 8 MiB of headers in a few KiB on the wire, refused at
+        // the default cap.
+        let mut h = Headers::new();
+        h.add("x", &"\0".repeat(8 << 20));
+        let mut bomb = syn_with(h);
+        assert!(bomb.len() < 16 * 1024, "{} bytes", bomb.len());
+        assert!(matches!(
+            Codec::new().decode(&mut bomb),
+            Err(SpdyError::HeaderBlockTooLarge { limit }) if limit == 256 * 1024
+        ));
+    }
+
+    #[test]
+    fn header_counts_and_frame_lengths_are_capped() {
+        let many = |n: usize| {
+            let mut h = Headers::new();
+            for i in 0..n {
+                h.add(&format!("h{i}"), "v");
+            }
+            syn_with(h)
+        };
+        assert!(Codec::new().decode(&mut many(128)).unwrap().is_some());
+        assert!(matches!(
+            Codec::new().decode(&mut many(129)),
+            Err(SpdyError::TooManyHeaders {
+                count: 129,
+                limit: 128
+            })
+        ));
+        // A frame longer than the cap is refused from its 8-byte head,
+        // before any of it is buffered.
+        let mut c = Codec::with_limits(Limits {
+            max_frame: 1024,
+            ..Limits::default()
+        });
+        let mut head = BytesMut::from(&[0, 0, 0, 1, 0, 0, 4, 1][..]);
+        assert!(matches!(
+            c.decode(&mut head),
+            Err(SpdyError::FrameTooLarge {
+                len: 1025,
+                limit: 1024
+            })
+        ));
+        let mut fits = BytesMut::from(&[0, 0, 0, 1, 0, 0, 4, 0][..]);
+        fits.extend_from_slice(&[7; 1024]);
+        assert!(matches!(
+            c.decode(&mut fits).unwrap(),
+            Some(Frame::Data { data, .. }) if data.len() == 1024
+        ));
     }
 
     #[test]

@@ -8,7 +8,7 @@ mod dictionary;
 mod frame;
 mod window;
 
-pub use codec::{Codec, SpdyError, MAX_FRAME_LEN};
+pub use codec::{Codec, Limits, SpdyError, MAX_FRAME_LEN};
 pub use dictionary::dictionary;
 pub use frame::{
     goaway, rst, settings, Frame, Headers, Setting, FLAG_FIN, FLAG_SETTINGS_CLEAR,

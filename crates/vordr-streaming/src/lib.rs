@@ -17,7 +17,7 @@ mod tokens;
 pub mod websocket;
 
 pub use remotecommand::ExecIo;
-pub use server::{Server, ServerError};
+pub use server::{Limits, Server, ServerError, Settings, TlsFiles};
 pub use tokens::{ExecTarget, PortForwardTarget, Target, Tokens, TOKEN_TTL};
 
 /// Runs what a streaming URL was handed out for.

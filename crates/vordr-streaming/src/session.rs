@@ -2,6 +2,8 @@
 //! split into the client's messages and a queue that one task writes to
 //! the connection.
 
+use std::time::Duration;
+
 use futures::stream::SplitStream;
 use futures::{Sink, SinkExt, Stream, StreamExt};
 use tokio::sync::mpsc;
@@ -27,4 +29,18 @@ where
         let _ = sink.close().await;
     });
     (messages, out, writer)
+}
+
+/// How long a session that ends on its client's account (it left, broke
+/// the protocol, or sat idle) waits to write what is still queued.
+pub(crate) const FLUSH_WAIT: Duration = Duration::from_secs(2);
+
+/// Waits up to [`FLUSH_WAIT`] for the writer to send what is queued and
+/// close (every sender must be gone); a client that does not read loses
+/// the rest, and the connection is dropped.
+pub(crate) async fn flush_briefly(writer: JoinHandle<()>) {
+    let abort = writer.abort_handle();
+    if tokio::time::timeout(FLUSH_WAIT, writer).await.is_err() {
+        abort.abort();
+    }
 }

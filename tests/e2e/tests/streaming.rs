@@ -1,9 +1,11 @@
 //! Exec, attach and port-forward through the streaming server against
 //! real containers, with the project's own SPDY and WebSocket clients:
 //! output, stdin, stderr, terminals, exit codes, bad requests, and a
-//! client that vanishes mid-stream.
+//! client that vanishes mid-stream; a flood of half-open connections.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use tonic::Code;
 use vordr_e2e::setup::*;
@@ -466,4 +468,120 @@ async fn attach_to_a_shell() {
             .await
             .unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition);
+}
+
+/// The daemon's open files and resident memory (KiB).
+fn fds_and_rss(pid: u32) -> (usize, u64) {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    (fds, rss)
+}
+
+/// A soft limit from /proc/<pid>/limits ("Max open files").
+fn open_file_limit(pid: u32) -> usize {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    line.split_whitespace().nth(3).unwrap().parse().unwrap()
+}
+
+/// Times a CRI Version call; it must answer within a second.
+async fn version_within_a_second(c: &mut CriClient, when: &str) {
+    let t = Instant::now();
+    tokio::time::timeout(
+        Duration::from_secs(1),
+        c.runtime.version(cri::VersionRequest::default()),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("Version took over a second {when}"))
+    .unwrap();
+    assert!(t.elapsed() < Duration::from_secs(1), "{when}");
+}
+
+/// 2,000 connections to the daemon's streaming port that never finish
+/// their request: CRI keeps answering within a second, the streaming
+/// server still answers, and the daemon holds at most its connection cap
+/// of them (1,000 by default, or half its open-file limit).
+#[tokio::test(flavor = "multi_thread")]
+async fn half_open_streaming_connections_leave_cri_answering() {
+    if !can_run() {
+        return;
+    }
+    // This process holds the clients' ends; the daemon inherits the limit.
+    let wanted = 2000usize;
+    let mut r = nix::libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read or write the struct given.
+    unsafe {
+        assert_eq!(nix::libc::getrlimit(nix::libc::RLIMIT_NOFILE, &mut r), 0);
+        r.rlim_cur = r.rlim_cur.max((2 * wanted as u64 + 512).min(r.rlim_max));
+        assert_eq!(nix::libc::setrlimit(nix::libc::RLIMIT_NOFILE, &r), 0);
+    }
+    let n = wanted.min((r.rlim_cur as usize).saturating_sub(256));
+    let d = Daemon::start("flood").await;
+    let mut c = d.client().await;
+    let info = c
+        .runtime
+        .status(cri::StatusRequest { verbose: true })
+        .await
+        .unwrap()
+        .into_inner()
+        .info;
+    let addr: std::net::SocketAddr = serde_json::from_str::<String>(&info["streaming"])
+        .unwrap()
+        .parse()
+        .unwrap();
+    let pid = d.pid().unwrap();
+    let cap = 1000.min(open_file_limit(pid) / 2);
+    assert!(n > cap, "{n} connections cannot reach a cap of {cap}");
+    let (fds0, rss0) = fds_and_rss(pid);
+
+    let mut conns = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(b"POST /exec/").await.unwrap();
+        conns.push(tcp);
+        if i % 250 == 0 {
+            version_within_a_second(&mut c, &format!("after {i} connections")).await;
+        }
+    }
+    for i in 0..5 {
+        version_within_a_second(&mut c, &format!("with {n} connections open ({i})")).await;
+    }
+    // The streaming server answers a whole request at once too.
+    let t = Instant::now();
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET /exec/0123 HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut head = [0u8; 12];
+    tokio::time::timeout(Duration::from_secs(1), tcp.read_exact(&mut head))
+        .await
+        .expect("the streaming server did not answer within a second")
+        .unwrap();
+    assert_eq!(&head, b"HTTP/1.1 404", "{:?}", t.elapsed());
+
+    let (fds, rss) = fds_and_rss(pid);
+    eprintln!(
+        "daemon: {fds0} -> {fds} open files, {rss0} -> {rss} KiB; {n} connections, cap {cap}"
+    );
+    assert!(
+        fds <= fds0 + cap + 64,
+        "the daemon has {fds} open files ({fds0} before {n} connections, cap {cap})"
+    );
+    assert!(
+        rss <= rss0 + 64 * 1024,
+        "the daemon's memory grew from {rss0} KiB to {rss} KiB"
+    );
+    drop(conns);
 }

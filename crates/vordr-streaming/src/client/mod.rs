@@ -59,9 +59,10 @@ pub struct Forwarded {
 }
 
 /// The `host:port` and the path (without its leading slash) of an
-/// `http://` URL.
+/// `http://` or `https://` URL.
 pub(crate) fn split_url(url: &str) -> Result<(&str, &str), ClientError> {
     url.strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
         .and_then(|rest| rest.split_once('/'))
         .ok_or_else(|| ClientError::Url(url.into()))
 }

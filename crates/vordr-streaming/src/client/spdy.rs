@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::Framed;
 use vordr_spdy::{Codec, Frame, Headers, FLAG_FIN};
 
@@ -105,7 +105,9 @@ async fn run(
 
 /// The next data frame (stream, flags, data), past any control frame;
 /// `None` when the connection ends.
-async fn next_data(framed: &mut Connection) -> Result<Option<(u32, u8, Bytes)>, ClientError> {
+pub async fn next_data<IO: AsyncRead + AsyncWrite + Unpin>(
+    framed: &mut Framed<IO, Codec>,
+) -> Result<Option<(u32, u8, Bytes)>, ClientError> {
     while let Some(f) = framed.next().await {
         if let Frame::Data {
             stream_id,
@@ -123,8 +125,8 @@ async fn next_data(framed: &mut Connection) -> Result<Option<(u32, u8, Bytes)>, 
 pub type Connection = Framed<tokio::net::TcpStream, Codec>;
 
 /// Sends a SYN_STREAM with `headers` (name, value pairs).
-async fn syn(
-    framed: &mut Connection,
+pub async fn syn<IO: AsyncRead + AsyncWrite + Unpin>(
+    framed: &mut Framed<IO, Codec>,
     stream_id: u32,
     headers: &[(&str, &str)],
 ) -> Result<(), ClientError> {
@@ -154,10 +156,20 @@ pub async fn open<'a>(
     kinds: &[&'a str],
 ) -> Result<(Connection, String, HashMap<u32, &'a str>), ClientError> {
     let (mut framed, protocol) = upgrade(url, protocols).await?;
+    let ids = open_streams(&mut framed, kinds).await?;
+    Ok((framed, protocol, ids))
+}
+
+/// Opens one stream per `streamtype` in `kinds` on an upgraded
+/// connection, each waiting for its reply; the stream ids with their kinds.
+pub async fn open_streams<'a, IO: AsyncRead + AsyncWrite + Unpin>(
+    framed: &mut Framed<IO, Codec>,
+    kinds: &[&'a str],
+) -> Result<HashMap<u32, &'a str>, ClientError> {
     let mut ids = HashMap::new();
     for (i, kind) in kinds.iter().enumerate() {
         let stream_id = 2 * i as u32 + 1;
-        syn(&mut framed, stream_id, &[("streamtype", kind)]).await?;
+        syn(framed, stream_id, &[("streamtype", kind)]).await?;
         loop {
             match framed.next().await {
                 Some(Ok(Frame::SynReply { stream_id: s, .. })) if s == stream_id => break,
@@ -168,14 +180,25 @@ pub async fn open<'a>(
         }
         ids.insert(stream_id, *kind);
     }
-    Ok((framed, protocol, ids))
+    Ok(ids)
 }
 
 /// Opens the connection and upgrades it; returns the framed SPDY side and
 /// the chosen subprotocol.
 pub async fn upgrade(url: &str, protocols: &[&str]) -> Result<(Connection, String), ClientError> {
+    let (host, _) = split_url(url)?;
+    let tcp = tokio::net::TcpStream::connect(host).await?;
+    upgrade_on(tcp, url, protocols).await
+}
+
+/// Upgrades `url` on a connection the caller opened (a TLS one for an
+/// https:// URL); returns the framed SPDY side and the chosen subprotocol.
+pub async fn upgrade_on<IO: AsyncRead + AsyncWrite + Unpin>(
+    mut tcp: IO,
+    url: &str,
+    protocols: &[&str],
+) -> Result<(Framed<IO, Codec>, String), ClientError> {
     let (host, path) = split_url(url)?;
-    let mut tcp = tokio::net::TcpStream::connect(host).await?;
     let mut req = format!(
         "POST /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nContent-Length: 0\r\n"
     );
@@ -255,8 +278,15 @@ pub async fn port_forward(
     }
     for (id, (i, is_data)) in &ids {
         if *is_data {
-            let payload = Bytes::copy_from_slice(conns[*i].1);
-            framed.send(Frame::data(*id, FLAG_FIN, payload)).await?;
+            // In reads' worth, as client-go sends.
+            for chunk in conns[*i].1.chunks(32 * 1024) {
+                framed
+                    .send(Frame::data(*id, 0, Bytes::copy_from_slice(chunk)))
+                    .await?;
+            }
+            framed
+                .send(Frame::data(*id, FLAG_FIN, Bytes::new()))
+                .await?;
         }
     }
     let mut out = vec![Forwarded::default(); conns.len()];

@@ -120,8 +120,9 @@ pub async fn port_forward(
     let (mut ws, protocol) = connect(&format!("{url}?{}", query.join("&")), protocols).await?;
     let codec = Codec::of(&protocol);
     for (i, (_, payload)) in conns.iter().enumerate() {
-        if !payload.is_empty() {
-            ws.send(codec.encode(2 * i as u8, payload)).await?;
+        // In reads' worth, as kubectl sends.
+        for chunk in payload.chunks(32 * 1024) {
+            ws.send(codec.encode(2 * i as u8, chunk)).await?;
         }
     }
     let mut out = vec![Forwarded::default(); conns.len()];

@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -13,19 +12,29 @@ use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::sync::mpsc;
 use tokio_util::codec::Framed;
-use vordr_spdy::{Codec, Frame, FLAG_FIN};
+use vordr_spdy::{Frame, FLAG_FIN};
 
 use crate::remotecommand::{self, Channel, Ended, Input, Wire};
+use crate::server::Limits;
 use crate::tokens::ExecTarget;
 use crate::Backend;
 
-/// How long the client has to open its streams.
-const STREAM_WAIT: Duration = Duration::from_secs(30);
+/// The streams an exec may have; others are answered and ignored.
+const KINDS: [&str; 5] = ["error", "stdin", "stdout", "stderr", "resize"];
 
 /// The client's side of the session, as frames route it.
 struct Inbound {
-    ids: HashMap<String, u32>,
+    ids: HashMap<&'static str, u32>,
     input: Input,
+    /// Streams the client opened, and the most it may.
+    streams: usize,
+    max_streams: usize,
+}
+
+/// Why the client's side ended before its streams were all open.
+enum Setup {
+    Gone,
+    Broke(String),
 }
 
 /// The stream ids of the channels the server writes.
@@ -63,8 +72,9 @@ pub(crate) async fn serve(
     target: ExecTarget,
     backend: Arc<dyn Backend>,
     attach: bool,
+    limits: Limits,
 ) {
-    let (mut frames, out, writer) = crate::session::start(Framed::new(io, Codec::new()));
+    let (mut frames, out, writer) = crate::session::start(Framed::new(io, super::codec()));
 
     // The streams the request asked for, opened by the client.
     let mut wanted = vec!["error"];
@@ -81,28 +91,40 @@ pub(crate) async fn serve(
     let mut inb = Inbound {
         ids: HashMap::new(),
         input,
+        streams: 0,
+        max_streams: limits.max_streams_per_session,
     };
-    let opened = tokio::time::timeout(STREAM_WAIT, async {
+    // Until its streams are open, nothing runs: the session is idle.
+    let opened = tokio::time::timeout(limits.idle_timeout, async {
         while !wanted.iter().all(|w| inb.ids.contains_key(*w)) {
             match frames.next().await {
-                Some(Ok(f)) => handle_frame(f, &out, &mut inb).await,
-                _ => return false,
+                Some(Ok(f)) => handle_frame(f, &out, &mut inb)
+                    .await
+                    .map_err(Setup::Broke)?,
+                Some(Err(e)) => return Err(Setup::Broke(e.to_string())),
+                None => return Err(Setup::Gone),
             }
         }
-        true
+        Ok(())
     })
     .await;
-    match opened {
-        Ok(true) => {}
-        Ok(false) => tracing::debug!("exec: the client left before opening its streams"),
+    let container = &target.container_id;
+    match &opened {
+        Ok(Ok(())) => {}
+        Ok(Err(Setup::Gone)) => tracing::debug!("exec: the client left before opening its streams"),
+        Ok(Err(Setup::Broke(reason))) => {
+            tracing::warn!(%container, "exec: closing the session: {reason}");
+            super::goaway_protocol_error(&out, last_id(&inb));
+        }
         Err(_) => tracing::warn!(
-            container = %target.container_id,
-            "exec: the client did not open its streams in time"
+            %container,
+            "exec: the client did not open its streams within {:?}",
+            limits.idle_timeout
         ),
     }
-    if !matches!(opened, Ok(true)) {
+    if !matches!(opened, Ok(Ok(()))) {
         drop(out);
-        let _ = writer.await;
+        crate::session::flush_briefly(writer).await;
         return;
     }
 
@@ -111,15 +133,23 @@ pub(crate) async fn serve(
         stderr: inb.ids.get("stderr").copied(),
         error: inb.ids.get("error").copied(),
     });
-    let last = inb.ids.values().copied().max().unwrap_or(0);
+    let last = last_id(&inb);
     let o = out.clone();
+    let container = target.container_id.clone();
     let client = async move {
-        while let Some(Ok(f)) = frames.next().await {
-            if matches!(f, Frame::GoAway { .. }) {
-                break;
+        let broke = loop {
+            match frames.next().await {
+                None | Some(Ok(Frame::GoAway { .. })) => return,
+                Some(Ok(f)) => {
+                    if let Err(reason) = handle_frame(f, &o, &mut inb).await {
+                        break reason;
+                    }
+                }
+                Some(Err(e)) => break e.to_string(),
             }
-            handle_frame(f, &o, &mut inb).await;
-        }
+        };
+        tracing::warn!(%container, "exec: closing the session: {broke}");
+        super::goaway_protocol_error(&o, last_id(&inb));
     };
     let ended = remotecommand::run(
         wire,
@@ -132,29 +162,54 @@ pub(crate) async fn serve(
         client,
     )
     .await;
-    if let Ended::Done = ended {
-        let _ = out
-            .send(Frame::GoAway {
-                last_good_stream_id: last,
-                status: vordr_spdy::goaway::OK,
-            })
-            .await;
+    match ended {
+        Ended::Done => {
+            let _ = out
+                .send(Frame::GoAway {
+                    last_good_stream_id: last,
+                    status: vordr_spdy::goaway::OK,
+                })
+                .await;
+            drop(out);
+            let _ = writer.await;
+        }
+        Ended::ClientGone => {
+            drop(out);
+            crate::session::flush_briefly(writer).await;
+        }
     }
-    drop(out);
-    let _ = writer.await;
+}
+
+/// The newest stream the client opened that the session knows.
+fn last_id(inb: &Inbound) -> u32 {
+    inb.ids.values().copied().max().unwrap_or(0)
 }
 
 /// One frame from the client: new streams are answered and recorded,
 /// stdin data is handed on (its FIN closes stdin), terminal sizes are
-/// read, pings are echoed.
-async fn handle_frame(f: Frame, out: &mpsc::Sender<Frame>, inb: &mut Inbound) {
+/// read, pings are echoed. A stream past the cap is an error that ends
+/// the session.
+async fn handle_frame(
+    f: Frame,
+    out: &mpsc::Sender<Frame>,
+    inb: &mut Inbound,
+) -> Result<(), String> {
     match f {
         Frame::SynStream {
             stream_id, headers, ..
         } => {
-            let kind = headers.get("streamtype").unwrap_or_default().to_string();
+            inb.streams += 1;
+            if inb.streams > inb.max_streams {
+                return Err(format!(
+                    "the client opened more than {} streams",
+                    inb.max_streams
+                ));
+            }
             let _ = out.send(Frame::accept(stream_id)).await;
-            inb.ids.insert(kind, stream_id);
+            let kind = headers.get("streamtype").unwrap_or_default();
+            if let Some(kind) = KINDS.iter().find(|k| **k == kind) {
+                inb.ids.insert(kind, stream_id);
+            }
         }
         Frame::Data {
             stream_id,
@@ -172,9 +227,8 @@ async fn handle_frame(f: Frame, out: &mpsc::Sender<Frame>, inb: &mut Inbound) {
         Frame::RstStream { stream_id, .. } if inb.ids.get("stdin") == Some(&stream_id) => {
             inb.input.close_stdin();
         }
-        Frame::Ping { id } => {
-            let _ = out.send(Frame::Ping { id }).await;
-        }
+        Frame::Ping { id } => super::pong(out, id),
         _ => {}
     }
+    Ok(())
 }

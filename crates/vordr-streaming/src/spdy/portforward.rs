@@ -12,12 +12,23 @@ use futures::StreamExt;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::codec::Framed;
-use vordr_spdy::{Codec, Frame, FLAG_FIN};
+use vordr_spdy::{Frame, FLAG_FIN};
 
+use crate::server::Limits;
 use crate::tokens::PortForwardTarget;
 use crate::Backend;
 
+/// The longest `requestid` kept while a pair waits for its other stream
+/// (client-go numbers them from 0).
+const MAX_REQUEST_ID: usize = 64;
+
+/// Client data queued for one forwarded connection, in frames.
+const INBOUND_QUEUE: usize = 16;
+
+/// A pair waiting for its other stream.
 #[derive(Default)]
 struct Pair {
     error: Option<u32>,
@@ -25,54 +36,122 @@ struct Pair {
     port: u16,
 }
 
+impl Pair {
+    fn streams(&self) -> usize {
+        usize::from(self.error.is_some()) + usize::from(self.data.is_some())
+    }
+}
+
+/// How a session ended.
+enum End {
+    /// The client left, or said GOAWAY.
+    Client,
+    /// No forwarded connection and no frame for the idle timeout.
+    Idle,
+    /// The client broke the protocol or a limit.
+    Broke(String),
+}
+
 pub(crate) async fn serve(
     io: TokioIo<Upgraded>,
     target: PortForwardTarget,
     backend: Arc<dyn Backend>,
+    limits: Limits,
 ) {
-    let (mut frames, out, writer) = crate::session::start(Framed::new(io, Codec::new()));
-    let mut pairs: HashMap<String, Pair> = HashMap::new();
+    let (mut frames, out, writer) = crate::session::start(Framed::new(io, super::codec()));
+    let mut pending: HashMap<String, Pair> = HashMap::new();
     // Client data for each forwarded data stream.
     let mut inbound: HashMap<u32, mpsc::Sender<Bytes>> = HashMap::new();
-    let mut tasks = Vec::new();
-    while let Some(Ok(f)) = frames.next().await {
+    // The forwarded connections, and each one's data stream.
+    let mut pairs = JoinSet::new();
+    let mut data_ids = HashMap::new();
+    let mut last = 0;
+    let mut deadline = Instant::now() + limits.idle_timeout;
+    let end = loop {
+        let f = tokio::select! {
+            f = frames.next() => f,
+            Some(done) = pairs.join_next_with_id(), if !pairs.is_empty() => {
+                let id = match done {
+                    Ok((id, ())) => id,
+                    Err(e) => e.id(),
+                };
+                if let Some(d) = data_ids.remove(&id) {
+                    inbound.remove(&d);
+                }
+                deadline = Instant::now() + limits.idle_timeout;
+                continue;
+            }
+            () = tokio::time::sleep_until(deadline), if pairs.is_empty() => break End::Idle,
+        };
+        deadline = Instant::now() + limits.idle_timeout;
+        let f = match f {
+            None => break End::Client,
+            Some(Err(e)) => break End::Broke(e.to_string()),
+            Some(Ok(f)) => f,
+        };
         match f {
             Frame::SynStream {
                 stream_id, headers, ..
             } => {
+                let open = pending.values().map(Pair::streams).sum::<usize>() + 2 * pairs.len();
+                if open >= limits.max_streams_per_session {
+                    break End::Broke(format!(
+                        "the client opened more than {} streams at once",
+                        limits.max_streams_per_session
+                    ));
+                }
+                last = last.max(stream_id);
                 let _ = out.send(Frame::accept(stream_id)).await;
-                let request = headers.get("requestid").unwrap_or_default().to_string();
+                let request = headers.get("requestid").unwrap_or_default();
+                if request.len() > MAX_REQUEST_ID {
+                    break End::Broke(format!(
+                        "a requestid of {} bytes (at most {MAX_REQUEST_ID})",
+                        request.len()
+                    ));
+                }
+                let kind = headers.get("streamtype");
+                if !matches!(kind, Some("error" | "data")) {
+                    let _ = out
+                        .send(Frame::RstStream {
+                            stream_id,
+                            status: vordr_spdy::rst::PROTOCOL_ERROR,
+                        })
+                        .await;
+                    continue;
+                }
                 let port = headers.get("port").and_then(|p| p.parse::<u16>().ok());
-                let pair = pairs.entry(request.clone()).or_default();
-                match headers.get("streamtype") {
-                    Some("error") => pair.error = Some(stream_id),
-                    Some("data") => pair.data = Some(stream_id),
-                    _ => {
-                        let _ = out
-                            .send(Frame::RstStream {
-                                stream_id,
-                                status: vordr_spdy::rst::PROTOCOL_ERROR,
-                            })
-                            .await;
-                        continue;
-                    }
+                let pair = pending.entry(request.to_string()).or_default();
+                if kind == Some("error") {
+                    pair.error = Some(stream_id);
+                } else {
+                    pair.data = Some(stream_id);
                 }
                 pair.port = port.unwrap_or(0);
-                if let (Some(e), Some(d)) = (pair.error, pair.data) {
-                    let port = pair.port;
-                    pairs.remove(&request);
-                    let (tx, rx) = mpsc::channel(64);
-                    inbound.insert(d, tx);
-                    tasks.push(tokio::spawn(forward(
-                        backend.clone(),
-                        target.clone(),
-                        port,
-                        e,
-                        d,
-                        rx,
-                        out.clone(),
-                    )));
+                let (Some(e), Some(d)) = (pair.error, pair.data) else {
+                    continue;
+                };
+                let port = pair.port;
+                pending.remove(request);
+                if pairs.len() >= limits.max_port_forward_pairs {
+                    let msg = format!(
+                        "too many forwarded connections at once in one port-forward session (at most {})",
+                        limits.max_port_forward_pairs
+                    );
+                    let _ = out.try_send(Frame::data(e, FLAG_FIN, Bytes::from(msg.clone())));
+                    break End::Broke(msg);
                 }
+                let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
+                inbound.insert(d, tx);
+                let task = pairs.spawn(forward(
+                    backend.clone(),
+                    target.clone(),
+                    port,
+                    e,
+                    d,
+                    rx,
+                    out.clone(),
+                ));
+                data_ids.insert(task.id(), d);
             }
             Frame::Data {
                 stream_id,
@@ -91,19 +170,34 @@ pub(crate) async fn serve(
             Frame::RstStream { stream_id, .. } => {
                 inbound.remove(&stream_id);
             }
-            Frame::Ping { id } => {
-                let _ = out.send(Frame::Ping { id }).await;
-            }
-            Frame::GoAway { .. } => break,
+            Frame::Ping { id } => super::pong(&out, id),
+            Frame::GoAway { .. } => break End::Client,
             _ => {}
         }
-    }
-    // The client is gone: every forwarded connection ends with it.
-    for t in tasks {
-        t.abort();
+    };
+    // Every forwarded connection ends with the session.
+    pairs.shutdown().await;
+    let pod = &target.pod_id;
+    match end {
+        End::Client => {
+            drop(out);
+            let _ = writer.await;
+            return;
+        }
+        End::Idle => {
+            tracing::debug!(%pod, "port-forward: closing a session idle for {:?}", limits.idle_timeout);
+            let _ = out.try_send(Frame::GoAway {
+                last_good_stream_id: last,
+                status: vordr_spdy::goaway::OK,
+            });
+        }
+        End::Broke(reason) => {
+            tracing::warn!(%pod, "port-forward: closing the session: {reason}");
+            super::goaway_protocol_error(&out, last);
+        }
     }
     drop(out);
-    let _ = writer.await;
+    crate::session::flush_briefly(writer).await;
 }
 
 /// One forwarded connection: the pod's bytes on the data stream, which

@@ -17,11 +17,11 @@ use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::server::{forbidden, header_values, negotiate, Refusal, Serve, Switch};
+use crate::server::{forbidden, header_values, negotiate, Limits, Refusal, Serve, Switch};
 use crate::tokens::{ExecTarget, Target};
 use crate::Backend;
 
@@ -66,8 +66,22 @@ async fn linger(messages: &mut futures::stream::SplitStream<Conn>) {
 }
 
 /// The most ports one port-forward connection carries (two channels
-/// each, numbered by one byte).
+/// each, numbered by one byte); the configured cap may be lower.
 const MAX_PORTS: usize = 128;
+
+/// The largest message (and frame) a client may send: kubectl sends what
+/// one read gave it (32 KiB, a third more in base64), and every message in
+/// flight is held in memory.
+pub const MAX_CLIENT_MESSAGE: usize = 1 << 20;
+
+/// A session's buffers, capped.
+fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(32 * 1024)
+        .max_write_buffer_size(4 << 20)
+        .max_message_size(Some(MAX_CLIENT_MESSAGE))
+        .max_frame_size(Some(MAX_CLIENT_MESSAGE))
+}
 
 /// How a protocol puts a channel's bytes into a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +141,7 @@ pub(crate) fn accept(
     req: &Request<Incoming>,
     target: Target,
     backend: Arc<dyn Backend>,
+    limits: Limits,
 ) -> Result<Switch, Refusal> {
     let bad = |msg: String| (StatusCode::BAD_REQUEST, msg);
     let versions = header_values(req, "sec-websocket-version");
@@ -145,12 +160,15 @@ pub(crate) fn accept(
         Target::Exec(t) => exec_session(&offered, t, false, backend)?,
         Target::Attach(t) => exec_session(&offered, t, true, backend)?,
         Target::PortForward(t) => {
-            let ports = query_ports(req.uri().query().unwrap_or_default()).map_err(bad)?;
+            let max_ports = limits.max_port_forward_pairs.min(MAX_PORTS);
+            let query = req.uri().query().unwrap_or_default();
+            let ports = query_ports(query, max_ports).map_err(bad)?;
             let protocol = negotiate(&offered, &PORT_FORWARD_PROTOCOLS).map_err(forbidden)?;
             let codec = Codec::of(protocol);
             let serve: Serve = Box::new(move |io| {
                 Box::pin(async move {
-                    let ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
+                    let ws =
+                        WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config())).await;
                     portforward::serve(ws, codec, ports, t, backend).await
                 })
             });
@@ -181,7 +199,7 @@ fn exec_session(
     };
     let serve: Serve = Box::new(move |io| {
         Box::pin(async move {
-            let ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
+            let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config())).await;
             session.serve(ws, target, backend, attach).await
         })
     });
@@ -190,7 +208,7 @@ fn exec_session(
 
 /// The ports of a WebSocket port-forward: `port=` parameters, each one
 /// port or a comma-separated list, at least one.
-fn query_ports(query: &str) -> Result<Vec<u16>, String> {
+fn query_ports(query: &str, max_ports: usize) -> Result<Vec<u16>, String> {
     let mut ports = Vec::new();
     for (k, v) in query.split('&').filter_map(|kv| kv.split_once('=')) {
         if k != "port" {
@@ -213,9 +231,9 @@ fn query_ports(query: &str) -> Result<Vec<u16>, String> {
     if ports.is_empty() {
         return Err("query parameter \"port\" is required for a WebSocket port-forward\n".into());
     }
-    if ports.len() > MAX_PORTS {
+    if ports.len() > max_ports {
         return Err(format!(
-            "query parameter \"port\": {} ports, at most {MAX_PORTS} per connection\n",
+            "query parameter \"port\": {} ports, at most {max_ports} per connection\n",
             ports.len()
         ));
     }
@@ -251,18 +269,25 @@ mod tests {
         assert!(!Codec::of("v5.channel.k8s.io").base64);
     }
 
+    fn query_ports_all(query: &str) -> Result<Vec<u16>, String> {
+        query_ports(query, MAX_PORTS)
+    }
+
     #[test]
     fn ports_come_from_the_query() {
-        assert_eq!(query_ports("port=80"), Ok(vec![80]));
+        assert_eq!(query_ports_all("port=80"), Ok(vec![80]));
         assert_eq!(
-            query_ports("port=80&x=1&port=8080,9090"),
+            query_ports_all("port=80&x=1&port=8080,9090"),
             Ok(vec![80, 8080, 9090])
         );
-        assert!(query_ports("").unwrap_err().contains("required"));
-        assert!(query_ports("port=").unwrap_err().contains("empty"));
-        assert!(query_ports("port=0").unwrap_err().contains("\"0\""));
-        assert!(query_ports("port=70000").unwrap_err().contains("70000"));
+        assert!(query_ports_all("").unwrap_err().contains("required"));
+        assert!(query_ports_all("port=").unwrap_err().contains("empty"));
+        assert!(query_ports_all("port=0").unwrap_err().contains("\"0\""));
+        assert!(query_ports_all("port=70000").unwrap_err().contains("70000"));
         let many = vec!["port=1"; MAX_PORTS + 1].join("&");
-        assert!(query_ports(&many).unwrap_err().contains("at most"));
+        assert!(query_ports_all(&many).unwrap_err().contains("at most 128"));
+        assert!(query_ports("port=1&port=2&port=3", 2)
+            .unwrap_err()
+            .contains("3 ports, at most 2"));
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
-use vordr_streaming::{Backend, ExecIo, ExecTarget, Server};
+use vordr_streaming::{Backend, ExecIo, ExecTarget, Limits, Server, Settings};
 
 /// Runs the command on the host.
 pub struct HostBackend;
@@ -71,6 +71,15 @@ impl Backend for HostBackend {
 
 pub async fn server() -> Arc<Server> {
     Server::start("127.0.0.1:0".parse().unwrap(), Arc::new(HostBackend))
+        .await
+        .unwrap()
+}
+
+/// A plain HTTP server on loopback with these limits.
+pub async fn server_with(limits: Limits) -> Arc<Server> {
+    let mut settings = Settings::new("127.0.0.1:0".parse().unwrap());
+    settings.limits = limits;
+    Server::start_with(settings, Arc::new(HostBackend))
         .await
         .unwrap()
 }
