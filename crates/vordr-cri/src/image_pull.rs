@@ -1,10 +1,14 @@
 //! PullImage: resolve through registries.conf, pull (one pull per name at a
-//! time), record the image, and answer with its id.
+//! time), record the image, and answer with its id. No lock shared with
+//! other images is held while the pull waits on a registry: its blobs are
+//! kept from garbage collection by a lease, dropped once the image is
+//! recorded.
 
 use base64::Engine;
 use k8s_cri::v1::{AuthConfig, PullImageRequest, PullImageResponse};
 use oci_client::secrets::RegistryAuth;
 use tonic::Status;
+use vordr_image::auth::{credentials_for, KubeletAuth};
 use vordr_image::pull::FailureKind;
 use vordr_image::registries::RegistriesError;
 use vordr_store::ImageRecord;
@@ -50,17 +54,25 @@ pub async fn pull_image(rt: &Runtime, req: PullImageRequest) -> Result<PullImage
         RegistriesError::Blocked { .. } => Status::permission_denied(e.to_string()),
         e => internal("resolving the image", e),
     })?;
-    let kubelet = registry_auth(req.auth.as_ref())?;
-    // kubelet's pull secret if it sent one, else the auth file's entry for
-    // each source's registry.
-    let auth = |r: &oci_client::Reference| match &kubelet {
-        Some(a) => a.clone(),
-        None => rt.auth_file.for_registry(r.registry()),
-    };
+    let kubelet = registry_auth(req.auth.as_ref())?.map(|auth| KubeletAuth {
+        auth,
+        server_address: req
+            .auth
+            .as_ref()
+            .map(|a| a.server_address.clone())
+            .unwrap_or_default(),
+    });
+    // kubelet's pull secret for the registry it was given for (and mirrors
+    // configured to receive it), else the auth file's entry for each
+    // source's registry.
+    let auth =
+        |s: &vordr_image::registries::Source| credentials_for(s, kubelet.as_ref(), &rt.auth_file);
     let name = plan.reference.whole();
+    // Only pulls of this same name wait for this one (bounded by the
+    // progress timeout).
     let _pull = rt.lock_pull(&name).await;
-    let _gc = rt.gc_lock.read().await;
-    let pulled = rt.puller.pull(&plan, &auth).await;
+    let lease = rt.puller.lease();
+    let pulled = rt.puller.pull_leased(&plan, &auth, &lease).await;
     // The pull's buffers were freed on several threads (downloads, unpacks):
     // hand the pages back instead of keeping them in malloc's arenas.
     tokio::task::spawn_blocking(release_freed_memory);
@@ -72,6 +84,10 @@ pub async fn pull_image(rt: &Runtime, req: PullImageRequest) -> Result<PullImage
             FailureKind::Unauthorized => Status::permission_denied(msg),
             FailureKind::Unreachable => Status::unavailable(msg),
             FailureKind::BadContent => Status::data_loss(msg),
+            // containerd cancels a pull that makes no progress, and answers
+            // with the cancellation's code.
+            FailureKind::Timeout => Status::cancelled(msg),
+            FailureKind::TooLarge => Status::resource_exhausted(msg),
             FailureKind::Other => Status::unknown(msg),
         }
     })?;
@@ -92,6 +108,8 @@ pub async fn pull_image(rt: &Runtime, req: PullImageRequest) -> Result<PullImage
     rt.store
         .put_image(&record)
         .map_err(|e| internal("recording the image", e))?;
+    // Recorded: the image now keeps its blobs.
+    drop(lease);
     tracing::info!(image = %name, id = %record.id, "pulled");
     Ok(PullImageResponse {
         image_ref: record.id,

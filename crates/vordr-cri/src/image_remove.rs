@@ -1,6 +1,8 @@
 //! RemoveImage: by id, tag or digest, the whole image goes (as the CRI
-//! says), then blobs and snapshots no image uses are freed. A missing image
-//! is success. An image a container uses is refused, as CRI-O does.
+//! says), then blobs and snapshots no image (and no pull in progress) uses
+//! are freed. A missing image is success. An image a container uses is
+//! refused, as CRI-O does. Pulls in progress never make it wait for the
+//! network.
 
 use k8s_cri::v1::{RemoveImageRequest, RemoveImageResponse};
 use tonic::Status;
@@ -15,7 +17,6 @@ pub async fn remove_image(
 ) -> Result<RemoveImageResponse, Status> {
     let spec = req.image.map(|i| i.image).unwrap_or_default();
     let name = parse_name(&spec).map_err(|e| invalid("image.image", e))?;
-    let _gc = rt.gc_lock.write().await;
     if let Some(img) = find(rt, &name).map_err(|e| internal("reading images", e))? {
         // Its snapshots are a container's lower dirs: keep it while used (as CRI-O).
         let used = rt
@@ -33,7 +34,9 @@ pub async fn remove_image(
             .map_err(|e| internal("removing the image", e))?;
         tracing::info!(id = %img.id, "image removed");
     }
-    let (blobs, snaps) = collect_garbage(rt).map_err(|e| internal("freeing image content", e))?;
+    let (blobs, snaps) = collect_garbage(rt)
+        .await
+        .map_err(|e| internal("freeing image content", e))?;
     if blobs + snaps > 0 {
         tracing::info!(blobs, snapshots = snaps, "freed unused image content");
     }

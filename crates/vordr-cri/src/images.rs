@@ -1,12 +1,11 @@
 //! What the image RPCs share: finding an image by id, tag or digest, its
 //! CRI view, and garbage collection of blobs and snapshots no image uses.
 
-use std::collections::HashSet;
-
 use k8s_cri::v1::{Image, ImageSpec, Int64Value};
 use oci_client::Reference;
 use serde::Deserialize;
 use vordr_image::content::Digest;
+use vordr_image::pull::InUse;
 use vordr_store::ImageRecord;
 
 use crate::runtime::Runtime;
@@ -108,31 +107,22 @@ pub fn to_cri(rt: &Runtime, img: &ImageRecord) -> Image {
     }
 }
 
-/// Deletes blobs and snapshots that no image uses. The caller holds
-/// `gc_lock` exclusively. Returns how many of each it removed.
-pub fn collect_garbage(rt: &Runtime) -> Result<(usize, usize), String> {
-    let images = rt.store.list_images().map_err(|e| e.to_string())?;
-    let mut blobs: HashSet<String> = HashSet::new();
-    let mut snaps: HashSet<String> = HashSet::new();
-    for i in &images {
-        blobs.insert(i.id.clone());
-        blobs.extend(i.layers.iter().cloned());
-        snaps.extend(i.chain_ids.iter().cloned());
-    }
-    let (mut nb, mut ns) = (0, 0);
-    for d in rt.puller.content.list().map_err(|e| e.to_string())? {
-        if !blobs.contains(&d.to_string()) {
-            rt.puller.content.delete(&d).map_err(|e| e.to_string())?;
-            nb += 1;
-        }
-    }
-    for c in rt.puller.snapshots.list().map_err(|e| e.to_string())? {
-        if !snaps.contains(&c.to_string()) {
-            rt.puller.snapshots.remove(&c).map_err(|e| e.to_string())?;
-            ns += 1;
-        }
-    }
-    Ok((nb, ns))
+/// Deletes blobs and snapshots that no image uses and no pull in progress
+/// holds a lease on. Returns how many of each it removed.
+pub async fn collect_garbage(rt: &Runtime) -> Result<(usize, usize), String> {
+    rt.puller
+        .collect_garbage(|| {
+            let images = rt.store.list_images().map_err(|e| e.to_string())?;
+            let mut used = InUse::default();
+            for i in &images {
+                used.blobs.insert(i.id.clone());
+                used.blobs.extend(i.layers.iter().cloned());
+                used.snapshots.extend(i.chain_ids.iter().cloned());
+            }
+            Ok(used)
+        })
+        .await
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
-//! Registry credentials from a docker-style auth file (`config.json` /
-//! containers `auth.json`), used when kubelet sends none.
+//! Registry credentials: a docker-style auth file (`config.json` /
+//! containers `auth.json`), and which credentials each source of a pull
+//! gets ([`credentials_for`]): kubelet's go only to the registry they were
+//! given for.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -7,6 +9,8 @@ use std::path::Path;
 use base64::Engine;
 use oci_client::secrets::RegistryAuth;
 use serde::Deserialize;
+
+use crate::registries::Source;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum AuthFileError {
@@ -40,17 +44,61 @@ pub struct AuthFile {
     hosts: HashMap<String, (String, String, String)>,
 }
 
-/// The host part of an auth file key (`https://index.docker.io/v1/` ->
-/// `docker.io`), as docker and podman normalise it.
-fn host_of(key: &str) -> String {
-    let k = key
-        .trim_start_matches("https://")
-        .trim_start_matches("http://");
+/// The registry host an auth file key or a server address names
+/// (`https://index.docker.io/v1/` -> `docker.io`), as docker and podman
+/// normalise it: scheme and path dropped, lower case, Docker Hub's hosts
+/// as `docker.io`.
+pub fn registry_host(key: &str) -> String {
+    let k = key.trim().to_ascii_lowercase();
+    let k = k
+        .strip_prefix("https://")
+        .or_else(|| k.strip_prefix("http://"))
+        .unwrap_or(&k);
     let host = k.split('/').next().unwrap_or(k);
     match host {
         "index.docker.io" | "registry-1.docker.io" => "docker.io".to_string(),
         h => h.to_string(),
     }
+}
+
+fn host_of(key: &str) -> String {
+    registry_host(key)
+}
+
+/// Credentials kubelet sent with a pull (a pull secret), and the registry
+/// they are for (`AuthConfig.server_address`; empty means the image's own).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KubeletAuth {
+    pub auth: RegistryAuth,
+    pub server_address: String,
+}
+
+/// What `source` is pulled with. kubelet's credentials go to it only if it
+/// is the registry they were given for (the server address, or the
+/// registry of the image name when kubelet names none), or a mirror of that
+/// registry configured with `send-credentials = true`. Every other source
+/// (a mirror, a rewritten location, another search registry) gets the auth
+/// file's entry for its own host, or none.
+pub fn credentials_for(
+    source: &Source,
+    kubelet: Option<&KubeletAuth>,
+    file: &AuthFile,
+) -> RegistryAuth {
+    if let Some(k) = kubelet {
+        let given_for = if k.server_address.trim().is_empty() {
+            registry_host(&source.image_registry)
+        } else {
+            registry_host(&k.server_address)
+        };
+        let host = registry_host(source.reference.registry());
+        let opted_in_mirror = source.mirror
+            && source.send_credentials
+            && registry_host(&source.image_registry) == given_for;
+        if host == given_for || opted_in_mirror {
+            return k.auth.clone();
+        }
+    }
+    file.for_registry(source.reference.registry())
 }
 
 impl AuthFile {
@@ -134,6 +182,125 @@ mod tests {
         );
         assert!(matches!(f.for_registry("ghcr.io"), RegistryAuth::Bearer(t) if t == "tok"));
         assert!(matches!(f.for_registry("quay.io"), RegistryAuth::Anonymous));
+    }
+
+    /// The credentials each source of `image`'s plan gets, by source.
+    fn routed(
+        conf: &str,
+        image: &str,
+        server_address: &str,
+        file: &AuthFile,
+    ) -> Vec<(String, Option<(String, String)>)> {
+        let plan = crate::registries::RegistriesConf::parse(conf, "t")
+            .unwrap()
+            .resolve(image)
+            .unwrap();
+        let kubelet = KubeletAuth {
+            auth: RegistryAuth::Basic("kube".into(), "secret".into()),
+            server_address: server_address.into(),
+        };
+        plan.sources
+            .iter()
+            .map(|s| {
+                let a = credentials_for(s, Some(&kubelet), file);
+                (s.reference.registry().to_string(), basic(a))
+            })
+            .collect()
+    }
+
+    fn kube() -> Option<(String, String)> {
+        Some(("kube".into(), "secret".into()))
+    }
+
+    const MIRRORED: &str = r#"
+[[registry]]
+location = "docker.io"
+[[registry.mirror]]
+location = "mirror.example"
+[[registry.mirror]]
+location = "trusted.example:5000"
+send-credentials = true
+
+[[registry]]
+prefix = "quay.io"
+location = "quay-proxy.example"
+"#;
+
+    #[test]
+    fn kubelet_credentials_go_only_where_they_were_given() {
+        let none = AuthFile::default();
+        // For Docker Hub, however kubelet spells it: the untrusted mirror
+        // gets nothing, the opted-in one and docker.io itself get them.
+        for server in [
+            "docker.io",
+            "https://index.docker.io/v1/",
+            "registry-1.docker.io",
+            "HTTPS://Docker.IO/",
+            "",
+        ] {
+            assert_eq!(
+                routed(MIRRORED, "docker.io/library/nginx:1", server, &none),
+                vec![
+                    ("mirror.example".into(), None),
+                    ("trusted.example:5000".into(), kube()),
+                    ("docker.io".into(), kube()),
+                ],
+                "{server:?}"
+            );
+        }
+        // Credentials for another registry go nowhere here, not even to the
+        // opted-in mirror.
+        assert_eq!(
+            routed(MIRRORED, "docker.io/library/nginx:1", "ghcr.io", &none),
+            vec![
+                ("mirror.example".into(), None),
+                ("trusted.example:5000".into(), None),
+                ("docker.io".into(), None),
+            ]
+        );
+        // A rewritten location is another host: quay.io's credentials stay
+        // with quay.io.
+        assert_eq!(
+            routed(MIRRORED, "quay.io/a/b:1", "quay.io", &none),
+            vec![("quay-proxy.example".into(), None)]
+        );
+        // With a port, the port is part of the registry.
+        assert_eq!(
+            routed("", "127.0.0.1:5000/a:1", "127.0.0.1:5000", &none),
+            vec![("127.0.0.1:5000".into(), kube())]
+        );
+        assert_eq!(
+            routed("", "127.0.0.1:5000/a:1", "127.0.0.1:5001", &none),
+            vec![("127.0.0.1:5000".into(), None)]
+        );
+    }
+
+    #[test]
+    fn sources_without_kubelet_credentials_use_the_auth_file() {
+        let file = AuthFile::parse(
+            r#"{"auths": {"mirror.example": {"username": "m", "password": "mp"}}}"#,
+            "t",
+        )
+        .unwrap();
+        assert_eq!(
+            routed(MIRRORED, "docker.io/library/nginx:1", "docker.io", &file),
+            vec![
+                ("mirror.example".into(), Some(("m".into(), "mp".into()))),
+                ("trusted.example:5000".into(), kube()),
+                ("docker.io".into(), kube()),
+            ]
+        );
+        // No kubelet credentials at all: the file, per host.
+        let plan = crate::registries::RegistriesConf::parse(MIRRORED, "t")
+            .unwrap()
+            .resolve("docker.io/library/nginx:1")
+            .unwrap();
+        let got: Vec<_> = plan
+            .sources
+            .iter()
+            .map(|s| basic(credentials_for(s, None, &file)))
+            .collect();
+        assert_eq!(got, vec![Some(("m".into(), "mp".into())), None, None]);
     }
 
     #[test]

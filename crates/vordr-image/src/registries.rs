@@ -3,6 +3,11 @@
 //! insecure (plain HTTP) or blocked, and where short names are searched.
 //! [`RegistriesConf::resolve`] turns an image name into the ordered list of
 //! places to pull it from.
+//!
+//! One key is Vordr's own: `send-credentials = true` in a
+//! `[[registry.mirror]]` lets that mirror receive the credentials kubelet
+//! sends for the registry it mirrors (see [`crate::auth::credentials_for`]);
+//! without it a mirror gets only the auth file's entry for its own host.
 
 use std::path::Path;
 
@@ -42,6 +47,12 @@ pub struct Mirror {
     pub insecure: bool,
     #[serde(default)]
     pub pull_from_mirror: PullFromMirror,
+    /// Vordr's own key: the credentials kubelet sends for the registry this
+    /// mirror stands in for go to the mirror too. Off by default: a mirror
+    /// is another party, and gets only the auth file's entry for its own
+    /// host.
+    #[serde(default)]
+    pub send_credentials: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -98,6 +109,13 @@ pub struct Source {
     pub insecure: bool,
     /// A mirror rather than the primary location.
     pub mirror: bool,
+    /// A mirror configured to receive the credentials kubelet sends for
+    /// the registry it mirrors (`send-credentials = true`).
+    pub send_credentials: bool,
+    /// The registry of the image name this source serves (`docker.io` for
+    /// `docker.io/library/busybox`, whether from a mirror or a rewritten
+    /// location): the registry kubelet's credentials name.
+    pub image_registry: String,
 }
 
 /// Where to pull a given image from.
@@ -225,6 +243,8 @@ impl RegistriesConf {
                 reference: reference.clone(),
                 insecure: false,
                 mirror: false,
+                send_credentials: false,
+                image_registry: reference.registry().to_string(),
             }]);
         };
         if entry.blocked {
@@ -251,6 +271,8 @@ impl RegistriesConf {
                     reference: Self::parse_ref(image, &format!("{}{rest}", m.location))?,
                     insecure: m.insecure,
                     mirror: true,
+                    send_credentials: m.send_credentials,
+                    image_registry: reference.registry().to_string(),
                 });
             }
         }
@@ -263,6 +285,8 @@ impl RegistriesConf {
             reference: primary,
             insecure: entry.insecure,
             mirror: false,
+            send_credentials: false,
+            image_registry: reference.registry().to_string(),
         });
         Ok(sources)
     }
@@ -310,6 +334,10 @@ location = "docker.io"
 location = "127.0.0.1:5000"
 insecure = true
 
+[[registry.mirror]]
+location = "trusted-mirror.example"
+send-credentials = true
+
 [[registry]]
 prefix = "registry.k8s.io"
 location = "127.0.0.1:5000/k8s"
@@ -350,9 +378,17 @@ insecure = true
             wholes(&p),
             vec![
                 ("127.0.0.1:5000/library/nginx:1.25".into(), true, true),
+                (
+                    "trusted-mirror.example/library/nginx:1.25".into(),
+                    false,
+                    true
+                ),
                 ("docker.io/library/nginx:1.25".into(), false, false),
             ]
         );
+        let opted_in: Vec<bool> = p.sources.iter().map(|s| s.send_credentials).collect();
+        assert_eq!(opted_in, vec![false, true, false]);
+        assert!(p.sources.iter().all(|s| s.image_registry == "docker.io"));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use crate::content::{Algorithm, Digest, Hasher};
-use crate::unpack::{decompress, unpack_tar, UnpackError, UnpackStats};
+use crate::unpack::{decompress, unpack_tar, UnpackError, UnpackLimits, UnpackStats};
 
 /// Errors from snapshot handling.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +65,8 @@ impl<R: Read> Read for HashingReader<R> {
 #[derive(Debug, Clone)]
 pub struct Snapshots {
     dir: PathBuf,
+    /// What one layer may unpack to.
+    limits: UnpackLimits,
 }
 
 impl Snapshots {
@@ -81,7 +83,15 @@ impl Snapshots {
         }
         Ok(Snapshots {
             dir: dir.to_path_buf(),
+            limits: UnpackLimits::default(),
         })
+    }
+
+    /// The same directory, unpacking layers within `limits`: a layer over
+    /// them fails and leaves nothing.
+    pub fn with_limits(mut self, limits: UnpackLimits) -> Snapshots {
+        self.limits = limits;
+        self
     }
 
     /// The unpacked tree of the snapshot `chain_id` (an overlayfs lower dir).
@@ -159,7 +169,7 @@ impl Snapshots {
             inner: r,
             hasher: Hasher::new(diff_id.algorithm()),
         };
-        let stats = unpack_tar(&mut hr, &fs)?;
+        let stats = unpack_tar(&mut hr, &fs, self.limits)?;
         // The tar's end-of-archive padding counts towards the diff id.
         io::copy(&mut hr, &mut io::sink())
             .map_err(|e| SnapshotError::Unpack(UnpackError::Read(e)))?;

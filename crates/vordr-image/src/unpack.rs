@@ -29,7 +29,33 @@ pub enum UnpackError {
     Read(io::Error),
     #[error("writing {path}: {source}")]
     Write { path: PathBuf, source: io::Error },
+    #[error("the layer unpacks to more than {max} bytes of file content (image.max_layer_unpacked_size)")]
+    TooLarge { max: u64 },
+    #[error("the layer has more than {max} entries (image.max_layer_entries)")]
+    TooManyEntries { max: u64 },
+    #[error("the layer has more than {max} bytes of tar headers and metadata (PAX records, long names) before one entry")]
+    MetadataTooLarge { max: u64 },
 }
+
+/// Bounds on what one layer may unpack to; `None` is unbounded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UnpackLimits {
+    /// Bytes of entry content read: regular files (a sparse file at its
+    /// full length, holes included, as that is what gets written) and the
+    /// content of whiteout entries, which is read and dropped.
+    pub max_bytes: Option<u64>,
+    /// Entries: files, directories, links, devices, whiteouts.
+    pub max_entries: Option<u64>,
+}
+
+/// What the tar crate may read between the end of one entry's content and
+/// the start of the next: headers, PAX extended records, GNU long names and
+/// sparse maps, which it holds in memory, and the unread content of
+/// non-file entries. Go's archive/tar (containerd's unpacker) reads at most
+/// 1 MiB of PAX records or long name per entry; this allows that much for
+/// each of the three kinds and room for headers and sparse maps, and is not
+/// configurable.
+pub const MAX_TAR_METADATA: u64 = 4 << 20;
 
 /// What a layer held.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -73,6 +99,9 @@ fn clean_relative(raw: &Path) -> Result<PathBuf, &'static str> {
 struct Layer<'a> {
     root: &'a Path,
     stats: UnpackStats,
+    limits: UnpackLimits,
+    /// Entry content read so far, counted against `limits.max_bytes`.
+    content: u64,
 }
 
 impl Layer<'_> {
@@ -132,6 +161,29 @@ impl Layer<'_> {
         }
     }
 
+    /// Copies an entry's content into `w`, counting it against the cap.
+    fn copy_content(
+        &mut self,
+        e: &mut impl Read,
+        w: &mut impl io::Write,
+        full: &Path,
+    ) -> Result<(), UnpackError> {
+        let n = match self.limits.max_bytes {
+            Some(max) => {
+                // One byte past what is left tells that the cap is crossed.
+                let left = max.saturating_sub(self.content);
+                io::copy(&mut e.take(left.saturating_add(1)), w)
+            }
+            None => io::copy(e, w),
+        }
+        .map_err(Self::write_err(full))?;
+        self.content += n;
+        match self.limits.max_bytes {
+            Some(max) if self.content > max => Err(UnpackError::TooLarge { max }),
+            _ => Ok(()),
+        }
+    }
+
     fn entry<R: Read>(&mut self, mut e: tar::Entry<'_, R>) -> Result<(), UnpackError> {
         let raw = e.path().map_err(UnpackError::Read)?.into_owned();
         let shown = raw.display().to_string();
@@ -144,11 +196,19 @@ impl Layer<'_> {
             return Ok(());
         }
         self.stats.entries += 1;
+        if let Some(max) = self.limits.max_entries {
+            if self.stats.entries > max {
+                return Err(UnpackError::TooManyEntries { max });
+            }
+        }
         let name = rel.file_name().expect("a normal last component");
         let full = self.prepare_parents(&rel, &shown)?;
 
         // Whiteouts, in overlayfs form.
         if name == OsStr::new(OPAQUE_MARKER) {
+            // Whiteouts carry no content; whatever one holds is read here,
+            // counted, and dropped (not left to the tar crate to skip).
+            self.copy_content(&mut e, &mut io::sink(), &full)?;
             let dir = full.parent().expect("inside the layer").to_path_buf();
             xattr::set(&dir, "trusted.overlay.opaque", b"y").map_err(Self::write_err(&dir))?;
             self.stats.opaque_dirs += 1;
@@ -161,6 +221,7 @@ impl Layer<'_> {
                     why: "it is a malformed whiteout",
                 });
             }
+            self.copy_content(&mut e, &mut io::sink(), &full)?;
             let target = full.with_file_name(OsStr::from_bytes(hidden));
             Self::clear(&target, false)?;
             mknod(&target, SFlag::S_IFCHR, Mode::empty(), 0)
@@ -189,7 +250,7 @@ impl Layer<'_> {
                     .create_new(true)
                     .open(&full)
                     .map_err(Self::write_err(&full))?;
-                io::copy(&mut e, &mut f).map_err(Self::write_err(&full))?;
+                self.copy_content(&mut e, &mut f, &full)?;
             }
             tar::EntryType::Symlink => {
                 let target = header
@@ -313,35 +374,60 @@ impl Layer<'_> {
 
 /// Unpacks the (possibly compressed) layer `r` into `dest`, an empty
 /// directory. On error, `dest` holds a partial layer the caller must remove.
-pub fn unpack_layer(r: impl Read, dest: &Path) -> Result<UnpackStats, UnpackError> {
-    unpack_tar(decompress(r).map_err(UnpackError::Read)?, dest)
+pub fn unpack_layer(
+    r: impl Read,
+    dest: &Path,
+    limits: UnpackLimits,
+) -> Result<UnpackStats, UnpackError> {
+    unpack_tar(decompress(r).map_err(UnpackError::Read)?, dest, limits)
 }
 
-/// Unpacks the uncompressed tar `r` into `dest`, an empty directory.
+/// Unpacks the uncompressed tar `r` into `dest`, an empty directory, within
+/// `limits` (and [`MAX_TAR_METADATA`] between entries).
 ///
 /// A layer whose last entry is complete but whose stream stops before that
 /// entry's padding and the end-of-archive blocks is accepted, as Go's
 /// archive/tar (and so containerd) accepts it; a layer that stops inside an
 /// entry's content is refused.
-pub fn unpack_tar(r: impl Read, dest: &Path) -> Result<UnpackStats, UnpackError> {
-    let eof_at = std::rc::Rc::new(std::cell::Cell::new(None));
+pub fn unpack_tar(
+    r: impl Read,
+    dest: &Path,
+    limits: UnpackLimits,
+) -> Result<UnpackStats, UnpackError> {
+    let state = std::rc::Rc::new(StreamState::default());
     let mut archive = tar::Archive::new(PadToBlock {
         inner: r,
         read: 0,
         pad_left: None,
-        eof_at: eof_at.clone(),
+        state: state.clone(),
     });
     let mut layer = Layer {
         root: dest,
         stats: UnpackStats::default(),
+        limits,
+        content: 0,
     };
     let mut content_end = 0u64;
-    for e in archive.entries().map_err(UnpackError::Read)? {
-        let e = e.map_err(UnpackError::Read)?;
+    let over_metadata = |e: io::Error| {
+        if state.metadata_exceeded.get() {
+            UnpackError::MetadataTooLarge {
+                max: MAX_TAR_METADATA,
+            }
+        } else {
+            UnpackError::Read(e)
+        }
+    };
+    // From here until an entry is handed over, what is read is metadata.
+    state.between_entries.set(Some(0));
+    for e in archive.entries().map_err(over_metadata)? {
+        let e = e.map_err(over_metadata)?;
+        state.between_entries.set(None);
         content_end = content_end.max(e.raw_file_position() + e.size());
         layer.entry(e)?;
+        state.between_entries.set(Some(0));
     }
-    if let Some(end) = eof_at.get() {
+    state.between_entries.set(None);
+    if let Some(end) = state.eof_at.get() {
         if content_end > end {
             return Err(UnpackError::Read(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -354,13 +440,26 @@ pub fn unpack_tar(r: impl Read, dest: &Path) -> Result<UnpackStats, UnpackError>
     Ok(layer.stats)
 }
 
+/// What the unpacker and the reader under the tar crate share.
+#[derive(Default)]
+struct StreamState {
+    /// Where the real data ended, once it has.
+    eof_at: std::cell::Cell<Option<u64>>,
+    /// Bytes read since the last entry was done with, while the tar crate
+    /// looks for the next one; `None` while an entry's content is read.
+    between_entries: std::cell::Cell<Option<u64>>,
+    /// Set when `between_entries` went past [`MAX_TAR_METADATA`].
+    metadata_exceeded: std::cell::Cell<bool>,
+}
+
 /// At the end of the stream, supplies zeros up to the next 512-byte block
-/// (a missing last padding), and records where the real data ended.
+/// (a missing last padding), and records where the real data ended. Between
+/// entries, refuses to read more than [`MAX_TAR_METADATA`].
 struct PadToBlock<R> {
     inner: R,
     read: u64,
     pad_left: Option<u64>,
-    eof_at: std::rc::Rc<std::cell::Cell<Option<u64>>>,
+    state: std::rc::Rc<StreamState>,
 }
 
 impl<R: Read> Read for PadToBlock<R> {
@@ -373,12 +472,23 @@ impl<R: Read> Read for PadToBlock<R> {
         }
         let n = self.inner.read(buf)?;
         if n == 0 && !buf.is_empty() {
-            self.eof_at.set(Some(self.read));
+            self.state.eof_at.set(Some(self.read));
             let rem = self.read % 512;
             self.pad_left = Some(if rem == 0 { 0 } else { 512 - rem });
             return self.read(buf);
         }
         self.read += n as u64;
+        if let Some(between) = self.state.between_entries.get() {
+            let between = between + n as u64;
+            self.state.between_entries.set(Some(between));
+            if between > MAX_TAR_METADATA {
+                self.state.metadata_exceeded.set(true);
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "too much tar metadata before one entry",
+                ));
+            }
+        }
         Ok(n)
     }
 }
@@ -408,11 +518,11 @@ mod tests {
         // Cut right after the content: no padding, no end-of-archive blocks.
         let cut = &full[..512 + 700];
         let dir = tempfile::tempdir().unwrap();
-        unpack_tar(cut, dir.path()).unwrap();
+        unpack_tar(cut, dir.path(), UnpackLimits::default()).unwrap();
         assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), content);
         // Cut inside the content.
         let dir = tempfile::tempdir().unwrap();
-        let err = unpack_tar(&full[..512 + 600], dir.path()).unwrap_err();
+        let err = unpack_tar(&full[..512 + 600], dir.path(), UnpackLimits::default()).unwrap_err();
         assert!(err.to_string().contains("inside an entry"), "{err}");
     }
 
@@ -467,7 +577,7 @@ mod tests {
 
     fn unpack(bytes: &[u8]) -> (tempfile::TempDir, Result<UnpackStats, UnpackError>) {
         let d = tempfile::tempdir().unwrap();
-        let r = unpack_layer(bytes, d.path());
+        let r = unpack_layer(bytes, d.path(), UnpackLimits::default());
         (d, r)
     }
 
@@ -595,6 +705,94 @@ mod tests {
             "did not create",
         );
         escape(Tar::new().file("a/.wh...", b"").done(), "whiteout");
+    }
+
+    #[test]
+    fn entry_and_size_caps_stop_the_unpack() {
+        if !root() {
+            return;
+        }
+        let t = Tar::new()
+            .dir("a/")
+            .file("a/one", &[1; 1000])
+            .file("a/two", &[2; 1000])
+            .file("a/.wh.gone", b"")
+            .done();
+        let within = |max_bytes, max_entries| {
+            let d = tempfile::tempdir().unwrap();
+            let limits = UnpackLimits {
+                max_bytes,
+                max_entries,
+            };
+            unpack_layer(t.as_slice(), d.path(), limits)
+        };
+        // Exactly at the caps: fine.
+        let s = within(Some(2000), Some(4)).unwrap();
+        assert_eq!((s.entries, s.whiteouts), (4, 1));
+        match within(None, Some(3)) {
+            Err(UnpackError::TooManyEntries { max: 3 }) => {}
+            other => panic!("expected the entry cap, got {other:?}"),
+        }
+        match within(Some(1999), None) {
+            Err(e @ UnpackError::TooLarge { max: 1999 }) => {
+                assert!(
+                    e.to_string().contains("image.max_layer_unpacked_size"),
+                    "{e}"
+                )
+            }
+            other => panic!("expected the size cap, got {other:?}"),
+        }
+        // What was written stops at the cap: the second file is cut short.
+        let d = tempfile::tempdir().unwrap();
+        let limits = UnpackLimits {
+            max_bytes: Some(1500),
+            max_entries: None,
+        };
+        assert!(unpack_layer(t.as_slice(), d.path(), limits).is_err());
+        assert!(std::fs::metadata(d.path().join("a/two")).unwrap().len() <= 501);
+        // A whiteout's content counts too.
+        let w = Tar::new().file(".wh.x", &[0; 600]).done();
+        let d = tempfile::tempdir().unwrap();
+        let limits = UnpackLimits {
+            max_bytes: Some(500),
+            max_entries: None,
+        };
+        assert!(matches!(
+            unpack_layer(w.as_slice(), d.path(), limits),
+            Err(UnpackError::TooLarge { max: 500 })
+        ));
+    }
+
+    #[test]
+    fn oversized_tar_metadata_is_refused_before_it_is_buffered() {
+        // A PAX record and a GNU long name of 5 MiB: the tar crate would
+        // read either whole into memory.
+        for kind in [tar::EntryType::XHeader, tar::EntryType::GNULongName] {
+            let t = Tar::new()
+                .raw(
+                    Tar::header(kind, 0o644),
+                    "././@LongLink",
+                    &vec![b'a'; 5 << 20],
+                )
+                .file("f", b"x")
+                .done();
+            let d = tempfile::tempdir().unwrap();
+            match unpack_tar(t.as_slice(), d.path(), UnpackLimits::default()) {
+                Err(UnpackError::MetadataTooLarge { max }) => assert_eq!(max, MAX_TAR_METADATA),
+                other => panic!("{kind:?}: expected the metadata cap, got {other:?}"),
+            }
+        }
+        // A long name of ordinary length still works.
+        let long = format!("{0}/{0}/{0}/f", "d".repeat(100));
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = Tar::header(tar::EntryType::Regular, 0o644);
+        h.set_size(1);
+        h.set_cksum();
+        b.append_data(&mut h, &long, &b"x"[..]).unwrap();
+        let t = b.into_inner().unwrap();
+        let d = tempfile::tempdir().unwrap();
+        unpack_tar(t.as_slice(), d.path(), UnpackLimits::default()).unwrap();
+        assert!(d.path().join(&long).exists());
     }
 
     #[test]

@@ -10,11 +10,11 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::Reference;
 use vordr_e2e::registry::{client, push, tar, Registry, ZSTD_LAYER};
 use vordr_image::content::{ContentStore, Digest};
-use vordr_image::pull::{FailureKind, Puller};
-use vordr_image::registries::RegistriesConf;
+use vordr_image::pull::{FailureKind, PullOptions, Puller};
+use vordr_image::registries::{RegistriesConf, Source};
 use vordr_image::snapshots::Snapshots;
 
-fn anonymous(_: &Reference) -> RegistryAuth {
+fn anonymous(_: &Source) -> RegistryAuth {
     RegistryAuth::Anonymous
 }
 
@@ -28,7 +28,7 @@ fn stores() -> Stores {
     let puller = Puller::new(
         ContentStore::open(&dir.path().join("content")).unwrap(),
         Snapshots::open(&dir.path().join("snapshots")).unwrap(),
-        3,
+        PullOptions::default(),
     );
     Stores { _dir: dir, puller }
 }

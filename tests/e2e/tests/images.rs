@@ -380,3 +380,87 @@ async fn kill_9_during_a_pull_leaves_nothing_half_visible() {
         "no kill landed during a pull: the test proved nothing"
     );
 }
+
+/// A registry that completes TCP handshakes (the kernel does) and then
+/// never says a word: connections are accepted and held. Returns its
+/// address and a count of connections so far.
+fn silent_registry() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = seen.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in l.incoming().flatten() {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(c);
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_registry_blocks_neither_other_pulls_nor_remove_image() {
+    if !can_run() {
+        eprintln!("skipped: needs root and netavark");
+        return;
+    }
+    let reg = Registry::start();
+    let (silent, connections) = silent_registry();
+    let b = format!("{}/e2e/b:1", reg.addr);
+    let b_id = push(
+        &b,
+        &[(tar(&[("b", Some(b"b"))]), IMAGE_LAYER_GZIP_MEDIA_TYPE)],
+        "amd64",
+    )
+    .await;
+    let conf = format!(
+        "{}\n[[registry]]\nlocation = \"{silent}\"\ninsecure = true\n",
+        registries(&reg)
+    );
+    let d = Daemon::start_with_registries("imgstall", &conf).await;
+    let mut c = d.client().await;
+    let a = format!("{silent}/e2e/a:1");
+    let pull_a = tokio::spawn({
+        let mut c = c.clone();
+        let a = a.clone();
+        async move { pull(&mut c, &a).await }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while connections.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pull of {a} never connected"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // While A waits on its registry: B pulls, is removed (freeing its
+    // content), and pulls again; removing A (not there) answers too.
+    let quick = std::time::Duration::from_secs(10);
+    for _ in 0..2 {
+        let id = tokio::time::timeout(quick, pull(&mut c, &b))
+            .await
+            .expect("pulling B waited on A's registry")
+            .unwrap();
+        assert_eq!(id, b_id);
+        tokio::time::timeout(
+            quick,
+            c.image
+                .remove_image(cri::RemoveImageRequest { image: spec(&b) }),
+        )
+        .await
+        .expect("RemoveImage waited on A's registry")
+        .unwrap();
+        assert_eq!(dir_entries(&d.root.join("images/snapshots")), 0);
+    }
+    tokio::time::timeout(
+        quick,
+        c.image
+            .remove_image(cri::RemoveImageRequest { image: spec(&a) }),
+    )
+    .await
+    .expect("RemoveImage of A waited on A's pull")
+    .unwrap();
+    assert!(!pull_a.is_finished(), "{:?}", pull_a.await);
+    pull_a.abort();
+}
