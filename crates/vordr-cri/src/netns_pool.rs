@@ -54,10 +54,19 @@ async fn create_slot(rt: &Runtime, network: &str) -> Result<(), String> {
             })
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("no free IP address left in {subnet}"))?;
+        let pod_name = format!("pool-{}", &id[..12]);
+        sandbox_cleanup::Attached {
+            pod_id: id.clone(),
+            pod_name: pod_name.clone(),
+            ip,
+            net: net.clone(),
+        }
+        .save(rt)
+        .map_err(|e| format!("recording the attachment: {e}"))?;
         rt.netavark
             .setup(&Attachment {
                 pod_id: &id,
-                pod_name: &format!("pool-{}", &id[..12]),
+                pod_name: &pod_name,
                 netns: &netns_path,
                 network: &net.network,
                 ip,

@@ -121,6 +121,14 @@ pub async fn sweep(rt: &Runtime, report: &mut Report) {
     for id in names(&ns_root) {
         if !known_pods.contains(id.as_str()) {
             report.orphan_pins += 1;
+            // Its network first, from the record kept beside the pins.
+            if let Some(a) = sandbox_cleanup::Attached::load(&ns_root.join(&id)) {
+                report.orphan_networks += 1;
+                if let Err(e) = sandbox_cleanup::teardown_attached(rt, &a).await {
+                    report.errors.push(format!("orphan network {id}: {e}"));
+                    continue;
+                }
+            }
             if let Err(e) = sandbox_cleanup::release_namespaces(rt, &id).await {
                 report.errors.push(format!("orphan pins {id}: {e}"));
             }

@@ -33,6 +33,8 @@ pub struct Report {
     pub orphan_cgroups: usize,
     /// Addresses held for pods with no row.
     pub orphan_ips: usize,
+    /// Network attachments of pods with no row, torn down.
+    pub orphan_networks: usize,
     /// Scratch namespaces of an interrupted network teardown.
     pub orphan_scratch: usize,
     pub errors: Vec<String>,

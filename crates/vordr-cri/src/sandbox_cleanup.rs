@@ -52,9 +52,48 @@ pub async fn teardown(rt: &Runtime, pod: &PodRecord) -> Result<(), String> {
     let Some(ip) = pod.ip else {
         return Ok(());
     };
-    let net = PodNetwork::from_record(pod)?;
-    let pinned = rt.ns_dir(&pod.id).join("net");
-    let scratch_dir = rt.config.server.run_dir.join("ns-teardown").join(&pod.id);
+    let attached = Attached {
+        pod_id: pod.id.clone(),
+        pod_name: pod.name.clone(),
+        ip,
+        net: PodNetwork::from_record(pod)?,
+    };
+    teardown_attached(rt, &attached).await
+}
+
+/// What netavark was given for a pod: kept next to the pod's pins
+/// ([`ATTACHMENT_FILE`]) from before netavark runs until the pins are
+/// released, so that a pod whose row is lost can still be detached.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Attached {
+    pub pod_id: String,
+    pub pod_name: String,
+    pub ip: std::net::IpAddr,
+    pub net: PodNetwork,
+}
+
+/// The attachment record in a pod's namespace directory.
+pub const ATTACHMENT_FILE: &str = "attachment.json";
+
+impl Attached {
+    /// Writes the record into the pod's namespace directory.
+    pub fn save(&self, rt: &Runtime) -> std::io::Result<()> {
+        let data = serde_json::to_vec(self).expect("attachment serialises");
+        vordr_fsmode::write_private(&rt.ns_dir(&self.pod_id).join(ATTACHMENT_FILE), &data)
+    }
+
+    /// The record left in a namespace directory, if any.
+    pub fn load(ns_dir: &std::path::Path) -> Option<Attached> {
+        let data = std::fs::read(ns_dir.join(ATTACHMENT_FILE)).ok()?;
+        serde_json::from_slice(&data).ok()
+    }
+}
+
+/// [`teardown`] from an attachment record.
+pub async fn teardown_attached(rt: &Runtime, a: &Attached) -> Result<(), String> {
+    let (pod_id, ip, net) = (&a.pod_id, a.ip, &a.net);
+    let pinned = rt.ns_dir(pod_id).join("net");
+    let scratch_dir = rt.config.server.run_dir.join("ns-teardown").join(pod_id);
     let netns_path = if netns::is_pinned(&pinned) {
         pinned
     } else {
@@ -86,8 +125,8 @@ pub async fn teardown(rt: &Runtime, pod: &PodRecord) -> Result<(), String> {
         let done = rt
             .netavark
             .teardown(&Attachment {
-                pod_id: &pod.id,
-                pod_name: &pod.name,
+                pod_id,
+                pod_name: &a.pod_name,
                 netns: &netns_path,
                 network: &net.network,
                 ip,
@@ -96,7 +135,7 @@ pub async fn teardown(rt: &Runtime, pod: &PodRecord) -> Result<(), String> {
             .await;
         match done {
             Err(NetavarkError::Failed { message, .. }) if message.contains(BRIDGE_GONE) => {
-                tracing::debug!(pod = %pod.id, "teardown: bridge {} is gone", net.network.bridge);
+                tracing::debug!(pod = %pod_id, "teardown: bridge {} is gone", net.network.bridge);
                 Ok(())
             }
             r => r.map_err(|e| e.to_string()),
@@ -107,7 +146,7 @@ pub async fn teardown(rt: &Runtime, pod: &PodRecord) -> Result<(), String> {
         let dir = scratch_dir.clone();
         if let Err(e) = blocking(move || netns::release_dir(&dir).map_err(|e| e.to_string())).await
         {
-            tracing::warn!(pod = %pod.id, "releasing the scratch namespace: {e}");
+            tracing::warn!(pod = %pod_id, "releasing the scratch namespace: {e}");
         }
     }
     res
@@ -132,6 +171,11 @@ async fn blocking<T: Send + 'static>(
 pub async fn release_namespaces(rt: &Runtime, pod_id: &str) -> Result<(), String> {
     let dir = rt.ns_dir(pod_id);
     crate::pod_init::kill(&dir);
+    match std::fs::remove_file(dir.join(ATTACHMENT_FILE)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("removing the attachment record: {e}")),
+    }
     tokio::task::spawn_blocking(move || netns::release_dir(&dir))
         .await
         .map_err(|e| e.to_string())?

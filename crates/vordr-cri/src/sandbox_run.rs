@@ -194,6 +194,14 @@ async fn build(
             })?;
         ip = Some(addr);
         crate::faults::point("pod.ip-allocated");
+        sandbox_cleanup::Attached {
+            pod_id: id.to_string(),
+            pod_name: plan.name.clone(),
+            ip: addr,
+            net: net.clone(),
+        }
+        .save(rt)
+        .map_err(|e| internal("recording the attachment", e))?;
         rt.netavark
             .setup(&Attachment {
                 pod_id: id,

@@ -163,6 +163,18 @@ async fn kubelet_cleanup(s: &mut Setup, context: &str) {
 /// Nothing of any pod or container is left: rows included.
 fn assert_clean(s: &Setup, context: &str) {
     let mut left = s.d.leftovers();
+    // Port mappings name the pod's address and the host port, not the subnet.
+    let prefix = s.d.subnet.trim_end_matches("0/24");
+    let port = host_port(s);
+    left.extend(
+        s.d.firewall_rules_all()
+            .into_iter()
+            .filter(|r| {
+                (r.contains(prefix) && !r.contains(&s.d.subnet))
+                    || (port..port + 64).any(|p| r.contains(&format!("dport {p} ")))
+            })
+            .map(|r| format!("port mapping rule {r}")),
+    );
     left.extend(
         cgroups_under(&cgroup_parent(s))
             .into_iter()
@@ -402,19 +414,21 @@ async fn a_call_cut_by_its_deadline_is_finished_and_the_retry_gets_it() {
     });
     req.set_timeout(Duration::from_millis(20));
     let cut = s.c.runtime.create_container(req).await;
-    assert!(cut.is_err(), "CreateContainer finished within 20 ms: {cut:?}");
+    assert!(
+        cut.is_err(),
+        "CreateContainer finished within 20 ms: {cut:?}"
+    );
     let id = s
         .create(&(pod_id.clone(), cfg), container(&s))
         .await
         .unwrap_or_else(|e| panic!("the retry: {e}\n{}", s.d.log()));
-    let all = s
-        .c
-        .runtime
-        .list_containers(cri::ListContainersRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .containers;
+    let all =
+        s.c.runtime
+            .list_containers(cri::ListContainersRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .containers;
     assert_eq!(all.len(), 1, "{all:?}");
     assert_eq!(all[0].id, id);
     kubelet_cleanup(&mut s, "deadline").await;
@@ -468,5 +482,47 @@ async fn a_cancelled_exec_sync_kills_its_process() {
     }
     kubelet_cleanup(&mut s, "exec").await;
     assert_clean(&s, "exec");
+    remove_parent(&cgroup_parent(&s));
+}
+
+/// Rows lost (a database restored from a backup, or edited): everything on
+/// the machine that no row accounts for is released at the next start, and
+/// the start-up report names each kind.
+#[tokio::test(flavor = "multi_thread")]
+async fn objects_without_rows_are_released_at_start() {
+    let Some(mut s) = setup_full("forphan", "pool_size = 0", PRIVILEGED).await else {
+        return;
+    };
+    let cfg = pod(&s, "orphan", host_port(&s));
+    let pod_id = run_pod(&mut s.c, cfg.clone()).await.unwrap();
+    s.run(&(pod_id, cfg), container(&s)).await;
+    assert!(!s.d.processes().is_empty());
+    s.d.kill9();
+    {
+        let db = rusqlite::Connection::open(s.d.root.join("vordr.db")).unwrap();
+        db.execute_batch("PRAGMA foreign_keys = OFF; DELETE FROM containers; DELETE FROM pods;")
+            .unwrap();
+    }
+    restart(&mut s).await;
+    let log = s.d.log();
+    let report = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("reconciled state with the machine"))
+        .expect("a start-up report")
+        .to_string();
+    for kind in [
+        "orphan_inits: 1",
+        "orphan_pins: 1",
+        "orphan_files: 1",
+        "orphan_containers: 1",
+        "orphan_cgroups: 0",
+        "orphan_ips: 1",
+    ] {
+        assert!(report.contains(kind), "{kind} in {report}");
+    }
+    // The pod's network went with its pins only if torn down: the
+    // firewall rules, veth and bridge port must be gone too.
+    assert_clean(&s, "orphans");
     remove_parent(&cgroup_parent(&s));
 }
