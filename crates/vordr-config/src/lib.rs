@@ -260,12 +260,32 @@ pub struct RuntimeHandler {
     pub path: PathBuf,
 }
 
+/// Image pulls: credentials, and the bounds that keep a pull from hanging
+/// or filling the node.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ImageConfig {
     pub parallel_downloads: u32,
     pub auth_file: PathBuf,
     pub pinned_images: Vec<String>,
+    /// A pull that receives no data (and unpacks none) for this long is
+    /// cancelled, as containerd's `image_pull_progress_timeout` and CRI-O's
+    /// `pull_progress_timeout` do; zero never cancels.
+    #[serde(with = "duration")]
+    pub pull_progress_timeout: Duration,
+    /// Connecting to a registry gives up after this long; zero leaves it
+    /// to the kernel.
+    #[serde(with = "duration")]
+    pub connect_timeout: Duration,
+    /// A registry request that receives nothing for this long (waiting for
+    /// the response, or between two reads of its body) fails; zero never.
+    #[serde(with = "duration")]
+    pub read_timeout: Duration,
+    /// Bytes of file content one layer may unpack to; 0 for no cap.
+    pub max_layer_unpacked_size: u64,
+    /// Entries (files, directories, links, whiteouts) one layer may hold;
+    /// 0 for no cap.
+    pub max_layer_entries: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -733,6 +753,37 @@ allow_privileged = true
         for address in ["127.0.0.1", "127.0.0.2", "::1"] {
             let text = format!("[streaming]\naddress = \"{address}\"\n");
             assert!(Config::from_overlay_str(&text, "t").is_ok(), "{address}");
+        }
+    }
+
+    #[test]
+    fn image_pull_bounds() {
+        let d = Config::default().image;
+        assert_eq!(d.pull_progress_timeout, Duration::from_secs(300));
+        assert_eq!(d.connect_timeout, Duration::from_secs(30));
+        assert_eq!(d.read_timeout, Duration::from_secs(60));
+        assert_eq!((d.max_layer_unpacked_size, d.max_layer_entries), (0, 0));
+        let c = Config::from_overlay_str(
+            "[image]\npull_progress_timeout = \"0s\"\nconnect_timeout = \"1500ms\"\n\
+             read_timeout = \"2m 30s\"\nmax_layer_unpacked_size = 1073741824\n\
+             max_layer_entries = 100000\n",
+            "t",
+        )
+        .unwrap()
+        .image;
+        assert_eq!(c.pull_progress_timeout, Duration::ZERO);
+        assert_eq!(c.connect_timeout, Duration::from_millis(1500));
+        assert_eq!(c.read_timeout, Duration::from_secs(150));
+        assert_eq!(c.max_layer_unpacked_size, 1 << 30);
+        assert_eq!(c.max_layer_entries, 100_000);
+        for text in [
+            "[image]\npull_progress_timeout = \"5 minutes please\"",
+            "[image]\nread_timeout = 60",
+            "[image]\nmax_layer_entries = -1",
+        ] {
+            let e = Config::from_overlay_str(text, "t").unwrap_err();
+            let key = text.split('\n').nth(1).unwrap().split(' ').next().unwrap();
+            assert!(e.to_string().contains(key), "{text}: {e}");
         }
     }
 

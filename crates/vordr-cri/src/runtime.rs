@@ -12,6 +12,7 @@ use vordr_image::content::ContentStore;
 use vordr_image::pull::{PullOptions, Puller};
 use vordr_image::registries::RegistriesConf;
 use vordr_image::snapshots::Snapshots;
+use vordr_image::unpack::UnpackLimits;
 use vordr_net::netavark::{BridgeNetwork, Netavark};
 use vordr_store::{Lookup, PodRecord, Store};
 
@@ -195,11 +196,21 @@ impl Runtime {
     }
 }
 
-/// How the puller reaches registries and what it accepts, from `[image]`.
+/// How the puller reaches registries and what it accepts, from `[image]`
+/// (a zero duration or cap there is none).
 pub fn pull_options(config: &Config) -> PullOptions {
+    let i = &config.image;
+    let wait = |d: Duration| (!d.is_zero()).then_some(d);
+    let cap = |n: u64| (n > 0).then_some(n);
     PullOptions {
-        parallel: config.image.parallel_downloads as usize,
-        ..PullOptions::default()
+        parallel: i.parallel_downloads as usize,
+        connect_timeout: wait(i.connect_timeout),
+        read_timeout: wait(i.read_timeout),
+        progress_timeout: wait(i.pull_progress_timeout),
+        limits: UnpackLimits {
+            max_bytes: cap(i.max_layer_unpacked_size),
+            max_entries: cap(i.max_layer_entries),
+        },
     }
 }
 
@@ -319,6 +330,32 @@ mod tests {
         assert!(first_cidr("").is_err());
         assert!(first_cidr("10.0.0.0/31").is_err());
         assert!(first_cidr("banana").is_err());
+    }
+
+    #[test]
+    fn pull_options_follow_the_image_section() {
+        let d = pull_options(&Config::default());
+        assert_eq!(d.parallel, 3);
+        assert_eq!(d.progress_timeout, Some(Duration::from_secs(300)));
+        assert_eq!(d.connect_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(d.read_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(d.limits, UnpackLimits::default());
+        let mut c = Config::default();
+        c.image.pull_progress_timeout = Duration::ZERO;
+        c.image.read_timeout = Duration::ZERO;
+        c.image.connect_timeout = Duration::from_secs(2);
+        c.image.max_layer_entries = 10;
+        c.image.max_layer_unpacked_size = 1 << 20;
+        let o = pull_options(&c);
+        assert_eq!((o.progress_timeout, o.read_timeout), (None, None));
+        assert_eq!(o.connect_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(
+            o.limits,
+            UnpackLimits {
+                max_bytes: Some(1 << 20),
+                max_entries: Some(10)
+            }
+        );
     }
 
     #[test]

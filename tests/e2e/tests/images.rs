@@ -268,7 +268,19 @@ async fn basic_auth_from_kubelet_or_the_auth_file() {
         auth: "a3ViZTpzM2NyZXQ=".into(),
         ..Default::default()
     };
-    for good in [password, base64] {
+    // Credentials given for another registry are not sent to this one;
+    // given for this one (in any spelling), they are.
+    let elsewhere = cri::AuthConfig {
+        server_address: "ghcr.io".into(),
+        ..password.clone()
+    };
+    let e = c.image.pull_image(with(elsewhere)).await.unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    let here = cri::AuthConfig {
+        server_address: format!("http://{}/v2/", reg.addr),
+        ..password.clone()
+    };
+    for good in [here, password, base64] {
         let pulled = c.image.pull_image(with(good)).await.unwrap().into_inner();
         assert_eq!(pulled.image_ref, id);
         c.image
@@ -418,7 +430,7 @@ async fn a_stalled_registry_blocks_neither_other_pulls_nor_remove_image() {
         "{}\n[[registry]]\nlocation = \"{silent}\"\ninsecure = true\n",
         registries(&reg)
     );
-    let d = Daemon::start_with_registries("imgstall", &conf).await;
+    let mut d = Daemon::start_with_registries("imgstall", &conf).await;
     let mut c = d.client().await;
     let a = format!("{silent}/e2e/a:1");
     let pull_a = tokio::spawn({
@@ -463,4 +475,28 @@ async fn a_stalled_registry_blocks_neither_other_pulls_nor_remove_image() {
     .unwrap();
     assert!(!pull_a.is_finished(), "{:?}", pull_a.await);
     pull_a.abort();
+
+    // With a progress timeout, the pull of A is cancelled, as containerd
+    // cancels it, naming the image and the timeout.
+    d.terminate();
+    let cfg = std::fs::read_to_string(&d.config).unwrap();
+    std::fs::write(
+        &d.config,
+        format!("{cfg}\n[image]\npull_progress_timeout = \"2s\"\n"),
+    )
+    .unwrap();
+    d.spawn().await;
+    let mut c = d.client().await;
+    let t0 = std::time::Instant::now();
+    let e = tokio::time::timeout(std::time::Duration::from_secs(30), pull(&mut c, &a))
+        .await
+        .expect("the progress timeout did not end the pull")
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Cancelled, "{e:?}");
+    assert!(
+        e.message().contains(&a) && e.message().contains("2s"),
+        "{}",
+        e.message()
+    );
+    assert!(t0.elapsed() >= std::time::Duration::from_secs(2));
 }
