@@ -17,6 +17,18 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tonic::Status;
 
+/// Runs `work` to completion on a blocking thread (driven by the runtime's
+/// handle), whether or not anyone awaits the handle: blocking calls in it
+/// (SQLite, the filesystem) never occupy the async worker threads.
+pub fn off_runtime<T, F>(work: F) -> tokio::task::JoinHandle<T>
+where
+    T: Send + 'static,
+    F: Future<Output = T> + Send + 'static,
+{
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || handle.block_on(work))
+}
+
 /// How long a finished result waits for a retry before it is forgotten.
 const LINGER: Duration = Duration::from_secs(300);
 
@@ -61,8 +73,11 @@ impl Inflight {
             if mine {
                 let job = work.take().expect("work is spawned once");
                 let (this, key, entry) = (self.clone(), key.clone(), entry.clone());
+                let work = off_runtime(job);
                 tokio::spawn(async move {
-                    let outcome = job.await;
+                    let outcome = work.await.unwrap_or_else(|e| {
+                        Err(Status::internal(format!("the create failed: {e}")))
+                    });
                     entry.outcome.send_replace(Some(outcome));
                     tokio::time::sleep(LINGER).await;
                     if !entry.taken.load(Ordering::SeqCst) {

@@ -22,36 +22,30 @@ pub struct Vordr(pub Arc<Runtime>);
 
 type R<T> = Result<Response<T>, Status>;
 
-/// Runs a call that changes the node in a task of its own: kubelet's
-/// deadline drops the handler, never the work half-way (see `inflight`).
+/// Runs a call that changes the node on a thread of its own: kubelet's
+/// deadline drops the handler, never the work half-way (see `inflight`),
+/// and its SQLite writes and filesystem work never hold up the async
+/// threads that answer Version, Status and the streaming server.
 async fn detached<T, F>(rt: &Arc<Runtime>, call: impl FnOnce(Arc<Runtime>) -> F) -> R<T>
 where
     T: Send + 'static,
     F: std::future::Future<Output = Result<T, Status>> + Send + 'static,
 {
-    tokio::spawn(call(rt.clone()))
+    crate::inflight::off_runtime(call(rt.clone()))
         .await
-        .map_err(|e| Status::internal(format!("the call's task failed: {e}")))?
+        .map_err(|e| Status::internal(format!("the call's thread failed: {e}")))?
         .map(Response::new)
 }
 
 /// Runs a read-only call on a blocking thread: its SQLite reads, cgroup
 /// files and disk walks never hold up the async threads, so a hung disk
 /// (NFS) stalls the calls that need it, not Version, Status or streaming.
-async fn blocking<T, F>(
-    rt: &Arc<Runtime>,
-    call: impl FnOnce(Arc<Runtime>) -> F + Send + 'static,
-) -> R<T>
+async fn blocking<T, F>(rt: &Arc<Runtime>, call: impl FnOnce(Arc<Runtime>) -> F) -> R<T>
 where
     T: Send + 'static,
-    F: std::future::Future<Output = Result<T, Status>>,
+    F: std::future::Future<Output = Result<T, Status>> + Send + 'static,
 {
-    let rt = rt.clone();
-    let handle = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || handle.block_on(call(rt)))
-        .await
-        .map_err(|e| Status::internal(format!("the call's thread failed: {e}")))?
-        .map(Response::new)
+    detached(rt, call).await
 }
 
 fn not_yet<T>(rpc: &str) -> R<T> {

@@ -30,14 +30,40 @@ fn condition(kind: &str, res: Result<(), (String, String)>) -> RuntimeCondition 
     }
 }
 
-pub async fn status(rt: &Runtime, req: StatusRequest) -> StatusResponse {
-    let runtime = match rt.store.schema_version() {
-        Ok(_) => Ok(()),
-        Err(e) => Err((
-            "StateStoreUnavailable".to_string(),
-            format!("the state database cannot be read: {e}"),
-        )),
+/// How long Status waits for the state database before it reports the
+/// runtime not ready (a hung disk must not hang kubelet's node status).
+const DB_PROBE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Reads the schema version and the pod CIDR, on a blocking thread when
+/// the runtime lives in an `Arc` (always, once serving).
+async fn probe_db(rt: &Runtime) -> Result<Option<String>, (String, String)> {
+    let read = |rt: &Runtime| {
+        rt.store
+            .schema_version()
+            .map(|_| rt.store.get_setting(POD_CIDR_KEY).ok().flatten())
+            .map_err(|e| {
+                (
+                    "StateStoreUnavailable".to_string(),
+                    format!("the state database cannot be read: {e}"),
+                )
+            })
     };
+    let Some(arc) = rt.arc() else {
+        return read(rt);
+    };
+    match tokio::time::timeout(DB_PROBE, tokio::task::spawn_blocking(move || read(&arc))).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => Err(("StateStoreUnavailable".into(), e.to_string())),
+        Err(_) => Err((
+            "StateStoreUnresponsive".into(),
+            format!("the state database did not answer within {DB_PROBE:?}"),
+        )),
+    }
+}
+
+pub async fn status(rt: &Runtime, req: StatusRequest) -> StatusResponse {
+    let db = probe_db(rt).await;
+    let runtime = db.as_ref().map(|_| ()).map_err(Clone::clone);
     let net_health = rt.network_health().await;
     let network = net_health.as_ref().map(|_| ()).map_err(|e| {
         (
@@ -47,7 +73,7 @@ pub async fn status(rt: &Runtime, req: StatusRequest) -> StatusResponse {
     });
     let mut info = HashMap::new();
     if req.verbose {
-        let pod_cidr = rt.store.get_setting(POD_CIDR_KEY).ok().flatten();
+        let pod_cidr = db.as_ref().ok().cloned().flatten();
         let v = serde_json::json!({
             "config": rt.config,
             "network": rt.network(),

@@ -526,3 +526,77 @@ async fn objects_without_rows_are_released_at_start() {
     assert_clean(&s, "orphans");
     remove_parent(&cgroup_parent(&s));
 }
+
+/// A disk that stops answering (here: the database held by another
+/// process's exclusive transaction, as a hung NFS mount would hold it)
+/// stalls the calls that need it, never Version or Status.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_database_does_not_stall_version() {
+    let Some(mut s) = setup_full("fstall", "pool_size = 0", PRIVILEGED).await else {
+        return;
+    };
+    let db = rusqlite::Connection::open(s.d.root.join("vordr.db")).unwrap();
+    db.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let held = Instant::now();
+    // More stuck calls than the daemon has async threads.
+    let mut stuck = Vec::new();
+    for n in 0..8 {
+        let mut c = s.d.client().await;
+        let cfg = s.pod_config(&format!("stall{n}"));
+        stuck.push(tokio::spawn(async move {
+            let _ = run_pod(&mut c, cfg).await;
+            let _ = c
+                .runtime
+                .list_pod_sandbox(cri::ListPodSandboxRequest::default())
+                .await;
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (mut worst_version, mut worst_status) = (Duration::ZERO, Duration::ZERO);
+    let mut unready = None;
+    while held.elapsed() < Duration::from_millis(2500) {
+        let t = Instant::now();
+        s.c.runtime
+            .version(cri::VersionRequest::default())
+            .await
+            .unwrap();
+        worst_version = worst_version.max(t.elapsed());
+        let t = Instant::now();
+        let st =
+            s.c.runtime
+                .status(cri::StatusRequest::default())
+                .await
+                .unwrap()
+                .into_inner();
+        worst_status = worst_status.max(t.elapsed());
+        let ready = st
+            .status
+            .unwrap()
+            .conditions
+            .into_iter()
+            .find(|c| c.r#type == "RuntimeReady");
+        if let Some(c) = ready.filter(|c| !c.status) {
+            unready = Some(c.reason);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    db.execute_batch("ROLLBACK").unwrap();
+    assert!(
+        worst_version < Duration::from_secs(1),
+        "Version took {worst_version:?} while the database was held"
+    );
+    // Status waits 1 s for the database, then says why the runtime is not ready.
+    assert!(
+        worst_status < Duration::from_millis(1500),
+        "Status took {worst_status:?} while the database was held"
+    );
+    assert_eq!(unready.as_deref(), Some("StateStoreUnresponsive"));
+    for t in stuck {
+        tokio::time::timeout(Duration::from_secs(30), t)
+            .await
+            .expect("the stalled calls finish once the database answers")
+            .unwrap();
+    }
+    kubelet_cleanup(&mut s, "stall").await;
+    assert_clean(&s, "stall");
+}
