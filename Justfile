@@ -14,16 +14,25 @@ test:
     cargo build -p vordr -p vordr-shim
     cargo test --workspace --no-fail-fast
 
+# Every cargo fuzz target (fuzz/) for SECONDS each, one at a time; a crash or a
+# broken invariant fails (the input lands in fuzz/artifacts/TARGET/).
+fuzz SECONDS="60":
+    ./scripts/fuzz.sh {{SECONDS}}
+
 # Formatting and lints, as CI runs them.
 check:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
 
 # Fault injection and a longer chaos run: kill -9 of the daemon at every
-# crash point and at random moments of ROUNDS lifecycles, then a leak count.
-chaos ROUNDS="60":
+# crash point and at random moments of ROUNDS lifecycles, then a leak count;
+# then a stalled registry, 2,000 half-open streaming connections and a held
+# database, each while CRI keeps answering (figures printed).
+chaos ROUNDS="200":
     cargo build -p vordr -p vordr-shim
     VORDR_CHAOS_ROUNDS={{ROUNDS}} cargo test -p vordr-e2e --test faults -- --nocapture --test-threads 1
+    cargo test -p vordr-e2e --test images a_stalled_registry -- --nocapture
+    cargo test -p vordr-e2e --test streaming half_open -- --nocapture
 
 # Pod start, image pull and image list benchmarks, side by side with containerd 1.6.
 bench ITERATIONS="30": build-release

@@ -642,6 +642,16 @@ pub async fn run_pod_with(
         .map(|r| r.into_inner().pod_sandbox_id)
 }
 
+/// Every container, unfiltered.
+pub async fn list_containers(c: &mut CriClient) -> Vec<cri::Container> {
+    c.runtime
+        .list_containers(cri::ListContainersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .containers
+}
+
 /// Every pod sandbox, unfiltered.
 pub async fn list_pods(c: &mut CriClient) -> Vec<cri::PodSandbox> {
     c.runtime

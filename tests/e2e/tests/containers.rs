@@ -383,13 +383,7 @@ async fn bad_input() {
             .unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
     // Nothing of the failed creates is left: no bundle, no shim, no mount.
-    let listed =
-        s.c.runtime
-            .list_containers(cri::ListContainersRequest::default())
-            .await
-            .unwrap()
-            .into_inner()
-            .containers;
+    let listed = list_containers(&mut s.c).await;
     assert!(listed.is_empty(), "{listed:?}");
     // A stopped pod takes no new containers.
     s.c.runtime

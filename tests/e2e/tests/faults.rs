@@ -116,14 +116,7 @@ async fn lifecycle(s: &mut Setup, name: &str, port: i32) -> Result<(), tonic::St
 /// What kubelet does for pods it no longer wants: stop and remove each,
 /// and every container it lists. Each call must succeed.
 async fn kubelet_cleanup(s: &mut Setup, context: &str) {
-    let containers =
-        s.c.runtime
-            .list_containers(cri::ListContainersRequest::default())
-            .await
-            .unwrap()
-            .into_inner()
-            .containers;
-    for c in containers {
+    for c in list_containers(&mut s.c).await {
         for stop in [true, false] {
             let r = if stop {
                 s.c.runtime
@@ -200,6 +193,29 @@ fn assert_clean(s: &Setup, context: &str) {
     );
 }
 
+/// A daemon for these tests: no warm pool (its slots would count as
+/// leftovers), the privileged profile (host ports).
+async fn daemon(tag: &str) -> Option<Setup> {
+    setup_full(tag, "pool_size = 0", PRIVILEGED).await
+}
+
+/// [`daemon`] with a pod `name` running the test container: (setup, pod
+/// id, container id).
+async fn running(tag: &str, name: &str) -> Option<(Setup, String, String)> {
+    let mut s = daemon(tag).await?;
+    let cfg = pod(&s, name, host_port(&s));
+    let pod_id = run_pod(&mut s.c, cfg.clone()).await.unwrap();
+    let id = s.run(&(pod_id.clone(), cfg), container(&s)).await;
+    Some((s, pod_id, id))
+}
+
+/// kubelet's cleanup, then a clean node, then the test's cgroup parent goes.
+async fn finish(s: &mut Setup, context: &str) {
+    kubelet_cleanup(s, context).await;
+    assert_clean(s, context);
+    remove_parent(&cgroup_parent(s));
+}
+
 /// Restarts the daemon after a crash (without a crash point).
 async fn restart(s: &mut Setup) {
     s.d.kill9();
@@ -212,7 +228,7 @@ async fn restart(s: &mut Setup) {
 /// would, check the node is clean, then prove it still runs a whole
 /// lifecycle with the same names.
 async fn crash_at_each(tag: &str, points: &[&str]) {
-    let Some(mut s) = setup_full(tag, "pool_size = 0", PRIVILEGED).await else {
+    let Some(mut s) = daemon(tag).await else {
         return;
     };
     for (n, point) in points.iter().enumerate() {
@@ -276,12 +292,9 @@ fn every_crash_point_is_exercised() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_shim_ends_its_container_and_teardown_completes() {
-    let Some(mut s) = setup_full("fshim", "pool_size = 0", PRIVILEGED).await else {
+    let Some((mut s, _, id)) = running("fshim", "shimkill").await else {
         return;
     };
-    let cfg = pod(&s, "shimkill", host_port(&s));
-    let pod_id = run_pod(&mut s.c, cfg.clone()).await.unwrap();
-    let id = s.run(&(pod_id.clone(), cfg), container(&s)).await;
     let bundle = s.d.run_dir.join("bundles").join(&id);
     let shim =
         s.d.processes()
@@ -302,9 +315,7 @@ async fn a_killed_shim_ends_its_container_and_teardown_completes() {
     .unwrap();
     let st = s.wait_exit(&id).await;
     assert_eq!(st.reason, "Unknown", "{st:?}");
-    kubelet_cleanup(&mut s, "shim killed").await;
-    assert_clean(&s, "shim killed");
-    remove_parent(&cgroup_parent(&s));
+    finish(&mut s, "shim killed").await;
 }
 
 /// Lifecycles with the daemon killed at random moments in between (a few
@@ -312,7 +323,7 @@ async fn a_killed_shim_ends_its_container_and_teardown_completes() {
 /// and nothing may be left.
 #[tokio::test(flavor = "multi_thread")]
 async fn chaos_kills_during_lifecycles_leak_nothing() {
-    let Some(mut s) = setup_full("fchaos", "pool_size = 0", PRIVILEGED).await else {
+    let Some(mut s) = daemon("fchaos").await else {
         return;
     };
     let rounds: u32 = std::env::var("VORDR_CHAOS_ROUNDS")
@@ -375,13 +386,11 @@ async fn chaos_kills_during_lifecycles_leak_nothing() {
     if s.d.exited() {
         restart(&mut s).await;
     }
-    kubelet_cleanup(&mut s, "chaos end").await;
-    assert_clean(&s, "chaos end");
     eprintln!(
         "chaos: {kills} kills, {finished} lifecycles finished, {:?}",
         started.elapsed()
     );
-    remove_parent(&cgroup_parent(&s));
+    finish(&mut s, "chaos end").await;
 }
 
 /// kubelet's deadline passing mid-call (tonic drops the handler): the
@@ -389,7 +398,7 @@ async fn chaos_kills_during_lifecycles_leak_nothing() {
 /// instead of AlreadyExists.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_call_cut_by_its_deadline_is_finished_and_the_retry_gets_it() {
-    let Some(mut s) = setup_full("fdeadline", "pool_size = 0", PRIVILEGED).await else {
+    let Some(mut s) = daemon("fdeadline").await else {
         return;
     };
     let cfg = pod(&s, "deadline", host_port(&s));
@@ -422,29 +431,18 @@ async fn a_call_cut_by_its_deadline_is_finished_and_the_retry_gets_it() {
         .create(&(pod_id.clone(), cfg), container(&s))
         .await
         .unwrap_or_else(|e| panic!("the retry: {e}\n{}", s.d.log()));
-    let all =
-        s.c.runtime
-            .list_containers(cri::ListContainersRequest::default())
-            .await
-            .unwrap()
-            .into_inner()
-            .containers;
+    let all = list_containers(&mut s.c).await;
     assert_eq!(all.len(), 1, "{all:?}");
     assert_eq!(all[0].id, id);
-    kubelet_cleanup(&mut s, "deadline").await;
-    assert_clean(&s, "deadline");
-    remove_parent(&cgroup_parent(&s));
+    finish(&mut s, "deadline").await;
 }
 
 /// An ExecSync whose caller gives up kills its process and removes its FIFOs.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cancelled_exec_sync_kills_its_process() {
-    let Some(mut s) = setup_full("fexec", "pool_size = 0", PRIVILEGED).await else {
+    let Some((mut s, _, id)) = running("fexec", "execcut").await else {
         return;
     };
-    let cfg = pod(&s, "execcut", host_port(&s));
-    let pod_id = run_pod(&mut s.c, cfg.clone()).await.unwrap();
-    let id = s.run(&(pod_id, cfg), container(&s)).await;
     let mut req = tonic::Request::new(cri::ExecSyncRequest {
         container_id: id.clone(),
         cmd: vec!["sleep".into(), "4242".into()],
@@ -480,9 +478,7 @@ async fn a_cancelled_exec_sync_kills_its_process() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    kubelet_cleanup(&mut s, "exec").await;
-    assert_clean(&s, "exec");
-    remove_parent(&cgroup_parent(&s));
+    finish(&mut s, "exec").await;
 }
 
 /// Rows lost (a database restored from a backup, or edited): everything on
@@ -490,12 +486,9 @@ async fn a_cancelled_exec_sync_kills_its_process() {
 /// the start-up report names each kind.
 #[tokio::test(flavor = "multi_thread")]
 async fn objects_without_rows_are_released_at_start() {
-    let Some(mut s) = setup_full("forphan", "pool_size = 0", PRIVILEGED).await else {
+    let Some((mut s, _, _)) = running("forphan", "orphan").await else {
         return;
     };
-    let cfg = pod(&s, "orphan", host_port(&s));
-    let pod_id = run_pod(&mut s.c, cfg.clone()).await.unwrap();
-    s.run(&(pod_id, cfg), container(&s)).await;
     assert!(!s.d.processes().is_empty());
     s.d.kill9();
     {
@@ -532,7 +525,7 @@ async fn objects_without_rows_are_released_at_start() {
 /// stalls the calls that need it, never Version or Status.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stalled_database_does_not_stall_version() {
-    let Some(mut s) = setup_full("fstall", "pool_size = 0", PRIVILEGED).await else {
+    let Some(mut s) = daemon("fstall").await else {
         return;
     };
     let db = rusqlite::Connection::open(s.d.root.join("vordr.db")).unwrap();
@@ -597,6 +590,5 @@ async fn a_stalled_database_does_not_stall_version() {
             .expect("the stalled calls finish once the database answers")
             .unwrap();
     }
-    kubelet_cleanup(&mut s, "stall").await;
-    assert_clean(&s, "stall");
+    finish(&mut s, "stall").await;
 }
