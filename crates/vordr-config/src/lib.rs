@@ -332,6 +332,42 @@ pub struct NetworkConfig {
     pub use_pod_cidr: bool,
     pub pool_size: u32,
     pub host_resolv_conf: PathBuf,
+    /// Who attaches pods: netavark with Vordr's IPAM, or the cluster's CNI
+    /// plugins.
+    pub driver: NetworkDriver,
+    pub cni: CniConfig,
+}
+
+/// Who attaches pod network namespaces.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkDriver {
+    Netavark,
+    Cni,
+}
+
+impl std::str::FromStr for NetworkDriver {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "netavark" => Ok(NetworkDriver::Netavark),
+            "cni" => Ok(NetworkDriver::Cni),
+            _ => Err(format!("unknown network driver {s:?} (netavark or cni)")),
+        }
+    }
+}
+
+/// `[network.cni]`: where the cluster's network add-on puts its config
+/// lists and plugins.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CniConfig {
+    pub conf_dir: PathBuf,
+    pub bin_dirs: Vec<PathBuf>,
+    /// Attachment cache; empty for `<root>/cni/cache`.
+    pub cache_dir: PathBuf,
+    #[serde(with = "duration")]
+    pub plugin_timeout: std::time::Duration,
 }
 
 /// A user's file, parsed only to reject unknown sections by name.
@@ -362,6 +398,19 @@ impl Default for Config {
     }
 }
 
+/// Sets every key of `src` in `dst`, table by table (a user's
+/// `[network.cni]` with one key keeps the defaults of the others).
+fn overlay_table(dst: &mut toml::Table, src: toml::Table) {
+    for (k, v) in src {
+        match (dst.get_mut(&k), v) {
+            (Some(toml::Value::Table(d)), toml::Value::Table(s)) => overlay_table(d, s),
+            (_, v) => {
+                dst.insert(k, v);
+            }
+        }
+    }
+}
+
 impl Config {
     /// Parses a complete configuration.
     fn from_toml_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
@@ -383,18 +432,7 @@ impl Config {
         let _: PartialConfig = toml::from_str(text).map_err(parse_err)?;
         let mut base: toml::Table = toml::from_str(EMBEDDED_DEFAULT).map_err(parse_err)?;
         let overlay: toml::Table = toml::from_str(text).map_err(parse_err)?;
-        for (section, value) in overlay {
-            match (base.get_mut(&section), value) {
-                (Some(toml::Value::Table(dst)), toml::Value::Table(src)) => {
-                    for (k, v) in src {
-                        dst.insert(k, v);
-                    }
-                }
-                (_, v) => {
-                    base.insert(section, v);
-                }
-            }
-        }
+        overlay_table(&mut base, overlay);
         let merged = toml::to_string(&base).expect("a TOML table serialises");
         Config::from_toml_str(&merged, origin)
     }
@@ -791,5 +829,28 @@ allow_privileged = true
     fn missing_file_is_an_error() {
         let e = Config::load(Some(Path::new("/nonexistent/vordr.toml"))).unwrap_err();
         assert!(matches!(e, ConfigError::Read { .. }));
+    }
+
+    #[test]
+    fn nested_tables_overlay_key_by_key() {
+        let c = Config::from_overlay_str(
+            "[network]\ndriver = \"cni\"\n[network.cni]\nconf_dir = \"/tmp/net.d\"\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.network.driver, NetworkDriver::Cni);
+        assert_eq!(c.network.cni.conf_dir, PathBuf::from("/tmp/net.d"));
+        // The keys not given keep their defaults.
+        assert_eq!(
+            c.network.cni.bin_dirs,
+            [PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")]
+        );
+        assert_eq!(
+            c.network.cni.plugin_timeout,
+            std::time::Duration::from_secs(60)
+        );
+        assert_eq!(Config::default().network.driver, NetworkDriver::Netavark);
+        let e = Config::from_overlay_str("[network]\ndriver = \"flannel\"\n", "t").unwrap_err();
+        assert!(e.to_string().contains("flannel"), "{e}");
     }
 }

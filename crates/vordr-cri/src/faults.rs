@@ -25,10 +25,11 @@ pub const POINTS: &[&str] = &[
     "container.teardown.shim",
     "container.torn-down",
     "pod.containers-stopped",
-    "pod.netavark-teardown",
+    "pod.network-detached",
     "pod.namespaces-released",
     "pod.containers-removed",
     "pod.files-removed",
+    "cni.added",
 ];
 
 /// Dies here if `VORDR_CRASH_AT` names this point.

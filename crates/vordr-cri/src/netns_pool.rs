@@ -19,6 +19,7 @@ use crate::sandbox_run::{new_id, now_ns};
 /// must match it exactly to be claimed.
 pub fn current_network_record(rt: &Runtime) -> String {
     serde_json::to_string(&PodNetwork {
+        cni: None,
         network: rt.network(),
         ports: vec![],
     })
@@ -97,7 +98,13 @@ async fn create_slot(rt: &Runtime, network: &str) -> Result<(), String> {
 /// (the pod CIDR changed) or beyond the size, then creates missing ones.
 pub async fn refill(rt: &Runtime) -> Result<(), String> {
     let network = current_network_record(rt);
-    let size = rt.config.network.pool_size as usize;
+    // Plugins get the pod's name at ADD, which a pooled namespace cannot
+    // know: with the CNI driver there is no pool.
+    let size = if rt.cni.is_some() {
+        0
+    } else {
+        rt.config.network.pool_size as usize
+    };
     let slots: Vec<_> = rt
         .store
         .list_pods()
@@ -131,7 +138,7 @@ pub async fn refill(rt: &Runtime) -> Result<(), String> {
 /// Keeps the pool full for the life of the daemon: refills at start and
 /// whenever RunPodSandbox takes a slot.
 pub fn spawn_refill_task(rt: Arc<Runtime>) {
-    if rt.config.network.pool_size == 0 {
+    if rt.config.network.pool_size == 0 || rt.cni.is_some() {
         // Drop slots a previous configuration left.
         tokio::spawn(async move {
             if let Err(e) = refill(&rt).await {

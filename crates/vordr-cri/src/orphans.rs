@@ -117,6 +117,29 @@ pub async fn sweep(rt: &Runtime, report: &mut Report) {
         }
     }
 
+    // CNI attachments of pods with no row (the cache says what ADD got).
+    // (Also after a switch back to netavark: the cache outlives the driver.)
+    let cni_owned;
+    let cni = match &rt.cni {
+        Some(c) => c,
+        None => {
+            cni_owned = crate::cni_network::CniNetwork::new(&rt.config);
+            &cni_owned
+        }
+    };
+    for (id, _) in cni.cni.cached_attachments() {
+        if known_pods.contains(id.as_str()) {
+            continue;
+        }
+        report.orphan_networks += 1;
+        let netns = ns_root.join(&id).join("net");
+        if let Err(e) = crate::cni_network::detach(cni, &id, &netns).await {
+            report
+                .errors
+                .push(format!("orphan CNI attachment {id}: {e}"));
+        }
+    }
+
     // Namespace pins and pod files.
     for id in names(&ns_root) {
         if !known_pods.contains(id.as_str()) {

@@ -60,6 +60,8 @@ pub struct Runtime {
     pub gate_node: vordr_gatekeeper::Node,
     /// The streaming server, once started.
     pub streaming: std::sync::OnceLock<Arc<vordr_streaming::Server>>,
+    /// The CNI driver's state, when `network.driver` is "cni".
+    pub(crate) cni: Option<crate::cni_network::CniNetwork>,
     /// RunPodSandbox and CreateContainer calls in flight, for retries to join.
     pub(crate) inflight: Arc<crate::inflight::Inflight>,
     /// The `Arc` this runtime lives in, for tasks that outlive a call.
@@ -97,6 +99,8 @@ impl Runtime {
         };
         let pod_cidr = store.get_setting(POD_CIDR_KEY)?;
         let network = bridge_network(&config, pod_cidr.as_deref());
+        let cni = (config.network.driver == vordr_config::NetworkDriver::Cni)
+            .then(|| crate::cni_network::CniNetwork::new(&config));
         Ok(Runtime {
             gate_node: crate::gatekeeper::node(&config),
             config,
@@ -111,6 +115,7 @@ impl Runtime {
             pool_notify: tokio::sync::Notify::new(),
             net_health: StdMutex::new(None),
             streaming: std::sync::OnceLock::new(),
+            cni,
             inflight: Arc::default(),
             self_ref: std::sync::OnceLock::new(),
         })
@@ -173,8 +178,15 @@ impl Runtime {
         }
     }
 
-    /// Whether netavark can run, checked at most every 10 seconds.
+    /// Whether pods can be attached: with CNI, whether a valid config list
+    /// is there; with netavark, whether it runs (checked at most every 10
+    /// seconds).
     pub async fn network_health(&self) -> Result<String, String> {
+        if let Some(cni) = &self.cni {
+            return cni
+                .current()
+                .map(|l| format!("CNI network {} ({})", l.name, l.source.display()));
+        }
         if let Some((at, res)) = self
             .net_health
             .lock()

@@ -15,6 +15,10 @@ use crate::runtime::Runtime;
 pub struct PodNetwork {
     pub network: BridgeNetwork,
     pub ports: Vec<PortMapping>,
+    /// The CNI network (config list name) the pod is attached to, when
+    /// the CNI driver attached it; `network` is then unused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cni: Option<String>,
 }
 
 impl PodNetwork {
@@ -32,7 +36,7 @@ pub async fn detach_network(rt: &Runtime, pod: &PodRecord) -> Result<(), String>
         return Ok(());
     }
     teardown(rt, pod).await?;
-    crate::faults::point("pod.netavark-teardown");
+    crate::faults::point("pod.network-detached");
     rt.store
         .set_pod_network_attached(&pod.id, false)
         .map_err(|e| e.to_string())
@@ -49,6 +53,19 @@ pub async fn detach_network(rt: &Runtime, pod: &PodRecord) -> Result<(), String>
 /// longer exists (a reboot, or an earlier teardown removed it) means
 /// nothing of the pod is left on the host.
 pub async fn teardown(rt: &Runtime, pod: &PodRecord) -> Result<(), String> {
+    let net = PodNetwork::from_record(pod)?;
+    if net.cni.is_some() {
+        // CNI DEL is idempotent and works without the namespace; what ADD
+        // was given comes from the attachment cache (even an ADD cut short).
+        let netns = rt.ns_dir(&pod.id).join("net");
+        return match &rt.cni {
+            Some(cni) => crate::cni_network::detach(cni, &pod.id, &netns).await,
+            None => {
+                let cni = crate::cni_network::CniNetwork::new(&rt.config);
+                crate::cni_network::detach(&cni, &pod.id, &netns).await
+            }
+        };
+    }
     let Some(ip) = pod.ip else {
         return Ok(());
     };
@@ -56,7 +73,7 @@ pub async fn teardown(rt: &Runtime, pod: &PodRecord) -> Result<(), String> {
         pod_id: pod.id.clone(),
         pod_name: pod.name.clone(),
         ip,
-        net: PodNetwork::from_record(pod)?,
+        net,
     };
     teardown_attached(rt, &attached).await
 }

@@ -69,9 +69,18 @@ pub async fn run_pod_sandbox(
     let plan = plan(&cfg, rt.config.cgroup.driver)?;
     crate::gatekeeper::check_pod(rt, &cfg)?;
     let id = new_id();
+    // With the CNI driver, the cluster's config list: a pod cannot start
+    // before the network add-on wrote it (kubelet waits on NetworkReady).
+    let cni_list = match &rt.cni {
+        Some(cni) if !plan.host_network => Some(cni.current().map_err(|e| {
+            Status::failed_precondition(format!("the pod network is not ready: {e}"))
+        })?),
+        _ => None,
+    };
     let net = PodNetwork {
         network: rt.network(),
         ports: plan.ports.clone(),
+        cni: cni_list.as_ref().map(|l| l.name.clone()),
     };
     let record = NewPod {
         id: id.clone(),
@@ -100,6 +109,7 @@ pub async fn run_pod_sandbox(
     let poolable = !plan.host_network
         && plan.ports.is_empty()
         && plan.userns.is_none()
+        && rt.cni.is_none()
         && rt.config.network.pool_size > 0;
     let claimed = if poolable {
         rt.store.claim_pool_slot(&record).map_err(exists)?
@@ -120,7 +130,7 @@ pub async fn run_pod_sandbox(
     let _lock = rt.lock_pod(&id).await;
     crate::faults::point("pod.recorded");
     tracing::debug!(pod = %id, name = %plan.name, namespace = %plan.namespace, "creating pod sandbox");
-    match build(rt, &id, &cfg, &plan, &net, from_pool).await {
+    match build(rt, &id, &cfg, &plan, &net, from_pool, cni_list.as_deref()).await {
         Ok(()) => {
             tracing::info!(pod = %id, name = %plan.name, namespace = %plan.namespace, "pod sandbox ready");
             Ok(RunPodSandboxResponse { pod_sandbox_id: id })
@@ -148,6 +158,7 @@ async fn build(
     plan: &PodPlan,
     net: &PodNetwork,
     from_pool: bool,
+    cni_list: Option<&vordr_cni::ConfList>,
 ) -> Result<(), Status> {
     let pool_net = rt.ns_dir(id).join("net");
     let req = NsRequest {
@@ -181,7 +192,33 @@ async fn build(
     crate::faults::point("pod.pinned");
 
     let mut ip = None;
-    if let Some(netns_path) = &pins.net {
+    if let (Some(netns_path), Some(list), Some(cni)) = (&pins.net, cni_list, &rt.cni) {
+        let pod_cidr = rt
+            .config
+            .network
+            .use_pod_cidr
+            .then(|| {
+                rt.store
+                    .get_setting(crate::runtime::POD_CIDR_KEY)
+                    .ok()
+                    .flatten()
+            })
+            .flatten();
+        let caps = crate::cni_network::capability_args(cfg, &net.ports, pod_cidr.as_deref())
+            .map_err(|e| invalid("config.annotations", e))?;
+        let a = crate::cni_network::attachment(id, cfg, netns_path, caps);
+        let ips = crate::cni_network::attach(cni, list, &a)
+            .await
+            .map_err(|e| internal("attaching the pod network", e))?;
+        crate::faults::point("cni.added");
+        rt.store
+            .record_ips(id, &format!("cni:{}", list.name), &ips)
+            .map_err(|e| internal("recording the pod's addresses", e))?;
+        ip = ips.first().copied();
+        rt.store
+            .set_pod_network_attached(id, true)
+            .map_err(|e| internal("recording the network attachment", e))?;
+    } else if let Some(netns_path) = &pins.net {
         let subnet = net.network.subnet;
         let addr = rt
             .store

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use k8s_cri::v1::{
-    LinuxPodSandboxStatus, Namespace, PodSandbox, PodSandboxConfig, PodSandboxMetadata,
+    LinuxPodSandboxStatus, Namespace, PodIp, PodSandbox, PodSandboxConfig, PodSandboxMetadata,
     PodSandboxNetworkStatus, PodSandboxState, PodSandboxStatus, PodSandboxStatusRequest,
     PodSandboxStatusResponse,
 };
@@ -76,7 +76,15 @@ pub async fn pod_sandbox_status(
         created_at: pod.created_at,
         network: Some(PodSandboxNetworkStatus {
             ip: pod.ip.map(|ip| ip.to_string()).unwrap_or_default(),
-            additional_ips: vec![],
+            // Dual-stack: the other family's addresses.
+            additional_ips: rt
+                .store
+                .pod_ips(&pod.id)
+                .map_err(|e| crate::errors::internal("reading the pod's addresses", e))?
+                .into_iter()
+                .filter(|ip| Some(*ip) != pod.ip)
+                .map(|ip| PodIp { ip: ip.to_string() })
+                .collect(),
         }),
         linux: Some(LinuxPodSandboxStatus {
             namespaces: Some(Namespace {

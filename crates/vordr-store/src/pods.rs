@@ -99,7 +99,7 @@ pub struct PodRecord {
 const POD_COLUMNS: &str = "p.id, p.name, p.namespace, p.uid, p.attempt, p.state, p.created_at,
     p.runtime_handler, p.config, p.labels, p.annotations, p.host_network, p.netns_path,
     p.ipc_path, p.uts_path, p.network_attached, p.cgroup_parent, p.network,
-    (SELECT ip FROM ip_allocations a WHERE a.pod_id = p.id LIMIT 1)";
+    (SELECT ip FROM ip_allocations a WHERE a.pod_id = p.id ORDER BY a.rowid LIMIT 1)";
 
 fn pod_from_row(r: &Row<'_>) -> rusqlite::Result<(PodRecord, String, Option<String>)> {
     let state: String = r.get(5)?;
@@ -395,6 +395,33 @@ impl Store {
         Ok(Some(ip))
     }
 
+    /// Records addresses another IPAM gave pod `id` (a CNI plugin's), in
+    /// the order given; that IPAM is the authority, so a row it contradicts
+    /// is replaced.
+    pub fn record_ips(&self, id: &str, network: &str, ips: &[IpAddr]) -> Result<()> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        for ip in ips {
+            tx.execute(
+                "INSERT OR REPLACE INTO ip_allocations (network, ip, pod_id) VALUES (?1, ?2, ?3)",
+                params![network, ip.to_string(), id],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The addresses pod `id` holds, in the order they were recorded.
+    pub fn pod_ips(&self, id: &str) -> Result<Vec<IpAddr>> {
+        let conn = self.lock();
+        let mut stmt =
+            conn.prepare_cached("SELECT ip FROM ip_allocations WHERE pod_id = ?1 ORDER BY rowid")?;
+        let rows = stmt
+            .query_map([id], |r| r.get::<_, String>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows.into_iter().filter_map(|s| s.parse().ok()).collect())
+    }
+
     /// Releases every address held by pod `id`.
     pub fn release_ips(&self, id: &str) -> Result<usize> {
         Ok(self
@@ -525,6 +552,22 @@ mod tests {
         // An exact id wins even when it is also a prefix of another id.
         s.insert_pod(&new_pod("abc", "c")).unwrap();
         assert!(matches!(s.find_pod("abc").unwrap(), Lookup::Found(p) if p.id == "abc"));
+    }
+
+    #[test]
+    fn addresses_from_another_ipam_are_recorded_in_order() {
+        let (_d, s) = store();
+        s.insert_pod(&new_pod("p1", "a")).unwrap();
+        let v4: IpAddr = "10.1.0.5".parse().unwrap();
+        let v6: IpAddr = "fd00::5".parse().unwrap();
+        s.record_ips("p1", "cni:net", &[v4, v6]).unwrap();
+        assert_eq!(s.pod_ips("p1").unwrap(), [v4, v6]);
+        assert_eq!(s.get_pod("p1").unwrap().unwrap().ip, Some(v4));
+        // Recording again (a retried ADD) changes nothing.
+        s.record_ips("p1", "cni:net", &[v4, v6]).unwrap();
+        assert_eq!(s.pod_ips("p1").unwrap().len(), 2);
+        s.delete_pod("p1").unwrap();
+        assert!(s.list_ip_allocations().unwrap().is_empty());
     }
 
     #[test]

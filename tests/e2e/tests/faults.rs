@@ -285,7 +285,7 @@ async fn crash_at_every_container_step() {
 #[test]
 fn every_crash_point_is_exercised() {
     assert_eq!(
-        points("pod.").len() + points("container.").len(),
+        points("pod.").len() + points("container.").len() + points("cni.").len(),
         vordr_cri::faults::POINTS.len()
     );
 }

@@ -1,0 +1,350 @@
+//! The CNI network driver end to end, with Debian's reference plugins
+//! (`containernetworking-plugins` in /usr/lib/cni): NetworkReady follows
+//! the config directory, pods get addresses from host-local and reach
+//! each other over the bridge, host ports through portmap, bandwidth
+//! through the bandwidth plugin, and teardown leaves no veth, rule,
+//! address or cache entry, also after a kill -9 at the worst moments.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use tonic::Code;
+use vordr_e2e::*;
+
+const PLUGINS: &str = "/usr/lib/cni";
+
+struct Net {
+    d: Daemon,
+    c: CriClient,
+    conf_dir: tempfile::TempDir,
+    ipam_dir: PathBuf,
+}
+
+/// A daemon with the CNI driver and an empty config directory.
+async fn daemon(tag: &str) -> Option<Net> {
+    if !can_run() || !Path::new(PLUGINS).join("bridge").exists() {
+        eprintln!("skipped: needs root, netavark's test setup and {PLUGINS}");
+        return None;
+    }
+    let conf_dir = tempfile::tempdir().unwrap();
+    let network = format!(
+        "driver = \"cni\"\n[network.cni]\nconf_dir = {:?}\nbin_dirs = [{PLUGINS:?}]\n",
+        conf_dir.path()
+    );
+    let d = Daemon::start_full(tag, &network, "", PRIVILEGED).await;
+    let c = d.client().await;
+    let ipam_dir = d.dir.path().join("ipam");
+    Some(Net {
+        d,
+        c,
+        conf_dir,
+        ipam_dir,
+    })
+}
+
+impl Net {
+    /// bridge + host-local (the daemon's own subnet and bridge name) +
+    /// portmap + bandwidth, written as the network add-on would.
+    fn write_config(&self) {
+        let conf = serde_json::json!({
+            "cniVersion": "1.0.0",
+            "name": format!("e2e-{}", self.d.bridge),
+            "plugins": [
+                {"type": "bridge", "bridge": self.d.bridge, "isGateway": true, "ipMasq": true,
+                 "ipam": {"type": "host-local", "ranges": [[{"subnet": self.d.subnet}]],
+                          "routes": [{"dst": "0.0.0.0/0"}], "dataDir": self.ipam_dir}},
+                {"type": "portmap", "capabilities": {"portMappings": true}},
+                {"type": "bandwidth", "capabilities": {"bandwidth": true}}
+            ]
+        });
+        std::fs::write(
+            self.conf_dir.path().join("10-e2e.conflist"),
+            serde_json::to_vec_pretty(&conf).unwrap(),
+        )
+        .unwrap();
+    }
+
+    async fn network_ready(&mut self) -> cri::RuntimeCondition {
+        let st = self
+            .c
+            .runtime
+            .status(cri::StatusRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        st.status
+            .unwrap()
+            .conditions
+            .into_iter()
+            .find(|c| c.r#type == "NetworkReady")
+            .unwrap()
+    }
+
+    fn host_local_addresses(&self) -> Vec<String> {
+        std::fs::read_dir(&self.ipam_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .flat_map(|n| std::fs::read_dir(n.path()).into_iter().flatten().flatten())
+            .map(|f| f.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
+            .collect()
+    }
+
+    fn cache_entries(&self) -> Vec<String> {
+        std::fs::read_dir(self.d.root.join("cni/cache"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    /// Firewall rules naming one of `ids` (portmap tags its chains with the
+    /// container id) or this test's subnet.
+    fn rules_for(&self, ids: &[String]) -> Vec<String> {
+        self.d
+            .firewall_rules_all()
+            .into_iter()
+            .filter(|r| ids.iter().any(|id| r.contains(id.as_str())) || r.contains(&self.d.subnet))
+            .collect()
+    }
+
+    async fn remove(&mut self, id: &str) {
+        self.c
+            .runtime
+            .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                pod_sandbox_id: id.into(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("stop {id}: {e}\n{}", self.d.log()));
+        self.c
+            .runtime
+            .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                pod_sandbox_id: id.into(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("remove {id}: {e}\n{}", self.d.log()));
+    }
+
+    fn assert_clean(&self, ids: &[String], context: &str) {
+        let mut left = self.d.leftovers();
+        left.extend(
+            self.host_local_addresses()
+                .into_iter()
+                .map(|a| format!("host-local {a}")),
+        );
+        left.extend(
+            self.cache_entries()
+                .into_iter()
+                .map(|e| format!("cache {e}")),
+        );
+        // The bridge stays (as with every CNI runtime); nothing may hang on it.
+        left.extend(
+            self.rules_for(ids)
+                .into_iter()
+                .filter(|r| {
+                    // ipMasq rules name the pod's address and id: none may stay.
+                    ids.iter().any(|id| r.contains(id.as_str()))
+                })
+                .map(|r| format!("rule {r}")),
+        );
+        assert!(
+            left.is_empty(),
+            "{context}: left behind {left:#?}\n{}",
+            self.d.log()
+        );
+    }
+}
+
+fn ports(host_port: i32) -> Vec<cri::PortMapping> {
+    vec![cri::PortMapping {
+        protocol: cri::Protocol::Tcp as i32,
+        container_port: 8080,
+        host_port,
+        host_ip: String::new(),
+    }]
+}
+
+fn host_port(n: &Net) -> i32 {
+    let b =
+        n.d.bridge
+            .bytes()
+            .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32));
+    30000 + (b % 10000) as i32
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pods_on_a_cni_bridge_network() {
+    let Some(mut n) = daemon("cni").await else {
+        return;
+    };
+    // No config yet: the network is not ready and pods cannot start.
+    let ready = n.network_ready().await;
+    assert!(!ready.status);
+    assert!(
+        ready.message.contains("no valid CNI config list"),
+        "{ready:?}"
+    );
+    let e = run_pod(&mut n.c, pod_config("cni-early"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e}");
+
+    n.write_config();
+    assert!(
+        n.network_ready().await.status,
+        "{:?}",
+        n.network_ready().await
+    );
+
+    let mut a_cfg = pod_config("cni-a");
+    let port = host_port(&n);
+    a_cfg.port_mappings = ports(port);
+    a_cfg
+        .annotations
+        .insert("kubernetes.io/ingress-bandwidth".into(), "1M".into());
+    let a = run_pod(&mut n.c, a_cfg)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", n.d.log()));
+    let b = run_pod(&mut n.c, pod_config("cni-b")).await.unwrap();
+    let ip_a = pod_ip(&mut n.c, &a).await;
+    let ip_b = pod_ip(&mut n.c, &b).await;
+    let prefix = n.d.subnet.trim_end_matches("0/24").to_string();
+    assert!(
+        ip_a.starts_with(&prefix) && ip_b.starts_with(&prefix),
+        "{ip_a} {ip_b}"
+    );
+    assert_ne!(ip_a, ip_b);
+    assert_eq!(n.host_local_addresses().len(), 2);
+    assert_eq!(n.cache_entries().len(), 2);
+
+    // Pod to pod over the bridge.
+    let ns_a = n.d.ns_dir(&a).join("net");
+    let target = ip_b.clone();
+    assert!(
+        in_netns(&ns_a, move || ping(&target)),
+        "{ip_a} cannot reach {ip_b}"
+    );
+
+    // The host port (portmap) reaches a server in pod a.
+    let listener = in_netns(&ns_a, || {
+        std::net::TcpListener::bind("0.0.0.0:8080").unwrap()
+    });
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        use std::io::Write;
+        s.write_all(b"hello from the pod").unwrap();
+    });
+    let host_ip = host_address();
+    let mut got = String::new();
+    use std::io::Read;
+    std::net::TcpStream::connect_timeout(
+        &format!("{host_ip}:{port}").parse().unwrap(),
+        Duration::from_secs(5),
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "host port {host_ip}:{port}: {e}\n{:#?}",
+            n.rules_for(std::slice::from_ref(&a))
+        )
+    })
+    .read_to_string(&mut got)
+    .unwrap();
+    server.join().unwrap();
+    assert_eq!(got, "hello from the pod");
+
+    // The bandwidth plugin shaped pod a's traffic (tbf at 1 Mbit).
+    let qdiscs = Command::new("tc").args(["qdisc", "show"]).output().unwrap();
+    let qdiscs = String::from_utf8_lossy(&qdiscs.stdout);
+    assert!(
+        qdiscs.contains("tbf") && qdiscs.contains("rate 1Mbit"),
+        "{qdiscs}"
+    );
+
+    // PodSandboxStatus reports the address the plugin gave.
+    let st = pod_status(&mut n.c, &a).await.unwrap().status.unwrap();
+    assert_eq!(st.network.unwrap().ip, ip_a);
+
+    let ids = vec![a.clone(), b.clone()];
+    n.remove(&a).await;
+    n.remove(&b).await;
+    n.assert_clean(&ids, "after removal");
+    let qdiscs = Command::new("tc").args(["qdisc", "show"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&qdiscs.stdout).contains("rate 1Mbit"));
+
+    // The config goes away: not ready again.
+    std::fs::remove_file(n.conf_dir.path().join("10-e2e.conflist")).unwrap();
+    assert!(!n.network_ready().await.status);
+}
+
+/// The node's first non-loopback IPv4 address (portmap's DNAT matches
+/// traffic to local addresses; loopback needs route_localnet).
+fn host_address() -> String {
+    let out = Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "scope", "global"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(3))
+        .map(|a| a.split('/').next().unwrap().to_string())
+        .next()
+        .unwrap_or_else(|| "127.0.0.1".into())
+}
+
+/// kill -9 after the plugins attached the pod but before its row knew, and
+/// after they detached it but before its row knew: after a restart the pod
+/// is removable and nothing is left.
+#[tokio::test(flavor = "multi_thread")]
+async fn crashes_around_add_and_del_leak_nothing() {
+    let Some(mut n) = daemon("cnicrash").await else {
+        return;
+    };
+    n.write_config();
+    for (i, point) in ["cni.added", "pod.network-detached"].iter().enumerate() {
+        n.d.terminate();
+        n.d.env = vec![(vordr_cri::faults::ENV.to_string(), point.to_string())];
+        n.d.spawn().await;
+        n.c = n.d.client().await;
+        let mut cfg = pod_config(&format!("cnicrash{i}"));
+        cfg.port_mappings = ports(host_port(&n) + i as i32);
+        let res = async {
+            let id = run_pod(&mut n.c, cfg).await?;
+            n.c.runtime
+                .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                    pod_sandbox_id: id.clone(),
+                })
+                .await?;
+            Ok::<_, tonic::Status>(id)
+        }
+        .await;
+        assert!(res.is_err(), "{point}: the lifecycle finished");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !n.d.exited() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{point}: the daemon did not crash ({res:?})\n{}",
+                n.d.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        n.d.env.clear();
+        n.d.spawn().await;
+        n.c = n.d.client().await;
+        let pods = list_pods(&mut n.c).await;
+        let ids: Vec<String> = pods.iter().map(|p| p.id.clone()).collect();
+        for id in &ids {
+            n.remove(id).await;
+        }
+        n.assert_clean(&ids, point);
+        let port = host_port(&n) + i as i32;
+        let dnat: Vec<String> =
+            n.d.firewall_rules_all()
+                .into_iter()
+                .filter(|r| r.contains(&format!("dport {port} ")))
+                .collect();
+        assert!(dnat.is_empty(), "{point}: host port rules left: {dnat:#?}");
+    }
+}
