@@ -332,6 +332,9 @@ pub struct NetworkConfig {
     pub use_pod_cidr: bool,
     pub pool_size: u32,
     pub host_resolv_conf: PathBuf,
+    /// The bridge's and pods' MTU; 0 takes the node's default-route
+    /// interface's.
+    pub mtu: u32,
     /// Who attaches pods: netavark with Vordr's IPAM, or the cluster's CNI
     /// plugins.
     pub driver: NetworkDriver,

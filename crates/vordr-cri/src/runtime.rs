@@ -297,6 +297,10 @@ pub fn bridge_network(config: &Config, pod_cidr: Option<&str>) -> BridgeNetwork 
         bridge,
         subnet,
         gateway: vordr_net::ipam::gateway(&subnet),
+        mtu: match config.network.mtu {
+            0 => vordr_net::mtu::node_mtu().unwrap_or(0),
+            m => m,
+        },
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod ipam;
 pub mod link;
+pub mod mtu;
 pub mod netavark;
 pub mod netns;
 pub mod resolv;

@@ -40,6 +40,13 @@ pub struct BridgeNetwork {
     pub bridge: String,
     pub subnet: IpNet,
     pub gateway: IpAddr,
+    /// The bridge's and veths' MTU; 0 leaves netavark's default (1500).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub mtu: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl BridgeNetwork {
@@ -110,6 +117,8 @@ struct Network<'a> {
     internal: bool,
     dns_enabled: bool,
     ipam_options: HashMap<&'static str, &'static str>,
+    #[serde(skip_serializing_if = "HashMap::is_empty")]
+    options: HashMap<&'static str, String>,
 }
 
 #[derive(Serialize)]
@@ -198,6 +207,9 @@ impl Netavark {
                     internal: false,
                     dns_enabled: false,
                     ipam_options: HashMap::from([("driver", "host-local")]),
+                    options: (n.mtu > 0)
+                        .then(|| HashMap::from([("mtu", n.mtu.to_string())]))
+                        .unwrap_or_default(),
                 },
             )]),
             port_mappings: (!a.ports.is_empty()).then_some(a.ports),
@@ -330,6 +342,7 @@ mod tests {
             bridge: "vordr0".into(),
             subnet: "10.88.0.0/16".parse().unwrap(),
             gateway: "10.88.0.1".parse().unwrap(),
+            mtu: 0,
         }
     }
 
@@ -371,9 +384,20 @@ mod tests {
             "10.88.0.1"
         );
         assert_eq!(v["port_mappings"][0]["host_port"], 8080);
+        assert!(v["network_info"]["vordr"].get("options").is_none());
         let no_ports = Attachment { ports: &[], ..a };
         let v = serde_json::to_value(Netavark::options(&no_ports)).unwrap();
         assert!(v["port_mappings"].is_null());
+        let small = BridgeNetwork {
+            mtu: 1400,
+            ..n.clone()
+        };
+        let v = serde_json::to_value(Netavark::options(&Attachment {
+            network: &small,
+            ..a
+        }))
+        .unwrap();
+        assert_eq!(v["network_info"]["vordr"]["options"]["mtu"], "1400");
     }
 
     #[tokio::test]

@@ -691,3 +691,40 @@ async fn warm_pool_hands_out_attached_namespaces_and_refills() {
     d.drain_pool().await;
     assert_eq!(d.leftovers(), Vec::<String>::new());
 }
+
+/// The MTU of `ifname` in the namespace at `netns`.
+fn mtu_in(netns: &std::path::Path, ifname: &str) -> u32 {
+    let ifname = ifname.to_string();
+    let out = in_netns(netns, move || {
+        std::process::Command::new("ip")
+            .args(["-o", "link", "show", &ifname])
+            .output()
+            .unwrap()
+    });
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mtu = text.split_whitespace().skip_while(|w| *w != "mtu").nth(1);
+    mtu.and_then(|m| m.parse().ok())
+        .unwrap_or_else(|| panic!("no mtu in {text:?}"))
+}
+
+/// Pods take the node's default-route MTU unless one is configured.
+#[tokio::test(flavor = "multi_thread")]
+async fn pod_interfaces_take_the_node_mtu_or_the_configured_one() {
+    require_node!();
+    for (tag, extra, expect) in [
+        (
+            "mtuauto",
+            "pool_size = 0\n",
+            vordr_net::mtu::node_mtu().unwrap_or(1500),
+        ),
+        ("mtu1400", "pool_size = 0\nmtu = 1400\n", 1400),
+    ] {
+        let d = Daemon::start_with(tag, extra).await;
+        let mut c = d.client().await;
+        let id = run_pod(&mut c, pod_config(tag)).await.unwrap();
+        let netns = d.ns_dir(&id).join("net");
+        assert_eq!(mtu_in(&netns, "eth0"), expect, "{tag}");
+        let bridge = std::fs::read_to_string(format!("/sys/class/net/{}/mtu", d.bridge)).unwrap();
+        assert_eq!(bridge.trim(), expect.to_string(), "{tag}: bridge");
+    }
+}
