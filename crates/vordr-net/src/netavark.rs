@@ -207,9 +207,11 @@ impl Netavark {
                     internal: false,
                     dns_enabled: false,
                     ipam_options: HashMap::from([("driver", "host-local")]),
-                    options: (n.mtu > 0)
-                        .then(|| HashMap::from([("mtu", n.mtu.to_string())]))
-                        .unwrap_or_default(),
+                    options: if n.mtu > 0 {
+                        HashMap::from([("mtu", n.mtu.to_string())])
+                    } else {
+                        HashMap::new()
+                    },
                 },
             )]),
             port_mappings: (!a.ports.is_empty()).then_some(a.ports),
