@@ -329,6 +329,8 @@ pub struct NetworkConfig {
     pub network_name: String,
     pub bridge: String,
     pub subnet: IpNet,
+    /// The other address family's subnet for dual-stack pods ("" for none).
+    pub subnet6: String,
     pub use_pod_cidr: bool,
     pub pool_size: u32,
     pub host_resolv_conf: PathBuf,
@@ -339,6 +341,30 @@ pub struct NetworkConfig {
     /// plugins.
     pub driver: NetworkDriver,
     pub cni: CniConfig,
+}
+
+impl NetworkConfig {
+    /// `subnet6`, parsed: the second family of dual-stack pods.
+    pub fn second_subnet(&self) -> Result<Option<IpNet>, ConfigError> {
+        if self.subnet6.trim().is_empty() {
+            return Ok(None);
+        }
+        let n: IpNet = self
+            .subnet6
+            .trim()
+            .parse()
+            .map_err(|_| ConfigError::Invalid {
+                field: "network.subnet6",
+                reason: format!("{:?} is not a CIDR", self.subnet6),
+            })?;
+        if n.network() != n.addr() {
+            return Err(ConfigError::Invalid {
+                field: "network.subnet6",
+                reason: "host bits must be zero".into(),
+            });
+        }
+        Ok(Some(n))
+    }
 }
 
 /// Who attaches pod network namespaces.
@@ -492,6 +518,14 @@ impl Config {
                     field: "gatekeeper.namespaces.match",
                     reason: format!("{:?} is not a namespace name or glob", n.pattern),
                 });
+            }
+        }
+        if let Some(second) = self.network.second_subnet()? {
+            if second.addr().is_ipv4() == self.network.subnet.addr().is_ipv4() {
+                return invalid(
+                    "network.subnet6",
+                    "must be of the other address family than network.subnet",
+                );
             }
         }
         let subnet = &self.network.subnet;
@@ -674,6 +708,15 @@ allow_privileged = true
             GatekeeperProfile::Privileged
         );
         assert_eq!(d.for_namespace("kube-systemx").profile, d.profile);
+        // So does Vordr's installer (deploy/k8s), not on the host network.
+        assert_eq!(
+            d.for_namespace("vordr-system"),
+            NamespacePolicy {
+                profile: GatekeeperProfile::Privileged,
+                network: NetworkMode::Default,
+                allow_privileged: true
+            }
+        );
         let e = Config::from_overlay_str("[gatekeeper]\nprofile = \"strict\"\n", "t").unwrap_err();
         assert!(e.to_string().contains("strict"), "{e}");
     }

@@ -157,7 +157,14 @@ pub fn capability_args(
         caps.insert("bandwidth".into(), Value::Object(bw));
     }
     if let Some(cidr) = pod_cidr {
-        caps.insert("ipRanges".into(), json!([[{"subnet": cidr}]]));
+        // One range set per CIDR (dual-stack: one per family).
+        let ranges: Vec<Value> = cidr
+            .split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(|c| json!([{ "subnet": c }]))
+            .collect();
+        caps.insert("ipRanges".into(), Value::Array(ranges));
     }
     Ok(caps)
 }
@@ -259,6 +266,8 @@ mod tests {
         assert!(caps["bandwidth"].get("egressRate").is_none());
         assert_eq!(caps["dns"]["servers"][0], "10.96.0.10");
         assert_eq!(caps["ipRanges"][0][0]["subnet"], "10.244.1.0/24");
+        let dual = capability_args(&cfg, &ports, Some("10.244.1.0/24, fd00:1::/64")).unwrap();
+        assert_eq!(dual["ipRanges"][1][0]["subnet"], "fd00:1::/64");
         cfg.annotations
             .insert("kubernetes.io/egress-bandwidth".into(), "lots".into());
         let e = capability_args(&cfg, &ports, None).unwrap_err();

@@ -6,7 +6,6 @@
 
 use std::sync::Arc;
 
-use vordr_net::ipam;
 use vordr_net::netavark::Attachment;
 use vordr_net::netns::{self, NsRequest};
 use vordr_store::PodState;
@@ -47,19 +46,17 @@ async fn create_slot(rt: &Runtime, network: &str) -> Result<(), String> {
         rt.store
             .set_pod_namespaces(&id, Some(&netns_path.to_string_lossy()), None, None)
             .map_err(|e| e.to_string())?;
-        let subnet = net.network.subnet;
-        let ip = rt
-            .store
-            .allocate_ip(&id, &net.network.name, |used, last| {
-                ipam::pick(&subnet, used, last)
-            })
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("no free IP address left in {subnet}"))?;
+        let (ip, ip6) =
+            crate::sandbox_run::allocate_addresses(rt, &id, &net.network).map_err(|e| match e {
+                crate::sandbox_run::AllocError::Exhausted(m)
+                | crate::sandbox_run::AllocError::Store(m) => m,
+            })?;
         let pod_name = format!("pool-{}", &id[..12]);
         sandbox_cleanup::Attached {
             pod_id: id.clone(),
             pod_name: pod_name.clone(),
             ip,
+            ip6,
             net: net.clone(),
         }
         .save(rt)
@@ -71,6 +68,7 @@ async fn create_slot(rt: &Runtime, network: &str) -> Result<(), String> {
                 netns: &netns_path,
                 network: &net.network,
                 ip,
+                ip6,
                 ports: &[],
             })
             .await

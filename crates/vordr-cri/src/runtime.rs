@@ -276,10 +276,23 @@ async fn keyed_lock(
 /// The bridge network from the config, with the pod CIDR from kubelet when
 /// the config says to use it.
 pub fn bridge_network(config: &Config, pod_cidr: Option<&str>) -> BridgeNetwork {
-    let subnet = pod_cidr
+    let from_kubelet = pod_cidr
         .filter(|_| config.network.use_pod_cidr)
-        .and_then(|c| first_cidr(c).ok())
-        .unwrap_or(config.network.subnet);
+        .and_then(|c| pod_cidrs(c).ok());
+    let (subnet, subnet6) = match from_kubelet {
+        Some(nets) => {
+            let first = primary(&nets).expect("pod_cidrs is never empty");
+            let other = nets
+                .iter()
+                .copied()
+                .find(|n| n.addr().is_ipv4() != first.addr().is_ipv4());
+            (first, other)
+        }
+        None => (
+            config.network.subnet,
+            config.network.second_subnet().ok().flatten(),
+        ),
+    };
     // netavark gives a bridge its gateway address only when it creates it,
     // so a second subnet cannot share the first one's bridge: the pod CIDR
     // gets a bridge of its own, named after the configured one.
@@ -297,6 +310,7 @@ pub fn bridge_network(config: &Config, pod_cidr: Option<&str>) -> BridgeNetwork 
         bridge,
         subnet,
         gateway: vordr_net::ipam::gateway(&subnet),
+        subnet6,
         mtu: match config.network.mtu {
             0 => vordr_net::mtu::node_mtu().unwrap_or(0),
             m => m,
@@ -304,9 +318,9 @@ pub fn bridge_network(config: &Config, pod_cidr: Option<&str>) -> BridgeNetwork 
     }
 }
 
-/// The first CIDR of kubelet's (possibly comma-separated, dual-stack) pod
-/// CIDR, IPv4 preferred, normalised to its network address.
-pub fn first_cidr(pod_cidr: &str) -> Result<IpNet, String> {
+/// The CIDRs of kubelet's (possibly comma-separated, dual-stack) pod CIDR,
+/// each checked and normalised to its network address.
+pub fn pod_cidrs(pod_cidr: &str) -> Result<Vec<IpNet>, String> {
     let mut nets = Vec::new();
     for part in pod_cidr.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let n: IpNet = part
@@ -321,16 +335,44 @@ pub fn first_cidr(pod_cidr: &str) -> Result<IpNet, String> {
         }
         nets.push(n.trunc());
     }
+    if nets.is_empty() {
+        return Err("empty pod CIDR".to_string());
+    }
+    Ok(nets)
+}
+
+/// The pod network's primary CIDR: the first IPv4 one, else the first.
+fn primary(nets: &[IpNet]) -> Option<IpNet> {
     nets.iter()
         .find(|n| n.addr().is_ipv4())
         .or(nets.first())
         .copied()
-        .ok_or_else(|| "empty pod CIDR".to_string())
+}
+
+/// The first CIDR of kubelet's pod CIDR, IPv4 preferred.
+pub fn first_cidr(pod_cidr: &str) -> Result<IpNet, String> {
+    primary(&pod_cidrs(pod_cidr)?).ok_or_else(|| "empty pod CIDR".to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dual_stack_pod_cidrs_give_the_bridge_both_families() {
+        let c = Config::default();
+        let n = bridge_network(&c, Some("fd00:10::/64, 10.5.0.0/16"));
+        assert_eq!(n.subnet.to_string(), "10.5.0.0/16");
+        assert_eq!(n.subnet6.unwrap().to_string(), "fd00:10::/64");
+        assert_eq!(bridge_network(&c, Some("10.5.0.0/16")).subnet6, None);
+        let mut c = Config::default();
+        c.network.subnet6 = "fd00:88::/64".into();
+        assert_eq!(
+            bridge_network(&c, None).subnet6.unwrap().to_string(),
+            "fd00:88::/64"
+        );
+        assert_eq!(pod_cidrs("10.1.0.0/24,fd00::/64").unwrap().len(), 2);
+    }
 
     #[test]
     fn pod_cidr_parsing() {

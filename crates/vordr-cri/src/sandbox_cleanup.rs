@@ -69,10 +69,18 @@ pub async fn teardown(rt: &Runtime, pod: &PodRecord) -> Result<(), String> {
     let Some(ip) = pod.ip else {
         return Ok(());
     };
+    // The second family's address, when dual-stack.
+    let ip6 = rt
+        .store
+        .pod_ips(&pod.id)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .find(|a| a.is_ipv4() != ip.is_ipv4());
     let attached = Attached {
         pod_id: pod.id.clone(),
         pod_name: pod.name.clone(),
         ip,
+        ip6,
         net,
     };
     teardown_attached(rt, &attached).await
@@ -86,6 +94,8 @@ pub struct Attached {
     pub pod_id: String,
     pub pod_name: String,
     pub ip: std::net::IpAddr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<std::net::IpAddr>,
     pub net: PodNetwork,
 }
 
@@ -108,7 +118,7 @@ impl Attached {
 
 /// [`teardown`] from an attachment record.
 pub async fn teardown_attached(rt: &Runtime, a: &Attached) -> Result<(), String> {
-    let (pod_id, ip, net) = (&a.pod_id, a.ip, &a.net);
+    let (pod_id, ip, ip6, net) = (&a.pod_id, a.ip, a.ip6, &a.net);
     let pinned = rt.ns_dir(pod_id).join("net");
     let scratch_dir = rt.config.server.run_dir.join("ns-teardown").join(pod_id);
     let netns_path = if netns::is_pinned(&pinned) {
@@ -147,6 +157,7 @@ pub async fn teardown_attached(rt: &Runtime, a: &Attached) -> Result<(), String>
                 netns: &netns_path,
                 network: &net.network,
                 ip,
+                ip6,
                 ports: &net.ports,
             })
             .await;

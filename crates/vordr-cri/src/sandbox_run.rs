@@ -219,22 +219,17 @@ async fn build(
             .set_pod_network_attached(id, true)
             .map_err(|e| internal("recording the network attachment", e))?;
     } else if let Some(netns_path) = &pins.net {
-        let subnet = net.network.subnet;
-        let addr = rt
-            .store
-            .allocate_ip(id, &net.network.name, |used, last| {
-                ipam::pick(&subnet, used, last)
-            })
-            .map_err(|e| internal("allocating an IP address", e))?
-            .ok_or_else(|| {
-                Status::resource_exhausted(format!("no free IP address left in {subnet}"))
-            })?;
+        let (addr, addr6) = allocate_addresses(rt, id, &net.network).map_err(|e| match e {
+            AllocError::Exhausted(m) => Status::resource_exhausted(m),
+            AllocError::Store(m) => internal("allocating an IP address", m),
+        })?;
         ip = Some(addr);
         crate::faults::point("pod.ip-allocated");
         sandbox_cleanup::Attached {
             pod_id: id.to_string(),
             pod_name: plan.name.clone(),
             ip: addr,
+            ip6: addr6,
             net: net.clone(),
         }
         .save(rt)
@@ -246,6 +241,7 @@ async fn build(
                 netns: netns_path,
                 network: &net.network,
                 ip: addr,
+                ip6: addr6,
                 ports: &net.ports,
             })
             .await
@@ -275,6 +271,34 @@ async fn build(
     rt.store
         .set_pod_state(id, PodState::Ready)
         .map_err(|e| internal("recording pod state", e))
+}
+
+/// Why no address could be allocated.
+pub enum AllocError {
+    Exhausted(String),
+    Store(String),
+}
+
+/// An address for pod `id` in `network`'s subnet and, when dual-stack, one
+/// in its second subnet (allocated under `<name>/6`, so each family keeps
+/// its own round-robin position).
+pub fn allocate_addresses(
+    rt: &Runtime,
+    id: &str,
+    network: &vordr_net::netavark::BridgeNetwork,
+) -> Result<(std::net::IpAddr, Option<std::net::IpAddr>), AllocError> {
+    let one = |key: &str, subnet: ipnet::IpNet| {
+        rt.store
+            .allocate_ip(id, key, |used, last| ipam::pick(&subnet, used, last))
+            .map_err(|e| AllocError::Store(e.to_string()))?
+            .ok_or_else(|| AllocError::Exhausted(format!("no free IP address left in {subnet}")))
+    };
+    let addr = one(&network.name, network.subnet)?;
+    let addr6 = match network.subnet6 {
+        Some(s6) => Some(one(&format!("{}/6", network.name), s6)?),
+        None => None,
+    };
+    Ok((addr, addr6))
 }
 
 fn write_pod_files(

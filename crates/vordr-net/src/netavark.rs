@@ -40,6 +40,9 @@ pub struct BridgeNetwork {
     pub bridge: String,
     pub subnet: IpNet,
     pub gateway: IpAddr,
+    /// The other address family's subnet, for dual-stack pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet6: Option<IpNet>,
     /// The bridge's and veths' MTU; 0 leaves netavark's default (1500).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub mtu: u32,
@@ -53,7 +56,10 @@ impl BridgeNetwork {
     /// netavark wants a 64-hex-digit network id; derive a stable one from
     /// the name, bridge and subnet.
     pub fn id(&self) -> String {
-        let key = format!("{}\0{}\0{}", self.name, self.bridge, self.subnet);
+        let mut key = format!("{}\0{}\0{}", self.name, self.bridge, self.subnet);
+        if let Some(s6) = self.subnet6 {
+            key.push_str(&format!("\0{s6}"));
+        }
         (0u64..4)
             .map(|seed| format!("{:016x}", fnv1a(seed, key.as_bytes())))
             .collect()
@@ -88,6 +94,8 @@ pub struct Attachment<'a> {
     pub netns: &'a Path,
     pub network: &'a BridgeNetwork,
     pub ip: IpAddr,
+    /// The pod's address in `network.subnet6`, when dual-stack.
+    pub ip6: Option<IpAddr>,
     pub ports: &'a [PortMapping],
 }
 
@@ -189,7 +197,7 @@ impl Netavark {
                 n.name.as_str(),
                 PerNetworkOptions {
                     interface_name: POD_INTERFACE,
-                    static_ips: vec![a.ip],
+                    static_ips: std::iter::once(a.ip).chain(a.ip6).collect(),
                 },
             )]),
             network_info: HashMap::from([(
@@ -199,11 +207,16 @@ impl Netavark {
                     id: n.id(),
                     driver: "bridge",
                     network_interface: &n.bridge,
-                    subnets: vec![Subnet {
+                    subnets: std::iter::once(Subnet {
                         subnet: n.subnet,
                         gateway: n.gateway,
-                    }],
-                    ipv6_enabled: n.subnet.addr().is_ipv6(),
+                    })
+                    .chain(n.subnet6.map(|s| Subnet {
+                        subnet: s,
+                        gateway: crate::ipam::gateway(&s),
+                    }))
+                    .collect(),
+                    ipv6_enabled: n.subnet.addr().is_ipv6() || n.subnet6.is_some(),
                     internal: false,
                     dns_enabled: false,
                     ipam_options: HashMap::from([("driver", "host-local")]),
@@ -344,6 +357,7 @@ mod tests {
             bridge: "vordr0".into(),
             subnet: "10.88.0.0/16".parse().unwrap(),
             gateway: "10.88.0.1".parse().unwrap(),
+            subnet6: None,
             mtu: 0,
         }
     }
@@ -375,6 +389,7 @@ mod tests {
             netns: Path::new("/run/x"),
             network: &n,
             ip: "10.88.0.5".parse().unwrap(),
+            ip6: None,
             ports: &ports,
         };
         let v = serde_json::to_value(Netavark::options(&a)).unwrap();
@@ -400,6 +415,23 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(v["network_info"]["vordr"]["options"]["mtu"], "1400");
+        let dual = BridgeNetwork {
+            subnet6: Some("fd00:88::/64".parse().unwrap()),
+            ..n.clone()
+        };
+        assert_ne!(dual.id(), n.id());
+        let v = serde_json::to_value(Netavark::options(&Attachment {
+            network: &dual,
+            ip6: Some("fd00:88::2".parse().unwrap()),
+            ..a
+        }))
+        .unwrap();
+        assert_eq!(v["networks"]["vordr"]["static_ips"][1], "fd00:88::2");
+        assert_eq!(
+            v["network_info"]["vordr"]["subnets"][1]["gateway"],
+            "fd00:88::1"
+        );
+        assert_eq!(v["network_info"]["vordr"]["ipv6_enabled"], true);
     }
 
     #[tokio::test]

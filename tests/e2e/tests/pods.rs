@@ -728,3 +728,47 @@ async fn pod_interfaces_take_the_node_mtu_or_the_configured_one() {
         assert_eq!(bridge.trim(), expect.to_string(), "{tag}: bridge");
     }
 }
+
+/// Dual-stack pods (netavark driver): an address from each family,
+/// reported as ip and additional_ips, reachable pod to pod over IPv6, and
+/// nothing of either family left after removal.
+#[tokio::test(flavor = "multi_thread")]
+async fn dual_stack_pods_get_both_families() {
+    require_node!();
+    let v6 = format!("fd00:{:x}:{:x}::", std::process::id() % 0xffff, 0xd5a1u32);
+    let extra = format!("pool_size = 0\nsubnet6 = \"{v6}/64\"\n");
+    let mut d = Daemon::start_with("dual", &extra).await;
+    let mut c = d.client().await;
+    let a = run_pod(&mut c, pod_config("dual-a")).await.unwrap();
+    let b = run_pod(&mut c, pod_config("dual-b")).await.unwrap();
+    let net_of = |st: cri::PodSandboxStatusResponse| st.status.unwrap().network.unwrap();
+    let na = net_of(pod_status(&mut c, &a).await.unwrap());
+    let nb = net_of(pod_status(&mut c, &b).await.unwrap());
+    assert!(na.ip.parse::<std::net::Ipv4Addr>().is_ok(), "{na:?}");
+    assert_eq!(na.additional_ips.len(), 1, "{na:?}");
+    let a6 = na.additional_ips[0].ip.clone();
+    let b6 = nb.additional_ips[0].ip.clone();
+    assert!(a6.starts_with(&v6) && b6.starts_with(&v6), "{a6} {b6}");
+    // Pod to pod over IPv6 (duplicate address detection may hold it a moment).
+    let ns_a = d.ns_dir(&a).join("net");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let target = b6.clone();
+        if in_netns(&ns_a, move || ping(&target)) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{a6} cannot reach {b6}"
+        );
+    }
+    d.remove_all_pods().await;
+    d.drain_pool().await;
+    let left: Vec<String> = d
+        .firewall_rules_all()
+        .into_iter()
+        .filter(|r| r.contains(&v6))
+        .collect();
+    assert!(left.is_empty(), "{left:#?}");
+    assert!(d.leftovers().is_empty(), "{:#?}", d.leftovers());
+}
