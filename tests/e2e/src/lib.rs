@@ -110,6 +110,17 @@ pub fn unique_network(tag: &str) -> (String, String) {
     }
 }
 
+/// setns(fd, CLONE_NEWNET) without allocating (for `pre_exec`).
+fn libc_setns(fd: i32) -> i32 {
+    nix::sched::setns(
+        // SAFETY: the caller keeps `fd` open for the call.
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
+        nix::sched::CloneFlags::CLONE_NEWNET,
+    )
+    .map(|_| 0)
+    .unwrap_or(-1)
+}
+
 /// `[gatekeeper]` lines for tests of runtime features the baseline profile
 /// refuses (host namespaces, unsafe sysctls): everything allowed, audited.
 pub const PRIVILEGED: &str = "profile = \"privileged\"";
@@ -126,6 +137,8 @@ pub struct Daemon {
     pub network_name: String,
     /// Extra environment for `vordr serve` (e.g. a crash point).
     pub env: Vec<(String, String)>,
+    /// The network namespace `vordr serve` runs in (the host's if `None`).
+    pub netns: Option<PathBuf>,
     child: Option<Child>,
 }
 
@@ -151,6 +164,18 @@ impl Daemon {
         extra_network: &str,
         registries: &str,
         gatekeeper: &str,
+    ) -> Daemon {
+        Daemon::start_full_in(tag, extra_network, registries, gatekeeper, None).await
+    }
+
+    /// [`Daemon::start_full`] with the daemon running in the network
+    /// namespace pinned at `netns` (a simulated node of its own).
+    pub async fn start_full_in(
+        tag: &str,
+        extra_network: &str,
+        registries: &str,
+        gatekeeper: &str,
+        netns: Option<&Path>,
     ) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix(&format!("vordr-e2e-{tag}-"))
@@ -194,6 +219,7 @@ impl Daemon {
             bridge,
             network_name,
             env: Vec::new(),
+            netns: netns.map(Path::to_path_buf),
             child: None,
         };
         d.spawn().await;
@@ -220,16 +246,29 @@ impl Daemon {
             .append(true)
             .open(self.dir.path().join("vordr.log"))
             .unwrap();
-        let child = Command::new(vordr_bin())
-            .arg("serve")
+        let mut cmd = Command::new(vordr_bin());
+        cmd.arg("serve")
             .arg("--config")
             .arg(&self.config)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("starting vordr serve");
+            .stderr(log);
+        if let Some(ns) = &self.netns {
+            use std::os::fd::AsRawFd;
+            use std::os::unix::process::CommandExt;
+            let f = File::open(ns).unwrap();
+            // SAFETY: setns is async-signal-safe; the file outlives the spawn.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc_setns(f.as_raw_fd()) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = cmd.spawn().expect("starting vordr serve");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {

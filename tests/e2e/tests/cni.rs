@@ -348,3 +348,148 @@ async fn crashes_around_add_and_del_leak_nothing() {
         assert!(dnat.is_empty(), "{point}: host port rules left: {dnat:#?}");
     }
 }
+
+/// Two named network namespaces standing for two nodes on one link,
+/// deleted (with everything in them) when dropped.
+struct Nodes {
+    names: [String; 2],
+}
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        for n in &self.names {
+            let _ = Command::new("ip").args(["netns", "del", n]).output();
+        }
+    }
+}
+
+fn sh(args: &[&str]) {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Two nodes, each with its own Vordr and CNI bridge, their pod CIDRs
+/// routed to each other as a host-gw network add-on routes them: a pod on
+/// one node reaches a pod on the other.
+#[tokio::test(flavor = "multi_thread")]
+async fn pods_on_two_nodes_reach_each_other_over_routed_pod_cidrs() {
+    if !can_run() || !Path::new(PLUGINS).join("bridge").exists() {
+        eprintln!("skipped: needs root and {PLUGINS}");
+        return;
+    }
+    let id = std::process::id() % 100_000;
+    let nodes = Nodes {
+        names: [format!("vordr-e2e-na{id}"), format!("vordr-e2e-nb{id}")],
+    };
+    let (link_a, link_b) = (format!("vna{id}"), format!("vnb{id}"));
+    for n in &nodes.names {
+        sh(&["ip", "netns", "add", n]);
+        sh(&["ip", "-n", n, "link", "set", "lo", "up"]);
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            n,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ]);
+    }
+    sh(&[
+        "ip", "link", "add", &link_a, "type", "veth", "peer", "name", &link_b,
+    ]);
+    sh(&["ip", "link", "set", &link_a, "netns", &nodes.names[0]]);
+    sh(&["ip", "link", "set", &link_b, "netns", &nodes.names[1]]);
+    let node_ips = ["192.168.251.1", "192.168.251.2"];
+    for (i, (n, l)) in nodes.names.iter().zip([&link_a, &link_b]).enumerate() {
+        sh(&[
+            "ip",
+            "-n",
+            n,
+            "addr",
+            "add",
+            &format!("{}/30", node_ips[i]),
+            "dev",
+            l,
+        ]);
+        sh(&["ip", "-n", n, "link", "set", l, "up"]);
+    }
+    // Each node's pod CIDR: half of a test-unique /24.
+    let (subnet, _) = unique_network("twonode");
+    let base = subnet.trim_end_matches("0/24").to_string();
+    let cidrs = [format!("{base}0/25"), format!("{base}128/25")];
+    // host-gw: each node routes the other's pod CIDR via the other node.
+    sh(&[
+        "ip",
+        "-n",
+        &nodes.names[0],
+        "route",
+        "add",
+        &cidrs[1],
+        "via",
+        node_ips[1],
+    ]);
+    sh(&[
+        "ip",
+        "-n",
+        &nodes.names[1],
+        "route",
+        "add",
+        &cidrs[0],
+        "via",
+        node_ips[0],
+    ]);
+
+    let mut daemons = Vec::new();
+    for (i, n) in nodes.names.iter().enumerate() {
+        let conf_dir = tempfile::tempdir().unwrap();
+        let ipam = conf_dir.path().join("ipam");
+        let conf = serde_json::json!({
+            "cniVersion": "1.0.0",
+            "name": "host-gw",
+            "plugins": [{"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": false,
+                         "ipam": {"type": "host-local", "ranges": [[{"subnet": cidrs[i]}]],
+                                  "routes": [{"dst": "0.0.0.0/0"}], "dataDir": ipam}}]
+        });
+        std::fs::write(conf_dir.path().join("10-hostgw.conflist"), conf.to_string()).unwrap();
+        let network = format!(
+            "driver = \"cni\"\n[network.cni]\nconf_dir = {:?}\nbin_dirs = [{PLUGINS:?}]\n",
+            conf_dir.path()
+        );
+        let ns = PathBuf::from("/run/netns").join(n);
+        let d =
+            Daemon::start_full_in(&format!("node{i}"), &network, "", PRIVILEGED, Some(&ns)).await;
+        daemons.push((d, conf_dir));
+    }
+    let mut ips = Vec::new();
+    let mut pods = Vec::new();
+    for (i, (d, _)) in daemons.iter().enumerate() {
+        let mut c = d.client().await;
+        let pod = run_pod(&mut c, pod_config(&format!("node{i}-pod")))
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", d.log()));
+        let ip = pod_ip(&mut c, &pod).await;
+        assert!(ip.starts_with(&base), "{ip} not in {}", cidrs[i]);
+        ips.push(ip);
+        pods.push(pod);
+    }
+    let from = daemons[0].0.ns_dir(&pods[0]).join("net");
+    let target = ips[1].clone();
+    assert!(
+        in_netns(&from, move || ping(&target)),
+        "{} on node 0 cannot reach {} on node 1",
+        ips[0],
+        ips[1]
+    );
+    let back = daemons[1].0.ns_dir(&pods[1]).join("net");
+    let target = ips[0].clone();
+    assert!(in_netns(&back, move || ping(&target)));
+    for (d, _) in daemons.iter_mut() {
+        d.remove_all_pods().await;
+        assert!(d.leftovers().is_empty(), "{:#?}", d.leftovers());
+    }
+}
