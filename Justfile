@@ -19,10 +19,18 @@ test:
 fuzz SECONDS="60":
     ./scripts/fuzz.sh {{SECONDS}}
 
-# Formatting and lints, as CI runs them.
+# Formatting and lints, as CI runs them; the deploy/k8s manifests against
+# the Kubernetes 1.35 schemas.
 check:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
+    python3 scripts/validate-manifests.py
+
+# The installer image of deploy/k8s from the release binaries, pushed to
+# REGISTRY as REGISTRY/vordr-installer:VERSION (FLAGS: --tag TAG, --insecure
+# for a registry without TLS; credentials from `skopeo login`).
+image REGISTRY *FLAGS: build-release
+    ./scripts/image.sh {{REGISTRY}} {{FLAGS}}
 
 # Fault injection and a longer chaos run: kill -9 of the daemon at every
 # crash point and at random moments of ROUNDS lifecycles, then a leak count;

@@ -12,6 +12,9 @@ PACKAGES=(
   # tests and benchmarks: local registry, image building, reference runtime
   docker-registry skopeo umoci busybox-static catatonit jq iputils-ping curl
   containerd containernetworking-plugins
+  # the installer: its image (just image: umoci, skopeo, strip) and the
+  # check of its systemd unit (systemd-analyze)
+  binutils systemd
   # a third-party WebSocket streaming client (run by Debian's /usr/bin/python3)
   python3-kubernetes
 )
@@ -42,6 +45,13 @@ fi
 if ! python3 -c 'import grpc, sys; v = tuple(map(int, grpc.__version__.split(".")[:2])); sys.exit(v < (1, 57))' 2>/dev/null; then
   echo "setup.sh: installing grpcio"
   python3 -m pip install --quiet --root-user-action=ignore 'grpcio>=1.57'
+fi
+
+# The deploy/k8s manifests are validated (just check) against the
+# Kubernetes 1.35 schemas that kubernetes-validate carries offline.
+if ! python3 -c 'import sys, kubernetes_validate.utils as u; sys.exit("1.35.0" not in u.all_versions())' 2>/dev/null; then
+  echo "setup.sh: installing kubernetes-validate"
+  python3 -m pip install --quiet --root-user-action=ignore 'kubernetes-validate>=1.35'
 fi
 
 export PATH="$HOME/.cargo/bin:$PATH"

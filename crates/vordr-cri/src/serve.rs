@@ -77,9 +77,11 @@ fn no_group_or_world_write() {
     umask(old | Mode::from_bits_truncate(0o022));
 }
 
-/// Runs the CRI server until `shutdown` resolves.
+/// Runs the CRI server until `shutdown` resolves; `listening` is called
+/// once the CRI socket accepts connections (systemd's READY=1).
 pub async fn serve(
     opts: RuntimeOptions,
+    listening: impl FnOnce() + Send,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let socket = opts.config.server.socket.clone();
@@ -126,6 +128,7 @@ pub async fn serve(
     let _ = rt.streaming.set(streaming);
     let listener = bind(&socket)?;
     tracing::info!(socket = %socket.display(), root = %rt.root().display(), "vordr serving CRI v1");
+    listening();
     let svc = Vordr(rt.clone());
     // crictl/critest 1.26 and older kubelets send the socket path as the
     // HTTP/2 :authority, which hyper rejects; repair it per connection.

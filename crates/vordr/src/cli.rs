@@ -43,6 +43,11 @@ pub enum Command {
     Audit(AuditArgs),
     /// Time the gatekeeper's judgement of a pod and a container spec, in process.
     BenchGatekeeper(crate::bench_gatekeeper::BenchGatekeeperArgs),
+    /// Install Vordr on a node: binaries, config, systemd unit, crictl.yaml,
+    /// kubelet pointed at Vordr's socket.
+    Install(crate::install::InstallArgs),
+    /// Remove what `install` did and point kubelet back at its old runtime.
+    Uninstall(crate::install::UninstallArgs),
 }
 
 #[derive(Args)]
@@ -169,7 +174,7 @@ async fn shutdown_signal() {
     }
 }
 
-pub async fn serve(a: ServeArgs) -> Result<()> {
+pub async fn serve(a: ServeArgs, notifier: crate::sd_notify::Notifier) -> Result<()> {
     let config = effective_config(&a)?;
     init_tracing(&config.server.log_level);
     tracing::info!(
@@ -178,7 +183,15 @@ pub async fn serve(a: ServeArgs) -> Result<()> {
         registries_config = %config.server.registries_config.display(),
         "starting vordr"
     );
-    vordr_cri::serve(RuntimeOptions { config }, shutdown_signal())
+    // Under systemd (Type=notify) READY=1 once the socket listens, so
+    // `systemctl restart vordr` returns when kubelet can connect; STOPPING=1
+    // when told to stop.
+    let ready = || notifier.notify("READY=1");
+    let stop = async {
+        shutdown_signal().await;
+        notifier.notify("STOPPING=1");
+    };
+    vordr_cri::serve(RuntimeOptions { config }, ready, stop)
         .await
         .context("vordr serve")
 }

@@ -4,6 +4,8 @@
 mod bench;
 mod bench_gatekeeper;
 mod cli;
+mod install;
+mod sd_notify;
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -11,13 +13,15 @@ use clap::Parser;
 use cli::{Cli, Command};
 
 fn main() -> Result<()> {
+    // Before any thread starts: the variable leaves the environment.
+    let notifier = sd_notify::Notifier::from_env();
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     match cli.command {
-        Command::Serve(args) => rt.block_on(cli::serve(args)),
+        Command::Serve(args) => rt.block_on(cli::serve(args, notifier)),
         Command::Version(args) => rt.block_on(cli::version(args)),
         Command::Info(args) => rt.block_on(cli::info(args)),
         Command::Pods(args) => rt.block_on(cli::pods(args)),
@@ -27,6 +31,8 @@ fn main() -> Result<()> {
         Command::Bench(args) => rt.block_on(bench::run(args)),
         Command::Audit(args) => cli::audit(args),
         Command::BenchGatekeeper(args) => bench_gatekeeper::run(args),
+        Command::Install(args) => rt.block_on(install::install(args)),
+        Command::Uninstall(args) => rt.block_on(install::uninstall(args)),
         Command::Config => {
             print!("{}", vordr_config::EMBEDDED_DEFAULT);
             Ok(())
