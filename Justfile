@@ -46,6 +46,11 @@ chaos ROUNDS="200":
 bench ITERATIONS="30": build-release
     ./bench/vs-containerd.sh {{ITERATIONS}}
 
+# The same benchmarks with Vordr on the CNI driver, calling the same config
+# list and plugins as containerd.
+bench-cni ITERATIONS="30": build-release
+    NETWORK=cni ./bench/vs-containerd.sh {{ITERATIONS}}
+
 # Prove the SPARK policy with gnatprove, when it is installed (it is not in
 # Debian bookworm, PyPI or npm); the exhaustive tests check it either way.
 prove:

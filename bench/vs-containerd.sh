@@ -7,6 +7,7 @@
 # containerd's pause image, from Debian's catatonit) are built here and
 # served by a private docker-registry on 127.0.0.1. Everything lives in a
 # temporary directory and is removed on exit.
+# NETWORK=cni puts Vordr on its CNI driver with containerd's config list.
 #
 # usage: [POOL_SIZE=n] bench/vs-containerd.sh [ITERATIONS]   (as root, after scripts/setup.sh)
 # POOL_SIZE sets Vordr's warm pool (default 4; 0 measures netavark on every pod).
@@ -144,6 +145,17 @@ bridge = "vbench0"
 network_name = "vbench"
 subnet = "10.78.0.0/16"
 pool_size = ${POOL_SIZE:-4}
+TOML
+# NETWORK=cni: Vordr calls the same CNI config list and plugins as containerd.
+if [ "${NETWORK:-netavark}" = cni ]; then
+  cat >> "$WORK/vordr.toml" <<TOML
+driver = "cni"
+[network.cni]
+conf_dir = "$WORK/cni"
+bin_dirs = ["/usr/lib/cni"]
+TOML
+fi
+cat >> "$WORK/vordr.toml" <<TOML
 [gatekeeper]
 # The benchmark's pods log under /tmp/vordr-bench-logs.
 log_root = "/tmp/vordr-bench-logs"

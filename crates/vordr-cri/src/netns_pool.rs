@@ -2,7 +2,10 @@
 //! of time, each with its own address, so RunPodSandbox hands one to a pod
 //! instead of waiting for netavark (tens of milliseconds with iptables).
 //! Slots are rows in the pods table (states `pool-creating` and `pooled`),
-//! so the same reconciliation and cleanup cover them.
+//! so the same reconciliation and cleanup cover them. With the CNI driver
+//! there is a pool only when the config list says it is safe
+//! (`"vordr.io/pool-safe": true`): plugins are given the pod's name at ADD,
+//! and a slot is attached before any pod exists.
 
 use std::sync::Arc;
 
@@ -18,11 +21,21 @@ use crate::sandbox_run::{new_id, now_ns};
 /// must match it exactly to be claimed.
 pub fn current_network_record(rt: &Runtime) -> String {
     serde_json::to_string(&PodNetwork {
-        cni: None,
+        cni: pool_cni_list(rt).map(|l| l.name.clone()),
         network: rt.network(),
         ports: vec![],
     })
     .expect("network serialises")
+}
+
+/// With the CNI driver, the config list when it allows a pool.
+fn pool_cni_list(rt: &Runtime) -> Option<std::sync::Arc<vordr_cni::ConfList>> {
+    rt.cni.as_ref()?.current().ok().filter(|l| l.pool_safe)
+}
+
+/// Whether the warm pool is on: a size, and a network that allows one.
+pub fn enabled(rt: &Runtime) -> bool {
+    rt.config.network.pool_size > 0 && (rt.cni.is_none() || pool_cni_list(rt).is_some())
 }
 
 /// Creates one slot; on failure, nothing is left of it.
@@ -46,6 +59,30 @@ async fn create_slot(rt: &Runtime, network: &str) -> Result<(), String> {
         rt.store
             .set_pod_namespaces(&id, Some(&netns_path.to_string_lossy()), None, None)
             .map_err(|e| e.to_string())?;
+        if let (Some(cni), Some(list)) = (&rt.cni, pool_cni_list(rt)) {
+            // A slot has no pod yet: it is attached under its own name.
+            let cfg = k8s_cri::v1::PodSandboxConfig {
+                metadata: Some(k8s_cri::v1::PodSandboxMetadata {
+                    name: format!("pool-{}", &id[..12]),
+                    namespace: "vordr-pool".into(),
+                    uid: id.clone(),
+                    attempt: 0,
+                }),
+                ..Default::default()
+            };
+            let a = crate::cni_network::attachment(&id, &cfg, &netns_path, Default::default());
+            let ips = crate::cni_network::attach(cni, &list, &a).await?;
+            rt.store
+                .record_ips(&id, &format!("cni:{}", list.name), &ips)
+                .map_err(|e| e.to_string())?;
+            rt.store
+                .set_pod_network_attached(&id, true)
+                .map_err(|e| e.to_string())?;
+            return rt
+                .store
+                .set_pod_state(&id, PodState::Pooled)
+                .map_err(|e| e.to_string());
+        }
         let (ip, ip6) =
             crate::sandbox_run::allocate_addresses(rt, &id, &net.network).map_err(|e| match e {
                 crate::sandbox_run::AllocError::Exhausted(m)
@@ -97,11 +134,11 @@ async fn create_slot(rt: &Runtime, network: &str) -> Result<(), String> {
 pub async fn refill(rt: &Runtime) -> Result<(), String> {
     let network = current_network_record(rt);
     // Plugins get the pod's name at ADD, which a pooled namespace cannot
-    // know: with the CNI driver there is no pool.
-    let size = if rt.cni.is_some() {
-        0
-    } else {
+    // know: with the CNI driver there is a pool only if the list allows one.
+    let size = if enabled(rt) {
         rt.config.network.pool_size as usize
+    } else {
+        0
     };
     let slots: Vec<_> = rt
         .store
@@ -136,7 +173,7 @@ pub async fn refill(rt: &Runtime) -> Result<(), String> {
 /// Keeps the pool full for the life of the daemon: refills at start and
 /// whenever RunPodSandbox takes a slot.
 pub fn spawn_refill_task(rt: Arc<Runtime>) {
-    if rt.config.network.pool_size == 0 || rt.cni.is_some() {
+    if rt.config.network.pool_size == 0 {
         // Drop slots a previous configuration left.
         tokio::spawn(async move {
             if let Err(e) = refill(&rt).await {

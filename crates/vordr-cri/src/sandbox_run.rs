@@ -109,8 +109,9 @@ pub async fn run_pod_sandbox(
     let poolable = !plan.host_network
         && plan.ports.is_empty()
         && plan.userns.is_none()
-        && rt.cni.is_none()
-        && rt.config.network.pool_size > 0;
+        // Per-pod capability arguments cannot be given to a slot.
+        && !cfg.annotations.keys().any(|k| k.ends_with("-bandwidth"))
+        && crate::netns_pool::enabled(rt);
     let claimed = if poolable {
         rt.store.claim_pool_slot(&record).map_err(exists)?
     } else {

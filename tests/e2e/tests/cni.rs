@@ -47,7 +47,12 @@ impl Net {
     /// bridge + host-local (the daemon's own subnet and bridge name) +
     /// portmap + bandwidth, written as the network add-on would.
     fn write_config(&self) {
-        let conf = serde_json::json!({
+        self.write_config_with(false)
+    }
+
+    /// [`Net::write_config`], marked safe for the warm pool or not.
+    fn write_config_with(&self, pool_safe: bool) {
+        let mut conf = serde_json::json!({
             "cniVersion": "1.0.0",
             "name": format!("e2e-{}", self.d.bridge),
             "plugins": [
@@ -58,6 +63,9 @@ impl Net {
                 {"type": "bandwidth", "capabilities": {"bandwidth": true}}
             ]
         });
+        if pool_safe {
+            conf["vordr.io/pool-safe"] = true.into();
+        }
         std::fs::write(
             self.conf_dir.path().join("10-e2e.conflist"),
             serde_json::to_vec_pretty(&conf).unwrap(),
@@ -492,4 +500,31 @@ async fn pods_on_two_nodes_reach_each_other_over_routed_pod_cidrs() {
         d.remove_all_pods().await;
         assert!(d.leftovers().is_empty(), "{:#?}", d.leftovers());
     }
+}
+
+/// A config list marked safe for the warm pool: slots are attached through
+/// the plugins ahead of time, pods take them, and nothing is left after.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pool_safe_config_list_gets_a_warm_pool() {
+    let Some(mut n) = daemon("cnipool").await else {
+        return;
+    };
+    n.write_config_with(true);
+    // The daemon reads the list on the next Status; the pool follows.
+    assert!(n.network_ready().await.status);
+    n.d.terminate();
+    n.d.spawn().await;
+    n.c = n.d.client().await;
+    n.d.wait_pool(2).await;
+    assert_eq!(n.host_local_addresses().len(), 2);
+    let slots: Vec<String> = n.d.pool_slots().into_iter().map(|(id, _)| id).collect();
+    let pod = run_pod(&mut n.c, pod_config("cnipool-a")).await.unwrap();
+    assert!(slots.contains(&pod), "the pod took a slot");
+    let ip = pod_ip(&mut n.c, &pod).await;
+    assert!(ip.starts_with(n.d.subnet.trim_end_matches("0/24")), "{ip}");
+    n.d.wait_pool(2).await;
+    n.remove(&pod).await;
+    n.d.drain_pool().await;
+    n.c = n.d.client().await;
+    n.assert_clean(&slots, "pool drained");
 }
