@@ -95,6 +95,9 @@ pub struct ServeArgs {
     /// Gatekeeper profile of namespaces without an override (privileged, baseline, restricted)
     #[arg(long)]
     pub gatekeeper_profile: Option<vordr_config::GatekeeperProfile>,
+    /// Who attaches pods: netavark (Vordr's bridge and IPAM) or cni (the cluster's plugins)
+    #[arg(long)]
+    pub network_driver: Option<vordr_config::NetworkDriver>,
 }
 
 #[derive(Args)]
@@ -151,6 +154,9 @@ pub fn effective_config(a: &ServeArgs) -> Result<Config> {
     if let Some(p) = &a.gatekeeper_profile {
         c.gatekeeper.profile = *p;
     }
+    if let Some(d) = a.network_driver {
+        c.network.driver = d;
+    }
     c.validate()?;
     Ok(c)
 }
@@ -180,6 +186,7 @@ pub async fn serve(a: ServeArgs, notifier: crate::sd_notify::Notifier) -> Result
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         gatekeeper_profile = config.gatekeeper.profile.as_str(),
+        network_driver = ?config.network.driver,
         registries_config = %config.server.registries_config.display(),
         "starting vordr"
     );
