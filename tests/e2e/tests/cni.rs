@@ -241,27 +241,31 @@ async fn pods_on_a_cni_bridge_network() {
         std::net::TcpListener::bind("0.0.0.0:8080").unwrap()
     });
     let server = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
         use std::io::Write;
-        s.write_all(b"hello from the pod").unwrap();
+        for _ in 0..2 {
+            let (mut s, _) = listener.accept().unwrap();
+            s.write_all(b"hello from the pod").unwrap();
+        }
     });
-    let host_ip = host_address();
-    let mut got = String::new();
-    use std::io::Read;
-    std::net::TcpStream::connect_timeout(
-        &format!("{host_ip}:{port}").parse().unwrap(),
-        Duration::from_secs(5),
-    )
-    .unwrap_or_else(|e| {
-        panic!(
-            "host port {host_ip}:{port}: {e}\n{:#?}",
-            n.rules_for(std::slice::from_ref(&a))
+    // On the node's own address and on its loopback.
+    for host_ip in [host_address(), "127.0.0.1".to_string()] {
+        let mut got = String::new();
+        use std::io::Read;
+        std::net::TcpStream::connect_timeout(
+            &format!("{host_ip}:{port}").parse().unwrap(),
+            Duration::from_secs(5),
         )
-    })
-    .read_to_string(&mut got)
-    .unwrap();
+        .unwrap_or_else(|e| {
+            panic!(
+                "host port {host_ip}:{port}: {e}\n{:#?}",
+                n.rules_for(std::slice::from_ref(&a))
+            )
+        })
+        .read_to_string(&mut got)
+        .unwrap();
+        assert_eq!(got, "hello from the pod", "via {host_ip}");
+    }
     server.join().unwrap();
-    assert_eq!(got, "hello from the pod");
 
     // The bandwidth plugin shaped pod a's traffic (tbf at 1 Mbit).
     let qdiscs = Command::new("tc").args(["qdisc", "show"]).output().unwrap();
@@ -527,4 +531,30 @@ async fn a_pool_safe_config_list_gets_a_warm_pool() {
     n.d.drain_pool().await;
     n.c = n.d.client().await;
     n.assert_clean(&slots, "pool drained");
+}
+
+/// A ptp config list (a veth per pod, routed by the node, no bridge): the
+/// pod gets an address, the node reaches it, and nothing is left after.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ptp_network() {
+    let Some(mut n) = daemon("cniptp").await else {
+        return;
+    };
+    let conf = serde_json::json!({
+        "cniVersion": "0.4.0",
+        "name": format!("e2e-ptp-{}", n.d.bridge),
+        "plugins": [{"type": "ptp", "ipMasq": false,
+                     "ipam": {"type": "host-local", "ranges": [[{"subnet": n.d.subnet}]],
+                              "dataDir": n.ipam_dir}}]
+    });
+    std::fs::write(n.conf_dir.path().join("20-ptp.conflist"), conf.to_string()).unwrap();
+    let pod = run_pod(&mut n.c, pod_config("ptp-a"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", n.d.log()));
+    let ip = pod_ip(&mut n.c, &pod).await;
+    assert!(ip.starts_with(n.d.subnet.trim_end_matches("0/24")), "{ip}");
+    assert!(ping(&ip), "the node cannot reach {ip}");
+    assert_eq!(n.host_local_addresses().len(), 1);
+    n.remove(&pod).await;
+    n.assert_clean(&[pod], "ptp");
 }
