@@ -24,6 +24,7 @@ pub struct ConfList {
     pub cni_version: String,
     pub version: SpecVersion,
     pub disable_check: bool,
+    pub disable_gc: bool,
     pub plugins: Vec<Value>,
     /// The file it came from.
     pub source: PathBuf,
@@ -77,6 +78,7 @@ impl ConfList {
             cni_version: list.cni_version,
             version,
             disable_check: list.disable_check,
+            disable_gc: list.disable_gc,
             plugins,
             source: source.to_path_buf(),
             pool_safe: raw["vordr.io/pool-safe"].as_bool().unwrap_or(false),

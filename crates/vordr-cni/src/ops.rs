@@ -251,6 +251,60 @@ impl Cni {
         Ok(())
     }
 
+    /// STATUS through every plugin (spec 1.1.0 and later): whether the
+    /// network can take pods now. An older list is ready once loaded.
+    pub async fn status(&self, list: &ConfList) -> Result<(), CniError> {
+        if list.version < SpecVersion::new(1, 1, 0) {
+            return Ok(());
+        }
+        let config = list_value(list);
+        for plugin in &list.plugins {
+            let conf = plugin_conf(&config, plugin, &Map::new(), None);
+            let stdin = serde_json::to_vec(&conf).expect("JSON serialises");
+            exec::run(&plugin_type(plugin), &stdin, &self.bare("STATUS")).await?;
+        }
+        Ok(())
+    }
+
+    /// GC through every plugin (spec 1.1.0 and later, unless the list sets
+    /// `disableGC`): each learns which attachments are still in use
+    /// (`cni.dev/valid-attachments`) and may release the rest.
+    pub async fn gc(&self, list: &ConfList, valid: &[(String, String)]) -> Result<(), CniError> {
+        if list.disable_gc || list.version < SpecVersion::new(1, 1, 0) {
+            return Ok(());
+        }
+        let config = list_value(list);
+        let attachments: Vec<Value> = valid
+            .iter()
+            .map(|(id, ifname)| serde_json::json!({"containerID": id, "ifname": ifname}))
+            .collect();
+        for plugin in &list.plugins {
+            let mut conf = plugin_conf(&config, plugin, &Map::new(), None);
+            if let Some(obj) = conf.as_object_mut() {
+                obj.insert(
+                    "cni.dev/valid-attachments".into(),
+                    Value::Array(attachments.clone()),
+                );
+            }
+            let stdin = serde_json::to_vec(&conf).expect("JSON serialises");
+            exec::run(&plugin_type(plugin), &stdin, &self.bare("GC")).await?;
+        }
+        Ok(())
+    }
+
+    /// An invocation about the network, not one attachment.
+    fn bare(&self, command: &'static str) -> Invocation<'_> {
+        Invocation {
+            command,
+            container_id: "",
+            netns: Path::new(""),
+            ifname: "",
+            args: "",
+            bin_dirs: &self.bin_dirs,
+            timeout: self.timeout,
+        }
+    }
+
     /// Container ids with an attachment in the cache.
     pub fn cached_attachments(&self) -> Vec<(String, String)> {
         cache::list(&self.cache_dir)
@@ -263,6 +317,64 @@ impl Cni {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn script(dir: &Path, name: &str, body: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        let p = dir.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    fn cni(dir: &Path) -> Cni {
+        Cni {
+            bin_dirs: vec![dir.to_path_buf()],
+            cache_dir: dir.join("cache"),
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    fn list(version: &str, plugin: &str, extra: &str) -> ConfList {
+        let text = format!(
+            r#"{{"cniVersion":"{version}","name":"n",{extra}"plugins":[{{"type":"{plugin}"}}]}}"#
+        );
+        ConfList::parse(text.as_bytes(), Path::new("x"), false).unwrap()
+    }
+
+    #[tokio::test]
+    async fn status_and_gc_are_spec_1_1_verbs() {
+        let d = tempfile::tempdir().unwrap();
+        let seen = d.path().join("seen");
+        script(
+            d.path(),
+            "notready",
+            r#"cat >/dev/null; echo '{"code":50,"msg":"no route to the API server"}'; exit 1"#,
+        );
+        script(
+            d.path(),
+            "collector",
+            &format!("echo $CNI_COMMAND >> {0}; cat >> {0}", seen.display()),
+        );
+        let c = cni(d.path());
+        // Before 1.1 nothing runs: the list is ready once loaded.
+        c.status(&list("1.0.0", "notready", "")).await.unwrap();
+        let e = c.status(&list("1.1.0", "notready", "")).await.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "CNI plugin notready STATUS failed: no route to the API server (code 50)"
+        );
+        let valid = vec![("pod-1".to_string(), "eth0".to_string())];
+        c.gc(&list("1.0.0", "collector", ""), &valid).await.unwrap();
+        c.gc(&list("1.1.0", "collector", r#""disableGC":true,"#), &valid)
+            .await
+            .unwrap();
+        assert!(!seen.exists());
+        c.gc(&list("1.1.0", "collector", ""), &valid).await.unwrap();
+        let text = std::fs::read_to_string(&seen).unwrap();
+        assert!(text.starts_with("GC\n"), "{text}");
+        let conf: Value = serde_json::from_str(text.lines().nth(1).unwrap()).unwrap();
+        assert_eq!(conf["cni.dev/valid-attachments"][0]["containerID"], "pod-1");
+        assert_eq!(conf["name"], "n");
+    }
 
     #[test]
     fn each_plugin_gets_only_the_capabilities_it_declared() {

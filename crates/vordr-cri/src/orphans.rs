@@ -140,6 +140,20 @@ pub async fn sweep(rt: &Runtime, report: &mut Report) {
         }
     }
 
+    // Spec 1.1 plugins also release what they hold for attachments no
+    // longer in use (GC with the attachments still valid).
+    if let Some(list) = rt.cni.as_ref().and_then(|c| c.current().ok()) {
+        let valid: Vec<(String, String)> = cni
+            .cni
+            .cached_attachments()
+            .into_iter()
+            .filter(|(id, _)| known_pods.contains(id.as_str()))
+            .collect();
+        if let Err(e) = cni.cni.gc(&list, &valid).await {
+            report.errors.push(format!("CNI GC: {e}"));
+        }
+    }
+
     // Namespace pins and pod files.
     for id in names(&ns_root) {
         if !known_pods.contains(id.as_str()) {

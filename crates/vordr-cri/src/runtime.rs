@@ -183,9 +183,14 @@ impl Runtime {
     /// seconds).
     pub async fn network_health(&self) -> Result<String, String> {
         if let Some(cni) = &self.cni {
-            return cni
-                .current()
-                .map(|l| format!("CNI network {} ({})", l.name, l.source.display()));
+            let list = cni.current()?;
+            // Spec 1.1 plugins say themselves whether they can take pods.
+            cni.cni.status(&list).await.map_err(|e| e.to_string())?;
+            return Ok(format!(
+                "CNI network {} ({})",
+                list.name,
+                list.source.display()
+            ));
         }
         if let Some((at, res)) = self
             .net_health

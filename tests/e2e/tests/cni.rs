@@ -558,3 +558,51 @@ async fn a_ptp_network() {
     n.remove(&pod).await;
     n.assert_clean(&[pod], "ptp");
 }
+
+/// A spec 1.1 config list: NetworkReady follows the plugins' STATUS.
+#[tokio::test(flavor = "multi_thread")]
+async fn network_ready_follows_status_of_a_1_1_list() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(mut n) = daemon("cnistatus").await else {
+        return;
+    };
+    // A plugin of our own (first in bin_dirs) that is not ready while a
+    // marker file exists, as an add-on whose agent is down.
+    let bin = n.d.dir.path().join("cni-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let marker = n.d.dir.path().join("agent-down");
+    let plugin = bin.join("gate");
+    std::fs::write(
+        &plugin,
+        format!(
+            "#!/bin/sh\ncat >/dev/null\nif [ \"$CNI_COMMAND\" = STATUS ] && [ -e {} ]; then\n  echo '{{\"code\":50,\"msg\":\"the agent is down\"}}'\n  exit 1\nfi\nexit 0\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cfg = std::fs::read_to_string(&n.d.config).unwrap().replace(
+        &format!("bin_dirs = [{PLUGINS:?}]"),
+        &format!("bin_dirs = [{:?}, {PLUGINS:?}]", bin),
+    );
+    std::fs::write(&n.d.config, cfg).unwrap();
+    n.d.terminate();
+    n.d.spawn().await;
+    n.c = n.d.client().await;
+    std::fs::write(
+        n.conf_dir.path().join("10-gate.conflist"),
+        r#"{"cniVersion":"1.1.0","name":"gated","plugins":[{"type":"gate"}]}"#,
+    )
+    .unwrap();
+    assert!(
+        n.network_ready().await.status,
+        "{:?}",
+        n.network_ready().await
+    );
+    std::fs::write(&marker, "").unwrap();
+    let c = n.network_ready().await;
+    assert!(!c.status);
+    assert!(c.message.contains("the agent is down"), "{c:?}");
+    std::fs::remove_file(&marker).unwrap();
+    assert!(n.network_ready().await.status);
+}
