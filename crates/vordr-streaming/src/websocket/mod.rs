@@ -98,13 +98,27 @@ impl Codec {
         }
     }
 
-    /// A message carrying `data` on `channel`.
+    /// A message carrying `data` on `channel`. In base64 the channel byte
+    /// is `'0' + channel`, as kubelet writes it; from channel 80 on (a
+    /// port-forward of more than 40 ports) that byte is not ASCII, and a
+    /// text message cannot carry it alone, so the same bytes go in a binary
+    /// message (which `decode` reads the same way).
     pub fn encode(&self, channel: u8, data: &[u8]) -> Message {
         if self.base64 {
+            let digit = b'0'.wrapping_add(channel);
             let mut text = String::with_capacity(1 + data.len().div_ceil(3) * 4);
-            text.push(char::from(b'0'.wrapping_add(channel)));
+            if digit.is_ascii() {
+                text.push(char::from(digit));
+            }
             base64::engine::general_purpose::STANDARD.encode_string(data, &mut text);
-            Message::text(text)
+            if digit.is_ascii() {
+                Message::text(text)
+            } else {
+                let mut b = Vec::with_capacity(1 + text.len());
+                b.push(digit);
+                b.extend_from_slice(text.as_bytes());
+                Message::binary(b)
+            }
         } else {
             let mut b = Vec::with_capacity(1 + data.len());
             b.push(channel);
@@ -267,6 +281,26 @@ mod tests {
         assert_eq!(b64.decode(Message::text("0")), Some((0, Bytes::new())));
         assert_eq!(b64.decode(Message::text("0not base64!")), None);
         assert!(!Codec::of("v5.channel.k8s.io").base64);
+    }
+
+    /// Found by the websocket_frames fuzz target: in base64, channels 80 and
+    /// up were written as a two-byte UTF-8 character, which reads back as
+    /// another channel with undecodable data.
+    #[test]
+    fn every_base64_channel_reads_back() {
+        let b64 = Codec { base64: true };
+        let data = b"\t0bHMgLWwK\x81%4e";
+        for ch in 0..=u8::MAX {
+            let msg = b64.encode(ch, data);
+            assert_eq!(
+                b64.decode(msg.clone()),
+                Some((ch, Bytes::from_static(data))),
+                "channel {ch}: {msg:?}"
+            );
+        }
+        // Channel 129 (port 65 of a port-forward): kubelet's byte, '0' + 129.
+        assert_eq!(b64.encode(129, b"x"), Message::binary(b"\xb1eA==".to_vec()));
+        assert_eq!(b64.encode(79, b"x"), Message::text("\u{7f}eA=="));
     }
 
     fn query_ports_all(query: &str) -> Result<Vec<u16>, String> {
