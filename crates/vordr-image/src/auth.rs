@@ -3,7 +3,7 @@
 //! gets ([`credentials_for`]): kubelet's go only to the registry they were
 //! given for.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use base64::Engine;
@@ -22,8 +22,10 @@ pub enum AuthFileError {
 
 #[derive(Deserialize)]
 struct File {
+    /// Ordered, so that which key wins and which error is reported do not
+    /// depend on a hash map's random order.
     #[serde(default)]
-    auths: HashMap<String, Entry>,
+    auths: BTreeMap<String, Entry>,
 }
 
 #[derive(Deserialize, Default)]
@@ -102,7 +104,10 @@ pub fn credentials_for(
 }
 
 impl AuthFile {
-    /// Parses the file's text.
+    /// Parses the file's text. Several keys may name one host (`docker.io`
+    /// and `https://index.docker.io/v1/`, `quay.io` and `quay.io/team`):
+    /// the bare host wins, as in podman's lookup, else the first key in
+    /// sorted order.
     pub fn parse(text: &str, origin: &str) -> Result<AuthFile, AuthFileError> {
         let invalid = |reason: String| AuthFileError::Invalid {
             path: origin.to_string(),
@@ -123,7 +128,10 @@ impl AuthFile {
                     .ok_or_else(|| invalid(format!("{key}: auth is not user:password")))?;
                 (user, pass) = (u.to_string(), p.to_string());
             }
-            hosts.insert(host_of(&key), (user, pass, e.registry_token));
+            let host = host_of(&key);
+            if key == host || !hosts.contains_key(&host) {
+                hosts.insert(host, (user, pass, e.registry_token));
+            }
         }
         Ok(AuthFile { hosts })
     }
@@ -301,6 +309,38 @@ location = "quay-proxy.example"
             .map(|s| basic(credentials_for(s, None, &file)))
             .collect();
         assert_eq!(got, vec![Some(("m".into(), "mp".into())), None, None]);
+    }
+
+    /// Found by the auth_file fuzz target: with a hash map, the credentials
+    /// (and the error) a file gave depended on the map's random order.
+    #[test]
+    fn keys_naming_one_host_resolve_the_same_every_time() {
+        let text = r#"{"auths": {
+            "https://index.docker.io/v1/": {"username": "url", "password": "1"},
+            "docker.io": {"username": "bare", "password": "2"},
+            "registry-1.docker.io": {"username": "other", "password": "3"},
+            "quay.io/team-b": {"username": "b", "password": "4"},
+            "quay.io/team-a": {"username": "a", "password": "5"}
+        }}"#;
+        for _ in 0..20 {
+            let f = AuthFile::parse(text, "t").unwrap();
+            assert_eq!(f, AuthFile::parse(text, "t").unwrap());
+            assert_eq!(
+                basic(f.for_registry("docker.io")),
+                Some(("bare".into(), "2".into()))
+            );
+            assert_eq!(
+                basic(f.for_registry("quay.io")),
+                Some(("a".into(), "5".into()))
+            );
+        }
+        // The crashing input: two bad keys, one error, always the same.
+        let bad = r#"{"auths": {"https://mndex.docker.io/v2/": {"auth": "Y`xpY2U6czNjcjN1"},
+            "auths.0.1:s://mndex.docker.io/v1/": {"auth": "ok"}}}"#;
+        let e = AuthFile::parse(bad, "t").unwrap_err();
+        for _ in 0..20 {
+            assert_eq!(AuthFile::parse(bad, "t").unwrap_err(), e);
+        }
     }
 
     #[test]
