@@ -60,4 +60,10 @@ if ! command -v just >/dev/null; then
   cargo install --locked just >/dev/null 2>&1 || cargo install just
 fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
+# `just fuzz` (scripts/fuzz.sh): cargo fuzz, built with nightly when rustup
+# has it, else with the stable toolchain and RUSTC_BOOTSTRAP=1.
+if ! command -v cargo-fuzz >/dev/null; then
+  echo "setup.sh: installing cargo-fuzz"
+  cargo install --locked cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz
+fi
 echo "setup.sh: done"

@@ -16,7 +16,7 @@ pub mod spdy;
 mod tokens;
 pub mod websocket;
 
-pub use remotecommand::ExecIo;
+pub use remotecommand::{parse_sizes, ExecIo};
 pub use server::{Limits, Server, ServerError, Settings, TlsFiles};
 pub use tokens::{ExecTarget, PortForwardTarget, Target, Tokens, TOKEN_TTL};
 

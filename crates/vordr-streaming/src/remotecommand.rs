@@ -185,8 +185,8 @@ pub(crate) async fn run<W: Wire>(
 
 /// The sizes in `{"Width":w,"Height":h}` values (client-go ends each with
 /// a newline; other clients need not), leaving a partial value in `buf`.
-/// A line that is not JSON is skipped.
-fn parse_sizes(buf: &mut Vec<u8>) -> Vec<(u16, u16)> {
+/// A line that is not JSON is skipped. Public for the fuzz targets.
+pub fn parse_sizes(buf: &mut Vec<u8>) -> Vec<(u16, u16)> {
     let mut out = Vec::new();
     let mut start = 0;
     'lines: while start < buf.len() {

@@ -32,8 +32,9 @@ pub const PORT_FORWARD: &str = "portforward.k8s.io";
 /// gave it (32 KiB); every frame in flight is held in memory.
 pub const MAX_CLIENT_FRAME: usize = 1 << 20;
 
-/// The server side's codec: frames and header blocks capped.
-fn codec() -> vordr_spdy::Codec {
+/// The server side's codec: frames and header blocks capped. Public for
+/// the fuzz targets.
+pub fn codec() -> vordr_spdy::Codec {
     vordr_spdy::Codec::with_limits(vordr_spdy::Limits {
         max_frame: MAX_CLIENT_FRAME,
         ..vordr_spdy::Limits::default()

@@ -74,8 +74,8 @@ const MAX_PORTS: usize = 128;
 /// flight is held in memory.
 pub const MAX_CLIENT_MESSAGE: usize = 1 << 20;
 
-/// A session's buffers, capped.
-fn ws_config() -> WebSocketConfig {
+/// A session's buffers, capped. Public for the fuzz targets.
+pub fn ws_config() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(32 * 1024)
         .max_write_buffer_size(4 << 20)
