@@ -191,6 +191,14 @@ async fn build(
         )
         .map_err(|e| internal("recording namespaces", e))?;
     crate::faults::point("pod.pinned");
+    if let Some(p) = pins.net.clone() {
+        // The pod's own loopback, up whatever attaches the network (a CNI
+        // list need not include the loopback plugin: containerd does this too).
+        tokio::task::spawn_blocking(move || vordr_net::link::set_up(&p, "lo"))
+            .await
+            .map_err(|e| internal("bringing up the pod's loopback", e))?
+            .map_err(|e| internal("bringing up the pod's loopback", e))?;
+    }
 
     let mut ip = None;
     if let (Some(netns_path), Some(list), Some(cni)) = (&pins.net, cni_list, &rt.cni) {

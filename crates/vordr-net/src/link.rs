@@ -10,7 +10,7 @@ use netlink_packet_core::{
     NLM_F_REQUEST,
 };
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo, LinkMessage,
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
@@ -82,11 +82,35 @@ pub fn add_placeholder_veth(netns: &Path, name: &str, peer: &str) -> Result<(), 
     })
 }
 
+/// Brings interface `name` up in the namespace at `netns` (a new
+/// namespace's loopback is down; containerd and CRI-O bring it up for every
+/// pod, whatever attaches the pod's network).
+pub fn set_up(netns: &Path, name: &str) -> Result<(), LinkError> {
+    let name = std::ffi::CString::new(name).map_err(|e| LinkError::Netlink(e.into()))?;
+    inside(netns, move || {
+        // SAFETY: a NUL-terminated string we own.
+        let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        if index == 0 {
+            return Err(LinkError::Netlink(std::io::Error::last_os_error()));
+        }
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.header.flags = LinkFlags::Up;
+        msg.header.change_mask = LinkFlags::Up;
+        request_with(RouteNetlinkMessage::SetLink(msg), NLM_F_REQUEST | NLM_F_ACK)
+    })
+}
+
 /// Sends one request that creates something and waits for its ACK.
 fn request(msg: RouteNetlinkMessage) -> Result<(), LinkError> {
+    request_with(msg, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL)
+}
+
+/// Sends one request with `flags` and waits for its ACK.
+fn request_with(msg: RouteNetlinkMessage, flags: u16) -> Result<(), LinkError> {
     let io = LinkError::Netlink;
     let mut header = NetlinkHeader::default();
-    header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
+    header.flags = flags;
     header.sequence_number = 1;
     let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(msg));
     packet.finalize();
@@ -139,6 +163,21 @@ mod tests {
         // A second one with the same name is refused, not duplicated.
         let again = add_placeholder_veth(&net, "eth0", "vordr-ph1").unwrap_err();
         assert!(again.to_string().contains("exists"), "{again}");
+        // The loopback of a new namespace is down until brought up.
+        let lo_up = |net: &Path| {
+            let net = net.to_path_buf();
+            crate::netns::in_netns(&net, || {
+                // Refused (up, nobody listening) rather than unreachable.
+                std::net::TcpStream::connect(("127.0.0.1", 9))
+                    .err()
+                    .and_then(|e| e.raw_os_error())
+                    != Some(libc::ENETUNREACH)
+            })
+            .unwrap()
+        };
+        assert!(!lo_up(&net));
+        set_up(&net, "lo").unwrap();
+        assert!(lo_up(&net));
         netns::release(&pins).unwrap();
     }
 }

@@ -230,6 +230,13 @@ async fn pods_on_a_cni_bridge_network() {
 
     // Pod to pod over the bridge.
     let ns_a = n.d.ns_dir(&a).join("net");
+    // The pod's loopback is up, though the list has no loopback plugin
+    // (PortForward connects to it).
+    let lo = in_netns(&ns_a, || {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        std::net::TcpStream::connect(l.local_addr().unwrap()).is_ok()
+    });
+    assert!(lo, "the pod's loopback is down");
     let target = ip_b.clone();
     assert!(
         in_netns(&ns_a, move || ping(&target)),
