@@ -50,11 +50,17 @@ for t in "${targets[@]}"; do
   mkdir -p "$new" "$root/fuzz/corpus/$t"
   echo "fuzz.sh: $t for ${seconds}s"
   start=$(date +%s)
+  # libFuzzer prints a line per new input: the log keeps them, the
+  # console gets the totals, or the end of the log on a failure.
+  log="$work/$t.log"
   if (cd "$work" && "${cargo[@]}" run "${build[@]}" "$t" "$new" "$root/fuzz/corpus/$t" -- \
-        -max_total_time="$seconds" -timeout=30 -jobs=1 -print_final_stats=1); then
+        -max_total_time="$seconds" -timeout=30 -jobs=1 -print_final_stats=1) >"$log" 2>&1; then
+    grep -E '^(Done|stat::(number_of_executed_units|new_units_added|peak_rss_mb))' "$log" || true
     echo "fuzz.sh: $t: no crash in $(($(date +%s) - start))s"
   else
-    echo "fuzz.sh: $t: FAILED (input in fuzz/artifacts/$t/)" >&2
+    grep -E -A6 'panicked at|ERROR: ' "$log" | head -n 40 >&2 || true
+    tail -n 25 "$log" >&2
+    echo "fuzz.sh: $t: FAILED (input in fuzz/artifacts/$t/, log in ${log#"$root"/})" >&2
     failed+=("$t")
   fi
 done
