@@ -19,6 +19,19 @@ struct Net {
     bridge: String,
 }
 
+impl Net {
+    /// A pinned network namespace for the test's pod, and its path.
+    fn pod_namespace(&self) -> (netns::Pins, PathBuf) {
+        let req = NsRequest {
+            net: true,
+            ..Default::default()
+        };
+        let pins = netns::create(&self.root.join("pod"), &req).unwrap();
+        let path = pins.net.clone().unwrap();
+        (pins, path)
+    }
+}
+
 impl Drop for Net {
     fn drop(&mut self) {
         let _ = std::process::Command::new("ip")
@@ -113,15 +126,7 @@ async fn add_check_del_with_the_reference_plugins() {
         return;
     }
     let (n, list, cni) = net("a", "10.231.40.0/24");
-    let pins = netns::create(
-        &n.root.join("pod"),
-        &NsRequest {
-            net: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let netns_path = pins.net.clone().unwrap();
+    let (pins, netns_path) = n.pod_namespace();
     let id = "aaaa1111bbbb2222";
     let a = attachment(id, &netns_path);
 
@@ -162,15 +167,7 @@ async fn del_after_the_namespace_is_gone_and_with_a_changed_config() {
         return;
     }
     let (n, list, cni) = net("b", "10.231.41.0/24");
-    let pins = netns::create(
-        &n.root.join("pod"),
-        &NsRequest {
-            net: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let netns_path = pins.net.clone().unwrap();
+    let (pins, netns_path) = n.pod_namespace();
     let id = "cccc3333dddd4444";
     let a = attachment(id, &netns_path);
     cni.add(&list, &a).await.unwrap();
@@ -196,15 +193,7 @@ async fn a_failing_plugin_is_named_and_del_cleans_up_after_it() {
         return;
     }
     let (n, _, cni) = net("c", "10.231.42.0/24");
-    let pins = netns::create(
-        &n.root.join("pod"),
-        &NsRequest {
-            net: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let netns_path = pins.net.clone().unwrap();
+    let (pins, netns_path) = n.pod_namespace();
     // The bridge attaches, then tuning fails on a sysctl that does not exist.
     let bad = serde_json::json!({"cniVersion": "1.0.0", "name": "vordr-cni-test-c", "plugins": [
         {"type": "bridge", "bridge": n.bridge,

@@ -137,7 +137,7 @@ impl<'a> Gone<'a> {
 }
 
 /// `remove_dir_all` that treats a missing tree as removed.
-fn remove_tree(p: &std::path::Path) -> Result<(), String> {
+pub(crate) fn remove_tree(p: &std::path::Path) -> Result<(), String> {
     match std::fs::remove_dir_all(p) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

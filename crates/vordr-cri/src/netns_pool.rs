@@ -56,11 +56,7 @@ async fn create_slot(rt: &Runtime, network: &str) -> Result<(), String> {
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
         let netns_path = pins.net.clone().expect("a net pin was asked for");
-        let lo = netns_path.clone();
-        tokio::task::spawn_blocking(move || vordr_net::link::set_up(&lo, "lo"))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("bringing up the loopback: {e}"))?;
+        sandbox_cleanup::loopback_up(&netns_path).await?;
         rt.store
             .set_pod_namespaces(&id, Some(&netns_path.to_string_lossy()), None, None)
             .map_err(|e| e.to_string())?;

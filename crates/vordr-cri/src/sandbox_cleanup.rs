@@ -187,12 +187,23 @@ const PLACEHOLDER_PEER: &str = "vordr-ph0";
 const BRIDGE_GONE: &str = "failed to get bridge interface";
 
 /// Runs blocking work (namespaces, netlink, mounts) off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, String> + Send + 'static,
 ) -> Result<T, String> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| e.to_string())?
+}
+
+/// Brings up the loopback of a new pod network namespace (whatever
+/// attaches the network: a CNI list need not include the loopback plugin,
+/// and containerd brings it up too).
+pub async fn loopback_up(netns: &std::path::Path) -> Result<(), String> {
+    let netns = netns.to_path_buf();
+    blocking(move || {
+        link::set_up(&netns, "lo").map_err(|e| format!("bringing up the loopback: {e}"))
+    })
+    .await
 }
 
 /// Unpins the pod's namespaces.
@@ -204,19 +215,12 @@ pub async fn release_namespaces(rt: &Runtime, pod_id: &str) -> Result<(), String
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(format!("removing the attachment record: {e}")),
     }
-    tokio::task::spawn_blocking(move || netns::release_dir(&dir))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())
+    blocking(move || netns::release_dir(&dir).map_err(|e| e.to_string())).await
 }
 
 /// Deletes the pod's files (resolv.conf, hostname, hosts).
 pub fn remove_pod_files(rt: &Runtime, pod_id: &str) -> Result<(), String> {
-    match std::fs::remove_dir_all(rt.pod_dir(pod_id)) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(format!("removing pod files: {e}")),
-    }
+    crate::containers::remove_tree(&rt.pod_dir(pod_id))
 }
 
 /// Removes every trace of a pod: network, namespaces, files, IP and row.

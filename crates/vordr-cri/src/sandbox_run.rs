@@ -191,13 +191,10 @@ async fn build(
         )
         .map_err(|e| internal("recording namespaces", e))?;
     crate::faults::point("pod.pinned");
-    if let Some(p) = pins.net.clone() {
-        // The pod's own loopback, up whatever attaches the network (a CNI
-        // list need not include the loopback plugin: containerd does this too).
-        tokio::task::spawn_blocking(move || vordr_net::link::set_up(&p, "lo"))
+    if let Some(p) = &pins.net {
+        sandbox_cleanup::loopback_up(p)
             .await
-            .map_err(|e| internal("bringing up the pod's loopback", e))?
-            .map_err(|e| internal("bringing up the pod's loopback", e))?;
+            .map_err(|e| internal("the pod's network", e))?;
     }
 
     let mut ip = None;

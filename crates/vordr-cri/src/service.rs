@@ -22,11 +22,12 @@ pub struct Vordr(pub Arc<Runtime>);
 
 type R<T> = Result<Response<T>, Status>;
 
-/// Runs a call that changes the node on a thread of its own: kubelet's
-/// deadline drops the handler, never the work half-way (see `inflight`),
-/// and its SQLite writes and filesystem work never hold up the async
-/// threads that answer Version, Status and the streaming server.
-async fn detached<T, F>(rt: &Arc<Runtime>, call: impl FnOnce(Arc<Runtime>) -> F) -> R<T>
+/// Runs a call on a thread of its own, driven by the runtime's handle:
+/// kubelet's deadline drops the handler, never a change half-way (see
+/// `inflight`), and SQLite, cgroup files and disk walks never hold up the
+/// async threads that answer Version, Status and the streaming server (a
+/// hung disk stalls only the calls that need it).
+async fn on_own_thread<T, F>(rt: &Arc<Runtime>, call: impl FnOnce(Arc<Runtime>) -> F) -> R<T>
 where
     T: Send + 'static,
     F: std::future::Future<Output = Result<T, Status>> + Send + 'static,
@@ -35,17 +36,6 @@ where
         .await
         .map_err(|e| Status::internal(format!("the call's thread failed: {e}")))?
         .map(Response::new)
-}
-
-/// Runs a read-only call on a blocking thread: its SQLite reads, cgroup
-/// files and disk walks never hold up the async threads, so a hung disk
-/// (NFS) stalls the calls that need it, not Version, Status or streaming.
-async fn blocking<T, F>(rt: &Arc<Runtime>, call: impl FnOnce(Arc<Runtime>) -> F) -> R<T>
-where
-    T: Send + 'static,
-    F: std::future::Future<Output = Result<T, Status>> + Send + 'static,
-{
-    detached(rt, call).await
 }
 
 fn not_yet<T>(rpc: &str) -> R<T> {
@@ -70,7 +60,7 @@ impl RuntimeService for Vordr {
         };
         let id = match key {
             Some(key) => self.0.inflight.run(key, work).await?,
-            None => detached(&self.0, |_| work).await?.into_inner(),
+            None => on_own_thread(&self.0, |_| work).await?.into_inner(),
         };
         Ok(Response::new(RunPodSandboxResponse { pod_sandbox_id: id }))
     }
@@ -79,7 +69,7 @@ impl RuntimeService for Vordr {
         r: Request<StopPodSandboxRequest>,
     ) -> R<StopPodSandboxResponse> {
         let req = r.into_inner();
-        detached(&self.0, |rt| async move {
+        on_own_thread(&self.0, |rt| async move {
             sandbox_stop::stop_pod_sandbox(&rt, req).await
         })
         .await
@@ -89,7 +79,7 @@ impl RuntimeService for Vordr {
         r: Request<RemovePodSandboxRequest>,
     ) -> R<RemovePodSandboxResponse> {
         let req = r.into_inner();
-        detached(&self.0, |rt| async move {
+        on_own_thread(&self.0, |rt| async move {
             sandbox_remove::remove_pod_sandbox(&rt, req).await
         })
         .await
@@ -99,7 +89,7 @@ impl RuntimeService for Vordr {
         r: Request<PodSandboxStatusRequest>,
     ) -> R<PodSandboxStatusResponse> {
         let req = r.into_inner();
-        blocking(&self.0, |rt| async move {
+        on_own_thread(&self.0, |rt| async move {
             sandbox_status::pod_sandbox_status(&rt, req).await
         })
         .await
@@ -109,7 +99,7 @@ impl RuntimeService for Vordr {
         r: Request<ListPodSandboxRequest>,
     ) -> R<ListPodSandboxResponse> {
         let req = r.into_inner();
-        blocking(&self.0, |rt| async move {
+        on_own_thread(&self.0, |rt| async move {
             sandbox_list::list_pod_sandbox(&rt, req).await
         })
         .await
@@ -128,7 +118,7 @@ impl RuntimeService for Vordr {
         };
         let id = match key {
             Some(key) => self.0.inflight.run(key, work).await?,
-            None => detached(&self.0, |_| work).await?.into_inner(),
+            None => on_own_thread(&self.0, |_| work).await?.into_inner(),
         };
         Ok(Response::new(CreateContainerResponse { container_id: id }))
     }
@@ -137,14 +127,14 @@ impl RuntimeService for Vordr {
         r: Request<StartContainerRequest>,
     ) -> R<StartContainerResponse> {
         let req = r.into_inner();
-        detached(&self.0, |rt| async move {
+        on_own_thread(&self.0, |rt| async move {
             container_start::start_container(&rt, req).await
         })
         .await
     }
     async fn stop_container(&self, r: Request<StopContainerRequest>) -> R<StopContainerResponse> {
         let req = r.into_inner();
-        detached(&self.0, |rt| async move {
+        on_own_thread(&self.0, |rt| async move {
             container_stop::stop_container(&rt, req).await
         })
         .await
@@ -154,7 +144,7 @@ impl RuntimeService for Vordr {
         r: Request<RemoveContainerRequest>,
     ) -> R<RemoveContainerResponse> {
         let req = r.into_inner();
-        detached(&self.0, |rt| async move {
+        on_own_thread(&self.0, |rt| async move {
             container_remove::remove_container(&rt, req).await
         })
         .await
@@ -164,7 +154,7 @@ impl RuntimeService for Vordr {
         r: Request<ListContainersRequest>,
     ) -> R<ListContainersResponse> {
         let req = r.into_inner();
-        blocking(&self.0, |rt| async move {
+        on_own_thread(&self.0, |rt| async move {
             container_list::list_containers(&rt, req).await
         })
         .await
@@ -174,7 +164,7 @@ impl RuntimeService for Vordr {
         r: Request<ContainerStatusRequest>,
     ) -> R<ContainerStatusResponse> {
         let req = r.into_inner();
-        blocking(&self.0, |rt| async move {
+        on_own_thread(&self.0, |rt| async move {
             container_status::container_status(&rt, req).await
         })
         .await
@@ -184,7 +174,7 @@ impl RuntimeService for Vordr {
         r: Request<UpdateContainerResourcesRequest>,
     ) -> R<UpdateContainerResourcesResponse> {
         let req = r.into_inner();
-        detached(&self.0, |rt| async move {
+        on_own_thread(&self.0, |rt| async move {
             container_update::update_container_resources(&rt, req).await
         })
         .await
@@ -216,7 +206,7 @@ impl RuntimeService for Vordr {
         r: Request<ContainerStatsRequest>,
     ) -> R<ContainerStatsResponse> {
         let req = r.into_inner();
-        blocking(&self.0, |rt| async move {
+        on_own_thread(&self.0, |rt| async move {
             container_stats::container_stats(&rt, req).await
         })
         .await
@@ -226,7 +216,7 @@ impl RuntimeService for Vordr {
         r: Request<ListContainerStatsRequest>,
     ) -> R<ListContainerStatsResponse> {
         let req = r.into_inner();
-        blocking(&self.0, |rt| async move {
+        on_own_thread(&self.0, |rt| async move {
             container_stats::list_container_stats(&rt, req).await
         })
         .await
@@ -236,7 +226,7 @@ impl RuntimeService for Vordr {
         r: Request<PodSandboxStatsRequest>,
     ) -> R<PodSandboxStatsResponse> {
         let req = r.into_inner();
-        blocking(&self.0, |rt| async move {
+        on_own_thread(&self.0, |rt| async move {
             container_stats::pod_sandbox_stats(&rt, req).await
         })
         .await
@@ -246,7 +236,7 @@ impl RuntimeService for Vordr {
         r: Request<ListPodSandboxStatsRequest>,
     ) -> R<ListPodSandboxStatsResponse> {
         let req = r.into_inner();
-        blocking(&self.0, |rt| async move {
+        on_own_thread(&self.0, |rt| async move {
             container_stats::list_pod_sandbox_stats(&rt, req).await
         })
         .await
@@ -256,7 +246,7 @@ impl RuntimeService for Vordr {
         r: Request<UpdateRuntimeConfigRequest>,
     ) -> R<UpdateRuntimeConfigResponse> {
         let req = r.into_inner();
-        detached(&self.0, |rt| async move {
+        on_own_thread(&self.0, |rt| async move {
             update_runtime_config::update_runtime_config(&rt, req).await
         })
         .await
@@ -299,14 +289,14 @@ impl RuntimeService for Vordr {
 impl ImageService for Vordr {
     async fn list_images(&self, r: Request<ListImagesRequest>) -> R<ListImagesResponse> {
         let req = r.into_inner();
-        blocking(&self.0, |rt| async move {
+        on_own_thread(&self.0, |rt| async move {
             image_list::list_images(&rt, req).await
         })
         .await
     }
     async fn image_status(&self, r: Request<ImageStatusRequest>) -> R<ImageStatusResponse> {
         let req = r.into_inner();
-        blocking(&self.0, |rt| async move {
+        on_own_thread(&self.0, |rt| async move {
             image_status::image_status(&rt, req).await
         })
         .await
