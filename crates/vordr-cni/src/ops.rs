@@ -40,11 +40,23 @@ pub struct Attachment<'a> {
 }
 
 impl Attachment<'_> {
-    fn cni_args(&self) -> String {
-        std::iter::once("IgnoreUnknown=1".to_string())
+    /// `CNI_ARGS`; a key or value with ';' or '=' (which would add keys
+    /// of its own, such as host-local's IP=) is refused.
+    fn cni_args(&self) -> Result<String, CniError> {
+        if let Some((k, v)) = self
+            .args
+            .iter()
+            .find(|(k, v)| format!("{k}{v}").contains([';', '=']))
+        {
+            return Err(CniError::Config {
+                path: "CNI_ARGS".into(),
+                reason: format!("{k}={v:?} holds ';' or '='"),
+            });
+        }
+        Ok(std::iter::once("IgnoreUnknown=1".to_string())
             .chain(self.args.iter().map(|(k, v)| format!("{k}={v}")))
             .collect::<Vec<_>>()
-            .join(";")
+            .join(";"))
     }
 }
 
@@ -145,7 +157,7 @@ impl Cni {
     /// (without a result) and completed with the result.
     pub async fn add(&self, list: &ConfList, a: &Attachment<'_>) -> Result<PodResult, CniError> {
         let config = list_value(list);
-        let args = a.cni_args();
+        let args = a.cni_args()?;
         let mut entry = Entry {
             kind: cache::KIND.into(),
             container_id: a.container_id.into(),
@@ -228,7 +240,7 @@ impl Cni {
             ),
             (None, Some(list)) => (
                 list_value(list),
-                a.cni_args(),
+                a.cni_args()?,
                 a.capability_args.clone(),
                 None,
             ),
@@ -424,8 +436,13 @@ mod tests {
             capability_args: Map::new(),
         };
         assert_eq!(
-            a.cni_args(),
+            a.cni_args().unwrap(),
             "IgnoreUnknown=1;K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p"
         );
+        let sneaky = Attachment {
+            args: vec![("K8S_POD_NAME".into(), "p;IP=10.0.0.9".into())],
+            ..a
+        };
+        assert!(sneaky.cni_args().is_err());
     }
 }

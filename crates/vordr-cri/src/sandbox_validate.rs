@@ -97,10 +97,15 @@ pub fn plan(cfg: &PodSandboxConfig, driver: CgroupDriver) -> Result<PodPlan, Sta
         ("config.metadata.namespace", &md.namespace),
         ("config.metadata.uid", &md.uid),
     ] {
-        if v.len() > 253 || v.chars().any(|c| c.is_control() || c == '/') {
+        // ';' and '=' would add keys to the CNI_ARGS plugins are given
+        // (host-local, for one, takes IP= from there).
+        if v.len() > 253
+            || v.chars()
+                .any(|c| c.is_control() || matches!(c, '/' | ';' | '='))
+        {
             return Err(invalid(
                 field,
-                format!("{v:?} has a control character or '/' or is too long"),
+                format!("{v:?} has a control character, '/', ';' or '=', or is too long"),
             ));
         }
     }
@@ -362,6 +367,10 @@ mod tests {
         let mut c = base();
         c.metadata.as_mut().unwrap().namespace = "a/b".into();
         assert!(err_of(&c).message().contains("config.metadata.namespace"));
+        // Names travel in CNI_ARGS: no key of their own may ride along.
+        let mut c = base();
+        c.metadata.as_mut().unwrap().name = "web;IP=10.0.0.9".into();
+        assert!(err_of(&c).message().contains("config.metadata.name"));
     }
 
     #[test]
