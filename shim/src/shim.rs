@@ -13,7 +13,7 @@ use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::{Config, Error, ExitSignal, Flags, Shim, StartOpts};
 use vordr_shim_api::{socket_path, ExitRecord, SHIM_LOG_FILE};
 
-use crate::task::TaskService;
+use crate::task::{force_delete, protobuf_timestamp, TaskService};
 
 pub struct VordrShim {
     id: String,
@@ -85,7 +85,7 @@ impl Shim for VordrShim {
 
     fn delete_shim(&mut self) -> containerd_shim::Result<DeleteResponse> {
         let bundle = std::env::current_dir().map_err(|e| Error::Other(e.to_string()))?;
-        crate::task::force_delete(&self.id, &bundle);
+        force_delete(&self.id, &bundle);
         let mut resp = DeleteResponse::new();
         let rec = ExitRecord::read(&bundle);
         resp.exit_status = rec.map(|r| r.exit_code as u32).unwrap_or(137);
@@ -107,16 +107,4 @@ impl Shim for VordrShim {
         let address = std::env::var("TTRPC_ADDRESS").unwrap_or_default();
         TaskService::new(&self.id, &self.namespace, &address, self.exit.clone())
     }
-}
-
-/// A protobuf timestamp from nanoseconds since the epoch.
-pub fn protobuf_timestamp(
-    ns: i64,
-) -> containerd_shim::protos::protobuf::MessageField<
-    containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp,
-> {
-    let mut t = containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp::new();
-    t.seconds = ns.div_euclid(1_000_000_000);
-    t.nanos = ns.rem_euclid(1_000_000_000) as i32;
-    containerd_shim::protos::protobuf::MessageField::some(t)
 }
