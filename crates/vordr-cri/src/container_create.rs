@@ -13,13 +13,13 @@ use tonic::Status;
 use vordr_shim_api::{CreateOptions, RuntimeKind};
 use vordr_store::{NewContainer, PodState, StoreError};
 
-use crate::containers::{teardown, Gone};
-use crate::errors::{internal, invalid};
-use crate::hostpath::HostPaths;
-use crate::images::{find, parse_name};
-use crate::runtime::Runtime;
-use crate::sandbox_run::{new_id, now_ns};
-use crate::shim_client::{shim_binary, start_shim, Shim};
+use crate::container::{teardown, Gone};
+use crate::image::{find, parse_name};
+use crate::security::hostpath::HostPaths;
+use crate::shim::client::{shim_binary, start_shim, Shim};
+use crate::state::errors::{internal, invalid};
+use crate::state::ids::{new_id, now_ns};
+use crate::state::Runtime;
 
 /// Refuses a request's pod config that differs from the stored one where
 /// it matters: who the pod is, its security context, sysctls, cgroup
@@ -88,15 +88,13 @@ pub async fn create_container(
         .map(|i| i.image.as_str())
         .filter(|s| !s.is_empty())
         .ok_or_else(|| invalid("config.image.image", "is required"))?;
-    let pod = rt.find_pod(&req.pod_sandbox_id)?;
-    let _lock = rt.lock_pod(&pod.id).await;
-    let pod = rt
-        .store
-        .get_pod(&pod.id)
-        .map_err(|e| internal("reading pod", e))?
+    let locked = rt
+        .lock_existing_pod(&req.pod_sandbox_id)
+        .await?
         .ok_or_else(|| {
             Status::not_found(format!("pod sandbox {:?} not found", req.pod_sandbox_id))
         })?;
+    let pod = locked.pod.clone();
     if pod.state != PodState::Ready {
         return Err(Status::failed_precondition(format!(
             "pod sandbox {} is not ready",
@@ -156,7 +154,7 @@ pub async fn create_container(
     );
     let (host_paths, log_file) = tokio::task::spawn_blocking(move || {
         let host_paths = HostPaths::resolve(&mounts)?;
-        let log_file = crate::hostpath::log_file(&log_dir, &log_rel)?;
+        let log_file = crate::security::hostpath::log_file(&log_dir, &log_rel)?;
         Ok::<_, Status>((host_paths, log_file))
     })
     .await
@@ -193,7 +191,7 @@ pub async fn create_container(
         )),
         e => internal("recording container", e),
     })?;
-    crate::faults::point("container.recorded");
+    crate::state::faults::point("container.recorded");
     let mut shim_address = String::new();
     let res = build(
         rt,
@@ -220,8 +218,8 @@ pub async fn create_container(
                 .set_container_stop_signal(&id, &stop_signal)
                 .map_err(|e| internal("recording container", e))?;
             tracing::info!(container = %id, pod = %pod.id, name = %row.name, "container created");
-            if let Ok(shim) = crate::shim_client::Shim::connect(&id, &shim_address).await {
-                crate::shim_watch::watch(rt, &shim).await;
+            if let Ok(shim) = crate::shim::client::Shim::connect(&id, &shim_address).await {
+                crate::shim::watch::watch(rt, &shim).await;
             }
             Ok(CreateContainerResponse { container_id: id })
         }
@@ -343,15 +341,25 @@ fn pod_userns(
     pod_id: &str,
     sandbox: &PodSandboxConfig,
 ) -> Option<vordr_spec::UserNamespace> {
-    let maps = crate::sandbox_validate::pod_id_maps(sandbox)?;
+    let maps = crate::pod::validate::pod_id_maps(sandbox)?;
     Some(vordr_spec::UserNamespace {
         uid_mappings: maps.uids,
         gid_mappings: maps.gids,
-        path: Some(rt.ns_dir(pod_id).join("user")),
+        path: Some(rt.layout.ns_pin(pod_id, "user")),
     })
 }
 
 /// Everything after the row: returns the init's pid and the stop signal.
+/// The pod's files every container of it mounts.
+fn pod_paths(rt: &Runtime, pod_id: &str) -> vordr_spec::PodPaths {
+    vordr_spec::PodPaths {
+        resolv_conf: Some(rt.layout.resolv_conf(pod_id)),
+        hosts: Some(rt.layout.hosts_file(pod_id)),
+        hostname_file: Some(rt.layout.hostname_file(pod_id)),
+        ..Default::default()
+    }
+}
+
 async fn build(
     rt: &Runtime,
     id: &str,
@@ -362,19 +370,23 @@ async fn build(
     shim_address: &mut String,
 ) -> Result<(u32, String), Status> {
     let (config, sandbox, pod) = (r.config, r.sandbox, r.pod);
-    let bundle = rt.bundle_dir(id);
-    let rootfs = bundle.join("rootfs");
-    let cdir = rt.container_dir(id);
-    crate::rootfs::mount_overlay(lowers, &cdir.join("upper"), &cdir.join("work"), &rootfs)
-        .map_err(|e| internal("preparing the container rootfs", e))?;
-    crate::faults::point("container.rootfs-mounted");
-    let pod_dir = rt.pod_dir(&pod.id);
-    let hostname = std::fs::read_to_string(pod_dir.join("hostname"))
+    let bundle = rt.layout.bundle_dir(id);
+    let rootfs = rt.layout.rootfs_dir(id);
+    let cdir = rt.layout.container_dir(id);
+    crate::container::rootfs::mount_overlay(
+        lowers,
+        &cdir.join("upper"),
+        &cdir.join("work"),
+        &rootfs,
+    )
+    .map_err(|e| internal("preparing the container rootfs", e))?;
+    crate::state::faults::point("container.rootfs-mounted");
+    let hostname = std::fs::read_to_string(rt.layout.hostname_file(&pod.id))
         .map(|s| s.trim().to_string())
         .unwrap_or_default();
     // Containers of a pod that shares its PID namespace join the pod's init.
     let pid_ns_path = if joins_pod_pid_namespace(config) {
-        Some(crate::pod_init::pid_namespace(rt, pod).await?)
+        Some(crate::pod::init::pid_namespace(rt, pod).await?)
     } else {
         None
     };
@@ -385,12 +397,10 @@ async fn build(
         utsns: pod.uts_path.as_ref().map(PathBuf::from),
         pid_ns_path,
         hostname,
-        resolv_conf: Some(pod_dir.join("resolv.conf")),
-        hosts: Some(pod_dir.join("hosts")),
-        hostname_file: Some(pod_dir.join("hostname")),
         shm: None,
         cgroup_parent: pod.cgroup_parent.clone(),
         userns: pod_userns(rt, &pod.id, sandbox),
+        ..pod_paths(rt, &pod.id)
     };
     let opts = vordr_spec::SpecOptions {
         restrict_oom_score_adj: rt.config.runtime.restrict_oom_score_adj,
@@ -410,7 +420,7 @@ async fn build(
     let judged = serde_json::to_vec_pretty(&built.spec).map_err(|e| internal("judged spec", e))?;
     vordr_fsmode::write_private(&bundle.join(JUDGED_SPEC), &judged)
         .map_err(|e| internal("writing the judged spec", e))?;
-    crate::gatekeeper::node_supports(&mut built.spec)?;
+    crate::security::gatekeeper::node_supports(&mut built.spec)?;
     if paths.userns.is_some() {
         let points: Vec<(PathBuf, bool)> = built
             .spec
@@ -422,12 +432,12 @@ async fn build(
                 (m.destination().clone(), !file)
             })
             .collect();
-        crate::rootfs::create_mountpoints(&rootfs, &points)
+        crate::container::rootfs::create_mountpoints(&rootfs, &points)
             .map_err(|e| internal("creating mount points in the rootfs", e))?;
     }
     let spec_json =
         serde_json::to_vec_pretty(&built.spec).map_err(|e| internal("config.json", e))?;
-    vordr_fsmode::write_private(&bundle.join("config.json"), &spec_json)
+    vordr_fsmode::write_private(&rt.layout.spec_file(id), &spec_json)
         .map_err(|e| internal("writing config.json", e))?;
 
     let kind = if handler.kind == "runc" {
@@ -435,9 +445,9 @@ async fn build(
     } else {
         RuntimeKind::Youki
     };
-    let runtime_root = rt.runtime_root(&handler.kind);
+    let runtime_root = rt.layout.runtime_root(&handler.kind);
     std::fs::create_dir_all(&runtime_root).map_err(|e| internal("runtime root", e))?;
-    let socket_dir = rt.shim_socket_dir();
+    let socket_dir = rt.layout.shim_socket_dir();
     std::fs::create_dir_all(&socket_dir).map_err(|e| internal("shim socket dir", e))?;
     let binary = shim_binary(&rt.config.runtime.shim_path);
     let address = start_shim(
@@ -445,13 +455,13 @@ async fn build(
         id,
         &bundle,
         &rt.config.server.socket,
-        &rt.events_socket(),
+        &rt.layout.events_socket(),
         &socket_dir,
     )
     .await
     .map_err(|e| internal("starting the shim", e))?;
     *shim_address = address.clone();
-    crate::faults::point("container.shim-started");
+    crate::state::faults::point("container.shim-started");
     let shim = Shim::connect(id, &address)
         .await
         .map_err(|e| internal("connecting to the shim", e))?;
@@ -470,7 +480,7 @@ async fn build(
         .map_err(|e| internal("creating the container", e))?;
     // Before anything in it runs: what is mounted is what was judged.
     r.host_paths.verify(pid, &built.spec)?;
-    crate::faults::point("container.shim-created");
+    crate::state::faults::point("container.shim-created");
     Ok((pid, built.stop_signal))
 }
 
@@ -496,7 +506,7 @@ fn judge(
         .map_err(|c| internal("judging capabilities", format!("unknown capability {c}")))?;
     let pod_files = pod_files(paths);
     let name = r.config.metadata.as_ref().map_or("", |m| m.name.as_str());
-    crate::gatekeeper::check_container(
+    crate::security::gatekeeper::check_container(
         rt,
         action,
         name,
@@ -546,9 +556,9 @@ pub fn rejudge(
         .ok_or_else(|| Status::not_found(format!("pod sandbox {:?} not found", c.pod_id)))?;
     let sandbox: PodSandboxConfig =
         serde_json::from_str(&pod.config).map_err(|e| internal("reading pod config", e))?;
-    let bundle = rt.bundle_dir(&c.id);
+    let bundle = rt.layout.bundle_dir(&c.id);
     let text = std::fs::read(bundle.join(JUDGED_SPEC))
-        .or_else(|_| std::fs::read(bundle.join("config.json")))
+        .or_else(|_| std::fs::read(rt.layout.spec_file(&c.id)))
         .map_err(|e| internal("reading the container's spec", e))?;
     let mut spec: oci_spec::runtime::Spec =
         serde_json::from_slice(&text).map_err(|e| internal("reading the container's spec", e))?;
@@ -568,13 +578,9 @@ pub fn rejudge(
         .unwrap_or_default();
     let added_capabilities = vordr_spec::requested_adds(&sc)
         .map_err(|e| internal("reading the container's capabilities", e))?;
-    let pod_dir = rt.pod_dir(&pod.id);
     let paths = vordr_spec::PodPaths {
         ipcns: pod.ipc_path.as_ref().map(PathBuf::from),
-        resolv_conf: Some(pod_dir.join("resolv.conf")),
-        hosts: Some(pod_dir.join("hosts")),
-        hostname_file: Some(pod_dir.join("hostname")),
-        ..Default::default()
+        ..pod_paths(rt, &pod.id)
     };
     let host_paths = HostPaths::default();
     let log_file = (!c.log_path.is_empty()).then(|| PathBuf::from(&c.log_path));

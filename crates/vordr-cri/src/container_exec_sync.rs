@@ -9,11 +9,10 @@ use std::time::Duration;
 use k8s_cri::v1::{ExecSyncRequest, ExecSyncResponse};
 use tokio::io::AsyncReadExt;
 use tonic::Status;
-use vordr_store::ContainerState;
 
-use crate::containers::{shim_of, shim_status};
-use crate::errors::{internal, invalid};
-use crate::runtime::Runtime;
+use crate::container::{shim_of, shim_status};
+use crate::state::errors::{internal, invalid};
+use crate::state::Runtime;
 
 /// Output beyond this much per stream is dropped (kubelet's probes read little).
 const MAX_OUTPUT: u64 = 16 << 20;
@@ -22,16 +21,10 @@ pub async fn exec_sync(rt: &Runtime, req: ExecSyncRequest) -> Result<ExecSyncRes
     if req.cmd.is_empty() {
         return Err(invalid("cmd", "is required"));
     }
-    let c = rt.find_container(&req.container_id)?;
-    if c.state != ContainerState::Running {
-        return Err(Status::failed_precondition(format!(
-            "container {} is not running",
-            c.id
-        )));
-    }
-    let bundle = rt.bundle_dir(&c.id);
-    let process = exec_process(&bundle, &req.cmd, false)?;
-    let exec_id = crate::sandbox_run::new_id()[..16].to_string();
+    let c = rt.running_container(&req.container_id)?;
+    let bundle = rt.layout.bundle_dir(&c.id);
+    let process = rt.exec_process(&c.id, &req.cmd, false)?;
+    let exec_id = crate::state::ids::new_exec_id();
     let out_path = bundle.join(format!("exec-{exec_id}.stdout"));
     let err_path = bundle.join(format!("exec-{exec_id}.stderr"));
     let mut guard = ExecGuard {
@@ -49,7 +42,7 @@ struct ExecGuard {
     fifos: [std::path::PathBuf; 2],
     /// The shim and exec id, from the moment the shim knows the process
     /// until the call deleted it itself.
-    started: Option<(crate::shim_client::Shim, String)>,
+    started: Option<(crate::shim::client::Shim, String)>,
 }
 
 impl Drop for ExecGuard {
@@ -70,24 +63,6 @@ impl Drop for ExecGuard {
             let _ = shim.delete(&exec_id).await;
         });
     }
-}
-
-/// The container's own process with `cmd` as its args, with a terminal or not.
-pub fn exec_process(bundle: &Path, cmd: &[String], tty: bool) -> Result<Vec<u8>, Status> {
-    let data = std::fs::read(bundle.join("config.json"))
-        .map_err(|e| internal("reading the container's config.json", e))?;
-    let spec: serde_json::Value =
-        serde_json::from_slice(&data).map_err(|e| internal("parsing config.json", e))?;
-    let mut process = spec
-        .get("process")
-        .cloned()
-        .ok_or_else(|| internal("config.json", "has no process"))?;
-    process["args"] = serde_json::json!(cmd);
-    process["terminal"] = serde_json::json!(tty);
-    if let Some(o) = process.as_object_mut() {
-        o.remove("consoleSize");
-    }
-    Ok(serde_json::to_vec(&process).expect("JSON serialises"))
 }
 
 async fn run(

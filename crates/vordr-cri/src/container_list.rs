@@ -5,8 +5,8 @@ use k8s_cri::v1::{Container, ContainerMetadata, ListContainersRequest, ListConta
 use tonic::Status;
 
 use crate::container_status::{config_of, cri_state};
-use crate::errors::internal;
-use crate::runtime::Runtime;
+use crate::state::errors::internal;
+use crate::state::Runtime;
 
 pub async fn list_containers(
     rt: &Runtime,

@@ -5,9 +5,9 @@ use k8s_cri::v1::{RemoveContainerRequest, RemoveContainerResponse};
 use tonic::Status;
 use vordr_store::ContainerRecord;
 
-use crate::containers::{teardown, Gone};
-use crate::errors::internal;
-use crate::runtime::Runtime;
+use crate::container::{teardown, Gone};
+use crate::state::errors::internal;
+use crate::state::Runtime;
 
 pub async fn remove_container(
     rt: &Runtime,
@@ -35,7 +35,7 @@ pub async fn remove_locked(rt: &Runtime, c: &ContainerRecord) -> Result<(), Stat
     teardown(rt, &Gone::of(c, &parent))
         .await
         .map_err(|e| internal("removing the container", e))?;
-    crate::faults::point("container.torn-down");
+    crate::state::faults::point("container.torn-down");
     rt.store
         .delete_container(&c.id)
         .map_err(|e| internal("deleting container", e))?;

@@ -6,8 +6,8 @@ use tonic::Status;
 use vordr_shim_api::REOPEN_LOG_ANNOTATION;
 use vordr_store::ContainerState;
 
-use crate::containers::{shim_of, shim_status};
-use crate::runtime::Runtime;
+use crate::container::{shim_of, shim_status};
+use crate::state::Runtime;
 
 pub async fn reopen_container_log(
     rt: &Runtime,

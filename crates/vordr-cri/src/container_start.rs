@@ -4,9 +4,9 @@ use k8s_cri::v1::{StartContainerRequest, StartContainerResponse};
 use tonic::Status;
 use vordr_store::ContainerState;
 
-use crate::containers::{shim_of, shim_status};
-use crate::errors::internal;
-use crate::runtime::Runtime;
+use crate::container::{shim_of, shim_status};
+use crate::state::errors::internal;
+use crate::state::Runtime;
 
 pub async fn start_container(
     rt: &Runtime,
@@ -26,9 +26,9 @@ pub async fn start_container(
     shim.start("")
         .await
         .map_err(|e| shim_status("starting the container", e))?;
-    crate::faults::point("container.started");
+    crate::state::faults::point("container.started");
     rt.store
-        .set_container_running(&c.id, crate::sandbox_run::now_ns())
+        .set_container_running(&c.id, crate::state::ids::now_ns())
         .map_err(|e| internal("recording container", e))?;
     tracing::info!(container = %c.id, "container started");
     Ok(StartContainerResponse {})

@@ -9,9 +9,9 @@ use k8s_cri::v1::*;
 use tonic::Status;
 use vordr_store::{ContainerRecord, ContainerState};
 
-use crate::errors::internal;
-use crate::runtime::Runtime;
-use crate::sandbox_run::now_ns;
+use crate::state::errors::internal;
+use crate::state::ids::now_ns;
+use crate::state::Runtime;
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
@@ -78,7 +78,7 @@ fn stats_of(rt: &Runtime, c: &ContainerRecord, cgroup_parent: &str) -> Container
     } else {
         None
     };
-    let (bytes, inodes) = disk_usage(&rt.container_dir(&c.id).join("upper"));
+    let (bytes, inodes) = disk_usage(&rt.layout.container_dir(&c.id).join("upper"));
     ContainerStats {
         attributes: Some(ContainerAttributes {
             id: c.id.clone(),
@@ -103,7 +103,7 @@ fn stats_of(rt: &Runtime, c: &ContainerRecord, cgroup_parent: &str) -> Container
         writable_layer: Some(FilesystemUsage {
             timestamp: ts,
             fs_id: Some(FilesystemIdentifier {
-                mountpoint: rt.root().join("containers").display().to_string(),
+                mountpoint: rt.layout.containers_dir().display().to_string(),
             }),
             used_bytes: Some(UInt64Value { value: bytes }),
             inodes_used: Some(UInt64Value { value: inodes }),

@@ -10,7 +10,7 @@ use k8s_cri::v1::{
 use tonic::Status;
 use vordr_store::{ContainerRecord, ContainerState};
 
-use crate::runtime::Runtime;
+use crate::state::Runtime;
 
 pub async fn container_status(
     rt: &Runtime,
@@ -19,7 +19,7 @@ pub async fn container_status(
     let c = rt.find_container(&req.container_id)?;
     let mut info = HashMap::new();
     if req.verbose {
-        let spec: serde_json::Value = std::fs::read(rt.bundle_dir(&c.id).join("config.json"))
+        let spec: serde_json::Value = std::fs::read(rt.layout.spec_file(&c.id))
             .ok()
             .and_then(|d| serde_json::from_slice(&d).ok())
             .unwrap_or(serde_json::Value::Null);

@@ -8,9 +8,9 @@ use k8s_cri::v1::{StopContainerRequest, StopContainerResponse};
 use tonic::Status;
 use vordr_store::{ContainerRecord, ContainerState};
 
-use crate::container_exit::record_exit;
-use crate::containers::shim_status;
-use crate::runtime::Runtime;
+use crate::container::exit::record_exit;
+use crate::container::shim_status;
+use crate::state::Runtime;
 
 pub async fn stop_container(
     rt: &Runtime,
@@ -31,12 +31,12 @@ pub async fn stop(rt: &Runtime, c: &ContainerRecord, timeout: u64) -> Result<(),
         ContainerState::Running | ContainerState::Created => {}
         ContainerState::Exited | ContainerState::Creating => return Ok(()),
     }
-    let Some(shim) = crate::containers::live_shim(c).await else {
+    let Some(shim) = crate::container::live_shim(c).await else {
         // The shim died (kill -9, OOM): kill the container through the
         // runtime and record it as ended.
         tracing::warn!(container = %c.id, "the container's shim is gone; stopping through the runtime");
-        crate::containers::runtime_delete(rt, &c.id).await;
-        crate::containers::record_lost_shim(rt, &c.id);
+        crate::container::runtime_delete(rt, &c.id).await;
+        crate::container::record_lost_shim(rt, &c.id);
         return Ok(());
     };
     let signal = if timeout > 0 {
@@ -58,7 +58,7 @@ pub async fn stop(rt: &Runtime, c: &ContainerRecord, timeout: u64) -> Result<(),
     shim.kill("", 9, true)
         .await
         .map_err(|e| shim_status("killing the container", e))?;
-    crate::faults::point("container.killed");
+    crate::state::faults::point("container.killed");
     let (code, at) = tokio::time::timeout(Duration::from_secs(30), shim.wait(""))
         .await
         .map_err(|_| Status::deadline_exceeded(format!("container {} did not die", c.id)))?

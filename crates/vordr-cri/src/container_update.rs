@@ -7,8 +7,8 @@ use k8s_cri::v1::{
 use tonic::Status;
 use vordr_store::ContainerState;
 
-use crate::containers::{shim_of, shim_status};
-use crate::runtime::Runtime;
+use crate::container::{shim_of, shim_status};
+use crate::state::Runtime;
 
 pub async fn update_container_resources(
     rt: &Runtime,

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use k8s_cri::v1::{FilesystemIdentifier, FilesystemUsage, ImageFsInfoResponse, UInt64Value};
 use tonic::Status;
 
-use crate::errors::internal;
-use crate::runtime::Runtime;
-use crate::sandbox_run::now_ns;
+use crate::state::errors::internal;
+use crate::state::ids::now_ns;
+use crate::state::Runtime;
 
 /// Disk bytes (allocated blocks) and inodes used below `dir`, each hard-linked
 /// file counted once; `dir` itself counts as one inode.
@@ -35,7 +35,7 @@ pub fn usage(dir: &Path) -> std::io::Result<(u64, u64)> {
 }
 
 pub async fn image_fs_info(rt: &Runtime) -> Result<ImageFsInfoResponse, Status> {
-    let dir = rt.images_dir();
+    let dir = rt.layout.images_dir();
     let d = dir.clone();
     let (bytes, inodes) = tokio::task::spawn_blocking(move || usage(&d))
         .await

@@ -3,9 +3,9 @@
 use k8s_cri::v1::{ListImagesRequest, ListImagesResponse};
 use tonic::Status;
 
-use crate::errors::{internal, invalid};
-use crate::images::{find, parse_name, to_cri};
-use crate::runtime::Runtime;
+use crate::image::{find, parse_name, to_cri};
+use crate::state::errors::{internal, invalid};
+use crate::state::Runtime;
 
 pub async fn list_images(
     rt: &Runtime,

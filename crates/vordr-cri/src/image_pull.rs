@@ -13,9 +13,9 @@ use vordr_image::pull::FailureKind;
 use vordr_image::registries::RegistriesError;
 use vordr_store::ImageRecord;
 
-use crate::errors::{internal, invalid};
-use crate::runtime::Runtime;
-use crate::sandbox_run::now_ns;
+use crate::state::errors::{internal, invalid};
+use crate::state::ids::now_ns;
+use crate::state::Runtime;
 
 /// kubelet's credentials in oci-client's form; `None` when it sent none.
 pub fn registry_auth(a: Option<&AuthConfig>) -> Result<Option<RegistryAuth>, Status> {
@@ -102,7 +102,7 @@ pub async fn pull_image(rt: &Runtime, req: PullImageRequest) -> Result<PullImage
         chain_ids: pulled.chain_ids.iter().map(|d| d.to_string()).collect(),
         pinned: false,
         pulled_at: now_ns(),
-        user: crate::images::config_user(&pulled.config),
+        user: crate::image::config_user(&pulled.config),
         annotations: pulled.annotations.clone(),
     };
     rt.store

@@ -7,9 +7,9 @@
 use k8s_cri::v1::{RemoveImageRequest, RemoveImageResponse};
 use tonic::Status;
 
-use crate::errors::{internal, invalid};
-use crate::images::{collect_garbage, find, parse_name};
-use crate::runtime::Runtime;
+use crate::image::{collect_garbage, find, parse_name};
+use crate::state::errors::{internal, invalid};
+use crate::state::Runtime;
 
 pub async fn remove_image(
     rt: &Runtime,

@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use k8s_cri::v1::{ImageStatusRequest, ImageStatusResponse};
 use tonic::Status;
 
-use crate::errors::{internal, invalid};
-use crate::images::{find, parse_name, to_cri};
-use crate::runtime::Runtime;
+use crate::image::{find, parse_name, to_cri};
+use crate::state::errors::{internal, invalid};
+use crate::state::Runtime;
 
 pub async fn image_status(
     rt: &Runtime,

@@ -3,7 +3,7 @@
 use k8s_cri::v1::{CgroupDriver as CriDriver, LinuxRuntimeConfiguration, RuntimeConfigResponse};
 use vordr_config::CgroupDriver;
 
-use crate::runtime::Runtime;
+use crate::state::Runtime;
 
 pub fn runtime_config(rt: &Runtime) -> RuntimeConfigResponse {
     let driver = match rt.config.cgroup.driver {

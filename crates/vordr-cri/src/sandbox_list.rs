@@ -4,9 +4,9 @@ use k8s_cri::v1::{ListPodSandboxRequest, ListPodSandboxResponse, PodSandbox};
 use tonic::Status;
 use vordr_store::PodState;
 
-use crate::errors::internal;
-use crate::runtime::Runtime;
 use crate::sandbox_status::to_pod_sandbox;
+use crate::state::errors::internal;
+use crate::state::Runtime;
 
 pub async fn list_pod_sandbox(
     rt: &Runtime,

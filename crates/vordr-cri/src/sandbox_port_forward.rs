@@ -7,8 +7,8 @@ use tonic::Status;
 use vordr_store::PodState;
 use vordr_streaming::PortForwardTarget;
 
-use crate::errors::invalid;
-use crate::runtime::Runtime;
+use crate::state::errors::invalid;
+use crate::state::Runtime;
 
 pub fn port_forward(rt: &Runtime, req: PortForwardRequest) -> Result<PortForwardResponse, Status> {
     let pod = rt.find_pod(&req.pod_sandbox_id)?;
@@ -65,7 +65,7 @@ pub async fn connect(
             .netns_path
             .clone()
             .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| rt.ns_dir(&pod.id).join("net"));
+            .unwrap_or_else(|| rt.layout.ns_pin(&pod.id, "net"));
         tokio::task::spawn_blocking(move || vordr_net::netns::in_netns(&netns, dial))
             .await
             .map_err(|e| e.to_string())?

@@ -4,30 +4,21 @@
 use k8s_cri::v1::{RemovePodSandboxRequest, RemovePodSandboxResponse};
 use tonic::Status;
 
-use crate::errors::internal;
-use crate::runtime::{PodLookupError, Runtime};
-use crate::sandbox_cleanup;
+use crate::pod::cleanup;
 use crate::sandbox_stop::stop_locked;
+use crate::state::errors::internal;
+use crate::state::Runtime;
 
 pub async fn remove_pod_sandbox(
     rt: &Runtime,
     req: RemovePodSandboxRequest,
 ) -> Result<RemovePodSandboxResponse, Status> {
-    let pod = match rt.find_pod(&req.pod_sandbox_id) {
-        Ok(p) => p,
-        Err(PodLookupError::NotFound(_)) => return Ok(RemovePodSandboxResponse {}),
-        Err(e) => return Err(e.into()),
-    };
-    let _lock = rt.lock_pod(&pod.id).await;
-    let Some(pod) = rt
-        .store
-        .get_pod(&pod.id)
-        .map_err(|e| internal("reading pod", e))?
-    else {
+    let Some(locked) = rt.lock_existing_pod(&req.pod_sandbox_id).await? else {
         return Ok(RemovePodSandboxResponse {});
     };
+    let pod = &locked.pod;
     // The CRI says a ready sandbox is stopped first, forcibly.
-    stop_locked(rt, &pod).await?;
+    stop_locked(rt, pod).await?;
     for c in rt
         .store
         .pod_containers(&pod.id)
@@ -35,9 +26,9 @@ pub async fn remove_pod_sandbox(
     {
         crate::container_remove::remove_locked(rt, &c).await?;
     }
-    crate::faults::point("pod.containers-removed");
-    sandbox_cleanup::remove_pod_files(rt, &pod.id).map_err(|e| internal("removing pod", e))?;
-    crate::faults::point("pod.files-removed");
+    crate::state::faults::point("pod.containers-removed");
+    cleanup::remove_pod_files(rt, &pod.id).map_err(|e| internal("removing pod", e))?;
+    crate::state::faults::point("pod.files-removed");
     rt.store
         .delete_pod(&pod.id)
         .map_err(|e| internal("removing pod record", e))?;

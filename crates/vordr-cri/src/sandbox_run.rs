@@ -3,33 +3,19 @@
 //! every earlier one.
 
 use std::os::unix::fs::DirBuilderExt;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use k8s_cri::v1::{PodSandboxConfig, RunPodSandboxRequest, RunPodSandboxResponse};
 use tonic::Status;
 use vordr_net::netavark::Attachment;
 use vordr_net::netns::{self, NsRequest};
-use vordr_net::{ipam, resolv};
+use vordr_net::resolv;
 use vordr_store::{NewPod, PodState, StoreError};
 
-use crate::errors::{internal, invalid};
-use crate::runtime::Runtime;
-use crate::sandbox_cleanup::{self, PodNetwork};
-use crate::sandbox_validate::{plan, PodPlan};
-
-/// A new random 64-hex-digit id, as containerd and CRI-O use.
-pub fn new_id() -> String {
-    let mut b = [0u8; 32];
-    getrandom::getrandom(&mut b).expect("the kernel's random source works");
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-pub fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
+use crate::pod::cleanup::{self, PodNetwork};
+use crate::pod::validate::{plan, PodPlan};
+use crate::state::errors::{internal, invalid};
+use crate::state::ids::{new_id, now_ns};
+use crate::state::Runtime;
 
 const HOSTS_BASE: &str = "127.0.0.1\tlocalhost\n\
 ::1\tlocalhost ip6-localhost ip6-loopback\n\
@@ -67,7 +53,7 @@ pub async fn run_pod_sandbox(
         ));
     }
     let plan = plan(&cfg, rt.config.cgroup.driver)?;
-    crate::gatekeeper::check_pod(rt, &cfg)?;
+    crate::security::gatekeeper::check_pod(rt, &cfg)?;
     let id = new_id();
     // With the CNI driver, the cluster's config list: a pod cannot start
     // before the network add-on wrote it (kubelet waits on NetworkReady).
@@ -111,7 +97,7 @@ pub async fn run_pod_sandbox(
         && plan.userns.is_none()
         // Per-pod capability arguments cannot be given to a slot.
         && !cfg.annotations.keys().any(|k| k.ends_with("-bandwidth"))
-        && crate::netns_pool::enabled(rt);
+        && crate::net::pool::enabled(rt);
     let claimed = if poolable {
         rt.store.claim_pool_slot(&record).map_err(exists)?
     } else {
@@ -129,7 +115,7 @@ pub async fn run_pod_sandbox(
         }
     };
     let _lock = rt.lock_pod(&id).await;
-    crate::faults::point("pod.recorded");
+    crate::state::faults::point("pod.recorded");
     tracing::debug!(pod = %id, name = %plan.name, namespace = %plan.namespace, "creating pod sandbox");
     match build(rt, &id, &cfg, &plan, &net, from_pool, cni_list.as_deref()).await {
         Ok(()) => {
@@ -140,7 +126,7 @@ pub async fn run_pod_sandbox(
             tracing::warn!(pod = %id, "RunPodSandbox failed, undoing: {}", status.message());
             match rt.store.get_pod(&id) {
                 Ok(Some(rec)) => {
-                    if let Err(e) = sandbox_cleanup::destroy(rt, &rec).await {
+                    if let Err(e) = cleanup::destroy(rt, &rec).await {
                         tracing::error!(pod = %id, "undoing a failed RunPodSandbox: {e}; restart will retry");
                     }
                 }
@@ -161,7 +147,7 @@ async fn build(
     from_pool: bool,
     cni_list: Option<&vordr_cni::ConfList>,
 ) -> Result<(), Status> {
-    let pool_net = rt.ns_dir(id).join("net");
+    let pool_net = rt.layout.ns_pin(id, "net");
     let req = NsRequest {
         net: !plan.host_network && !from_pool,
         join_net: from_pool.then(|| pool_net.clone()),
@@ -171,7 +157,7 @@ async fn build(
         sysctls: plan.sysctls.clone(),
         userns: plan.userns.clone(),
     };
-    let dir = rt.ns_dir(id);
+    let dir = rt.layout.ns_dir(id);
     let pins = tokio::task::spawn_blocking(move || netns::create(&dir, &req))
         .await
         .map_err(|e| internal("pinning namespaces", e))?
@@ -190,9 +176,9 @@ async fn build(
             s(&pins.uts).as_deref(),
         )
         .map_err(|e| internal("recording namespaces", e))?;
-    crate::faults::point("pod.pinned");
+    crate::state::faults::point("pod.pinned");
     if let Some(p) = &pins.net {
-        sandbox_cleanup::loopback_up(p)
+        cleanup::loopback_up(p)
             .await
             .map_err(|e| internal("the pod's network", e))?;
     }
@@ -205,18 +191,18 @@ async fn build(
             .use_pod_cidr
             .then(|| {
                 rt.store
-                    .get_setting(crate::runtime::POD_CIDR_KEY)
+                    .get_setting(crate::state::POD_CIDR_KEY)
                     .ok()
                     .flatten()
             })
             .flatten();
-        let caps = crate::cni_network::capability_args(cfg, &net.ports, pod_cidr.as_deref())
+        let caps = crate::net::cni::capability_args(cfg, &net.ports, pod_cidr.as_deref())
             .map_err(|e| invalid("config.annotations", e))?;
-        let a = crate::cni_network::attachment(id, cfg, netns_path, caps);
-        let ips = crate::cni_network::attach(cni, list, &a)
+        let a = crate::net::cni::attachment(id, cfg, netns_path, caps);
+        let ips = crate::net::cni::attach(cni, list, &a)
             .await
             .map_err(|e| internal("attaching the pod network", e))?;
-        crate::faults::point("cni.added");
+        crate::state::faults::point("cni.added");
         rt.store
             .record_ips(id, &format!("cni:{}", list.name), &ips)
             .map_err(|e| internal("recording the pod's addresses", e))?;
@@ -225,13 +211,14 @@ async fn build(
             .set_pod_network_attached(id, true)
             .map_err(|e| internal("recording the network attachment", e))?;
     } else if let Some(netns_path) = &pins.net {
-        let (addr, addr6) = allocate_addresses(rt, id, &net.network).map_err(|e| match e {
-            AllocError::Exhausted(m) => Status::resource_exhausted(m),
-            AllocError::Store(m) => internal("allocating an IP address", m),
-        })?;
+        let (addr, addr6) =
+            crate::net::ipam::allocate_addresses(rt, id, &net.network).map_err(|e| match e {
+                crate::net::ipam::AllocError::Exhausted(m) => Status::resource_exhausted(m),
+                crate::net::ipam::AllocError::Store(m) => internal("allocating an IP address", m),
+            })?;
         ip = Some(addr);
-        crate::faults::point("pod.ip-allocated");
-        sandbox_cleanup::Attached {
+        crate::state::faults::point("pod.ip-allocated");
+        cleanup::Attached {
             pod_id: id.to_string(),
             pod_name: plan.name.clone(),
             ip: addr,
@@ -259,14 +246,14 @@ async fn build(
                     internal("attaching the pod network", msg)
                 }
             })?;
-        crate::faults::point("pod.netavark-setup");
+        crate::state::faults::point("pod.netavark-setup");
         rt.store
             .set_pod_network_attached(id, true)
             .map_err(|e| internal("recording the network attachment", e))?;
     }
 
     write_pod_files(rt, id, cfg, plan, ip).map_err(|e| internal("writing pod files", e))?;
-    crate::faults::point("pod.files-written");
+    crate::state::faults::point("pod.files-written");
     if let Some(dir) = &plan.log_directory {
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -279,34 +266,6 @@ async fn build(
         .map_err(|e| internal("recording pod state", e))
 }
 
-/// Why no address could be allocated.
-pub enum AllocError {
-    Exhausted(String),
-    Store(String),
-}
-
-/// An address for pod `id` in `network`'s subnet and, when dual-stack, one
-/// in its second subnet (allocated under `<name>/6`, so each family keeps
-/// its own round-robin position).
-pub fn allocate_addresses(
-    rt: &Runtime,
-    id: &str,
-    network: &vordr_net::netavark::BridgeNetwork,
-) -> Result<(std::net::IpAddr, Option<std::net::IpAddr>), AllocError> {
-    let one = |key: &str, subnet: ipnet::IpNet| {
-        rt.store
-            .allocate_ip(id, key, |used, last| ipam::pick(&subnet, used, last))
-            .map_err(|e| AllocError::Store(e.to_string()))?
-            .ok_or_else(|| AllocError::Exhausted(format!("no free IP address left in {subnet}")))
-    };
-    let addr = one(&network.name, network.subnet)?;
-    let addr6 = match network.subnet6 {
-        Some(s6) => Some(one(&format!("{}/6", network.name), s6)?),
-        None => None,
-    };
-    Ok((addr, addr6))
-}
-
 fn write_pod_files(
     rt: &Runtime,
     id: &str,
@@ -314,13 +273,13 @@ fn write_pod_files(
     plan: &PodPlan,
     ip: Option<std::net::IpAddr>,
 ) -> std::io::Result<()> {
-    let dir = rt.pod_dir(id);
+    let dir = rt.layout.pod_dir(id);
     std::fs::create_dir_all(&dir)?;
     let resolv_conf = match &plan.dns {
         Some((servers, searches, options)) => resolv::render(servers, searches, options),
         None => std::fs::read_to_string(&rt.config.network.host_resolv_conf).unwrap_or_default(),
     };
-    std::fs::write(dir.join("resolv.conf"), resolv_conf)?;
+    std::fs::write(rt.layout.resolv_conf(id), resolv_conf)?;
     let hostname = match &plan.hostname {
         Some(h) => h.clone(),
         None if plan.host_network || cfg.hostname.is_empty() => {
@@ -328,12 +287,12 @@ fn write_pod_files(
         }
         None => cfg.hostname.clone(),
     };
-    std::fs::write(dir.join("hostname"), format!("{hostname}\n"))?;
+    std::fs::write(rt.layout.hostname_file(id), format!("{hostname}\n"))?;
     let mut hosts = HOSTS_BASE.to_string();
     if let Some(ip) = ip {
         hosts.push_str(&format!("{ip}\t{hostname}\n"));
     }
-    std::fs::write(dir.join("hosts"), hosts)
+    std::fs::write(rt.layout.hosts_file(id), hosts)
 }
 
 /// The CRI types derive serde; none of them can fail to serialise.

@@ -10,9 +10,9 @@ use k8s_cri::v1::{
 use tonic::Status;
 use vordr_store::{PodRecord, PodState};
 
-use crate::errors::internal;
-use crate::runtime::Runtime;
-use crate::sandbox_run::now_ns;
+use crate::state::errors::internal;
+use crate::state::ids::now_ns;
+use crate::state::Runtime;
 
 /// CRI's state for a stored state: only `ready` is ready.
 pub fn cri_state(s: PodState) -> PodSandboxState {
@@ -80,7 +80,7 @@ pub async fn pod_sandbox_status(
             additional_ips: rt
                 .store
                 .pod_ips(&pod.id)
-                .map_err(|e| crate::errors::internal("reading the pod's addresses", e))?
+                .map_err(|e| crate::state::errors::internal("reading the pod's addresses", e))?
                 .into_iter()
                 .filter(|ip| Some(*ip) != pod.ip)
                 .map(|ip| PodIp { ip: ip.to_string() })
@@ -109,7 +109,7 @@ pub async fn pod_sandbox_status(
             "networkAttached": pod.network_attached,
             "network": network,
             "cgroupParent": pod.cgroup_parent,
-            "podFiles": rt.pod_dir(&pod.id),
+            "podFiles": rt.layout.pod_dir(&pod.id),
             "config": cfg,
         });
         info.insert("info".to_string(), v.to_string());

@@ -6,29 +6,17 @@ use k8s_cri::v1::{StopPodSandboxRequest, StopPodSandboxResponse};
 use tonic::Status;
 use vordr_store::{PodRecord, PodState};
 
-use crate::errors::internal;
-use crate::runtime::{PodLookupError, Runtime};
-use crate::sandbox_cleanup;
+use crate::pod::cleanup;
+use crate::state::errors::internal;
+use crate::state::Runtime;
 
 pub async fn stop_pod_sandbox(
     rt: &Runtime,
     req: StopPodSandboxRequest,
 ) -> Result<StopPodSandboxResponse, Status> {
-    let pod = match rt.find_pod(&req.pod_sandbox_id) {
-        Ok(p) => p,
-        Err(PodLookupError::NotFound(_)) => return Ok(StopPodSandboxResponse {}),
-        Err(e) => return Err(e.into()),
-    };
-    let _lock = rt.lock_pod(&pod.id).await;
-    // Re-read under the lock: a concurrent Remove may have won.
-    let Some(pod) = rt
-        .store
-        .get_pod(&pod.id)
-        .map_err(|e| internal("reading pod", e))?
-    else {
-        return Ok(StopPodSandboxResponse {});
-    };
-    stop_locked(rt, &pod).await?;
+    if let Some(locked) = rt.lock_existing_pod(&req.pod_sandbox_id).await? {
+        stop_locked(rt, &locked.pod).await?;
+    }
     Ok(StopPodSandboxResponse {})
 }
 
@@ -42,17 +30,20 @@ pub async fn stop_locked(rt: &Runtime, pod: &PodRecord) -> Result<(), Status> {
     for c in &containers {
         crate::container_stop::stop(rt, c, 0).await?;
     }
-    crate::faults::point("pod.containers-stopped");
-    if pod.state == PodState::NotReady && !pod.network_attached && !rt.ns_dir(&pod.id).exists() {
+    crate::state::faults::point("pod.containers-stopped");
+    if pod.state == PodState::NotReady
+        && !pod.network_attached
+        && !rt.layout.ns_dir(&pod.id).exists()
+    {
         return Ok(());
     }
-    sandbox_cleanup::detach_network(rt, pod)
+    cleanup::detach_network(rt, pod)
         .await
         .map_err(|e| internal("detaching the pod network", e))?;
-    sandbox_cleanup::release_namespaces(rt, &pod.id)
+    cleanup::release_namespaces(rt, &pod.id)
         .await
         .map_err(|e| internal("releasing pod namespaces", e))?;
-    crate::faults::point("pod.namespaces-released");
+    crate::state::faults::point("pod.namespaces-released");
     if pod.state != PodState::NotReady {
         rt.store
             .set_pod_state(&pod.id, PodState::NotReady)

@@ -11,9 +11,9 @@ use tokio_stream::wrappers::UnixListenerStream;
 use tokio_stream::StreamExt;
 use vordr_h2authority::AuthorityFix;
 
-use crate::reconcile::reconcile;
-use crate::runtime::{Runtime, RuntimeOptions};
+use crate::recovery::reconcile;
 use crate::service::Vordr;
+use crate::state::{Runtime, RuntimeOptions};
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -89,10 +89,10 @@ pub async fn serve(
     let rt = Arc::new(Runtime::open(opts)?);
     rt.set_arc();
     // Shims publish exits here; it must be up before any shim is asked.
-    let _events = crate::events::serve_events(rt.clone(), &rt.events_socket())
+    let _events = crate::shim::events::serve_events(rt.clone(), &rt.layout.events_socket())
         .await
         .map_err(|e| ServeError::Socket {
-            path: rt.events_socket(),
+            path: rt.layout.events_socket(),
             source: std::io::Error::other(e.to_string()),
         })?;
     let report = reconcile(&rt).await;
@@ -104,7 +104,7 @@ pub async fn serve(
         Ok(v) => tracing::info!(netavark = %v, "network plugin ready"),
         Err(e) => tracing::warn!("network not ready: {e}"),
     }
-    crate::netns_pool::spawn_refill_task(rt.clone());
+    crate::net::pool::spawn_refill_task(rt.clone());
     let sc = &rt.config.streaming;
     let streaming_addr = std::net::SocketAddr::new(sc.address, sc.port);
     let to_usize = |n: u32| usize::try_from(n).unwrap_or(usize::MAX);
@@ -123,11 +123,11 @@ pub async fn serve(
         }),
         insecure: sc.insecure,
     };
-    let backend = Arc::new(crate::container_exec::ExecBackend(Arc::downgrade(&rt)));
+    let backend = Arc::new(crate::streaming::StreamingBackend(Arc::downgrade(&rt)));
     let streaming = vordr_streaming::Server::start_with(settings, backend).await?;
     let _ = rt.streaming.set(streaming);
     let listener = bind(&socket)?;
-    tracing::info!(socket = %socket.display(), root = %rt.root().display(), "vordr serving CRI v1");
+    tracing::info!(socket = %socket.display(), root = %rt.layout.root().display(), "vordr serving CRI v1");
     listening();
     let svc = Vordr(rt.clone());
     // crictl/critest 1.26 and older kubelets send the socket path as the

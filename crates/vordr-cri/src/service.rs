@@ -7,13 +7,13 @@ use k8s_cri::v1::runtime_service_server::RuntimeService;
 use k8s_cri::v1::*;
 use tonic::{Request, Response, Status};
 
-use crate::runtime::Runtime;
+use crate::state::Runtime;
 use crate::{
     container_attach, container_create, container_exec, container_exec_sync, container_list,
     container_remove, container_reopen_log, container_start, container_stats, container_status,
     container_stop, container_update, image_fs_info, image_list, image_pull, image_remove,
-    image_status, runtime_config, sandbox_list, sandbox_port_forward, sandbox_remove, sandbox_run,
-    sandbox_status, sandbox_stop, status, update_runtime_config, version,
+    image_status, runtime_config, runtime_status, sandbox_list, sandbox_port_forward,
+    sandbox_remove, sandbox_run, sandbox_status, sandbox_stop, update_runtime_config, version,
 };
 
 /// The CRI services over one shared [`Runtime`].
@@ -32,7 +32,7 @@ where
     T: Send + 'static,
     F: std::future::Future<Output = Result<T, Status>> + Send + 'static,
 {
-    crate::inflight::off_runtime(call(rt.clone()))
+    crate::state::inflight::off_runtime(call(rt.clone()))
         .await
         .map_err(|e| Status::internal(format!("the call's thread failed: {e}")))?
         .map(Response::new)
@@ -252,7 +252,9 @@ impl RuntimeService for Vordr {
         .await
     }
     async fn status(&self, r: Request<StatusRequest>) -> R<StatusResponse> {
-        Ok(Response::new(status::status(&self.0, r.into_inner()).await))
+        Ok(Response::new(
+            runtime_status::status(&self.0, r.into_inner()).await,
+        ))
     }
     async fn checkpoint_container(
         &self,

@@ -4,8 +4,8 @@
 use k8s_cri::v1::{UpdateRuntimeConfigRequest, UpdateRuntimeConfigResponse};
 use tonic::Status;
 
-use crate::errors::{internal, invalid};
-use crate::runtime::{bridge_network, first_cidr, Runtime, POD_CIDR_KEY};
+use crate::state::errors::{internal, invalid};
+use crate::state::{bridge_network, first_cidr, Runtime, POD_CIDR_KEY};
 
 pub async fn update_runtime_config(
     rt: &Runtime,

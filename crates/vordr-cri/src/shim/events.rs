@@ -12,7 +12,7 @@ use containerd_shim_protos::shim_async::{create_events, Events};
 use ttrpc::r#async::transport::Listener;
 use ttrpc::r#async::{Server, TtrpcContext};
 
-use crate::runtime::Runtime;
+use crate::state::Runtime;
 
 struct Handler(Arc<Runtime>);
 
@@ -29,8 +29,8 @@ impl Events for Handler {
             if let Ok(exit) = TaskExit::parse_from_bytes(&ev.value) {
                 // An exec's exit is the caller's business; the init's is ours.
                 if exit.id == exit.container_id {
-                    let at = crate::shim_client::timestamp_ns(&exit.exited_at);
-                    crate::container_exit::record_exit(
+                    let at = crate::shim::client::timestamp_ns(&exit.exited_at);
+                    crate::container::exit::record_exit(
                         &self.0,
                         &exit.container_id,
                         exit.exit_status as i32,

@@ -13,9 +13,9 @@ use vordr_net::netavark::Attachment;
 use vordr_net::netns::{self, NsRequest};
 use vordr_store::PodState;
 
-use crate::runtime::Runtime;
-use crate::sandbox_cleanup::{self, PodNetwork};
-use crate::sandbox_run::{new_id, now_ns};
+use crate::pod::cleanup::{self, PodNetwork};
+use crate::state::ids::{new_id, now_ns};
+use crate::state::Runtime;
 
 /// The network record a pod without port mappings would get now: slots
 /// must match it exactly to be claimed.
@@ -46,7 +46,7 @@ async fn create_slot(rt: &Runtime, network: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let res = async {
         let net: PodNetwork = serde_json::from_str(network).map_err(|e| e.to_string())?;
-        let dir = rt.ns_dir(&id);
+        let dir = rt.layout.ns_dir(&id);
         let req = NsRequest {
             net: true,
             ..Default::default()
@@ -56,7 +56,7 @@ async fn create_slot(rt: &Runtime, network: &str) -> Result<(), String> {
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
         let netns_path = pins.net.clone().expect("a net pin was asked for");
-        sandbox_cleanup::loopback_up(&netns_path).await?;
+        cleanup::loopback_up(&netns_path).await?;
         rt.store
             .set_pod_namespaces(&id, Some(&netns_path.to_string_lossy()), None, None)
             .map_err(|e| e.to_string())?;
@@ -71,8 +71,8 @@ async fn create_slot(rt: &Runtime, network: &str) -> Result<(), String> {
                 }),
                 ..Default::default()
             };
-            let a = crate::cni_network::attachment(&id, &cfg, &netns_path, Default::default());
-            let ips = crate::cni_network::attach(cni, &list, &a).await?;
+            let a = crate::net::cni::attachment(&id, &cfg, &netns_path, Default::default());
+            let ips = crate::net::cni::attach(cni, &list, &a).await?;
             rt.store
                 .record_ips(&id, &format!("cni:{}", list.name), &ips)
                 .map_err(|e| e.to_string())?;
@@ -85,12 +85,12 @@ async fn create_slot(rt: &Runtime, network: &str) -> Result<(), String> {
                 .map_err(|e| e.to_string());
         }
         let (ip, ip6) =
-            crate::sandbox_run::allocate_addresses(rt, &id, &net.network).map_err(|e| match e {
-                crate::sandbox_run::AllocError::Exhausted(m)
-                | crate::sandbox_run::AllocError::Store(m) => m,
+            crate::net::ipam::allocate_addresses(rt, &id, &net.network).map_err(|e| match e {
+                crate::net::ipam::AllocError::Exhausted(m)
+                | crate::net::ipam::AllocError::Store(m) => m,
             })?;
         let pod_name = format!("pool-{}", &id[..12]);
-        sandbox_cleanup::Attached {
+        cleanup::Attached {
             pod_id: id.clone(),
             pod_name: pod_name.clone(),
             ip,
@@ -121,7 +121,7 @@ async fn create_slot(rt: &Runtime, network: &str) -> Result<(), String> {
     .await;
     if let Err(e) = &res {
         if let Ok(Some(rec)) = rt.store.get_pod(&id) {
-            if let Err(e2) = sandbox_cleanup::destroy(rt, &rec).await {
+            if let Err(e2) = cleanup::destroy(rt, &rec).await {
                 tracing::error!(slot = %id, "cleaning up a failed pool slot: {e2}");
             }
         }
@@ -161,7 +161,7 @@ pub async fn refill(rt: &Runtime) -> Result<(), String> {
             .map_err(|e| e.to_string())?
         {
             if let Ok(Some(s)) = rt.store.get_pod(&slot.id) {
-                sandbox_cleanup::destroy(rt, &s).await?;
+                cleanup::destroy(rt, &s).await?;
             }
         }
     }

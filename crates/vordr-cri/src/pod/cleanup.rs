@@ -7,7 +7,8 @@ use vordr_net::netavark::{Attachment, BridgeNetwork, NetavarkError, PortMapping,
 use vordr_net::{link, netns};
 use vordr_store::PodRecord;
 
-use crate::runtime::Runtime;
+use crate::state::layout::Layout;
+use crate::state::Runtime;
 
 /// How a pod is attached, as stored in its row: enough to tear it down
 /// even after the configuration changed.
@@ -36,7 +37,7 @@ pub async fn detach_network(rt: &Runtime, pod: &PodRecord) -> Result<(), String>
         return Ok(());
     }
     teardown(rt, pod).await?;
-    crate::faults::point("pod.network-detached");
+    crate::state::faults::point("pod.network-detached");
     rt.store
         .set_pod_network_attached(&pod.id, false)
         .map_err(|e| e.to_string())
@@ -57,12 +58,12 @@ pub async fn teardown(rt: &Runtime, pod: &PodRecord) -> Result<(), String> {
     if net.cni.is_some() {
         // CNI DEL is idempotent and works without the namespace; what ADD
         // was given comes from the attachment cache (even an ADD cut short).
-        let netns = rt.ns_dir(&pod.id).join("net");
+        let netns = rt.layout.ns_pin(&pod.id, "net");
         return match &rt.cni {
-            Some(cni) => crate::cni_network::detach(cni, &pod.id, &netns).await,
+            Some(cni) => crate::net::cni::detach(cni, &pod.id, &netns).await,
             None => {
-                let cni = crate::cni_network::CniNetwork::new(&rt.config);
-                crate::cni_network::detach(&cni, &pod.id, &netns).await
+                let cni = crate::net::cni::CniNetwork::new(&rt.config);
+                crate::net::cni::detach(&cni, &pod.id, &netns).await
             }
         };
     }
@@ -87,7 +88,7 @@ pub async fn teardown(rt: &Runtime, pod: &PodRecord) -> Result<(), String> {
 }
 
 /// What netavark was given for a pod: kept next to the pod's pins
-/// ([`ATTACHMENT_FILE`]) from before netavark runs until the pins are
+/// (`Layout::attachment_file`) from before netavark runs until the pins are
 /// released, so that a pod whose row is lost can still be detached.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Attached {
@@ -99,19 +100,16 @@ pub struct Attached {
     pub net: PodNetwork,
 }
 
-/// The attachment record in a pod's namespace directory.
-pub const ATTACHMENT_FILE: &str = "attachment.json";
-
 impl Attached {
     /// Writes the record into the pod's namespace directory.
     pub fn save(&self, rt: &Runtime) -> std::io::Result<()> {
         let data = serde_json::to_vec(self).expect("attachment serialises");
-        vordr_fsmode::write_private(&rt.ns_dir(&self.pod_id).join(ATTACHMENT_FILE), &data)
+        vordr_fsmode::write_private(&rt.layout.attachment_file(&self.pod_id), &data)
     }
 
-    /// The record left in a namespace directory, if any.
-    pub fn load(ns_dir: &std::path::Path) -> Option<Attached> {
-        let data = std::fs::read(ns_dir.join(ATTACHMENT_FILE)).ok()?;
+    /// The record left beside a pod's pins, if any.
+    pub fn load(layout: &Layout, pod_id: &str) -> Option<Attached> {
+        let data = std::fs::read(layout.attachment_file(pod_id)).ok()?;
         serde_json::from_slice(&data).ok()
     }
 }
@@ -119,8 +117,8 @@ impl Attached {
 /// [`teardown`] from an attachment record.
 pub async fn teardown_attached(rt: &Runtime, a: &Attached) -> Result<(), String> {
     let (pod_id, ip, ip6, net) = (&a.pod_id, a.ip, a.ip6, &a.net);
-    let pinned = rt.ns_dir(pod_id).join("net");
-    let scratch_dir = rt.config.server.run_dir.join("ns-teardown").join(pod_id);
+    let pinned = rt.layout.ns_pin(pod_id, "net");
+    let scratch_dir = rt.layout.teardown_ns_dir(pod_id);
     let netns_path = if netns::is_pinned(&pinned) {
         pinned
     } else {
@@ -208,9 +206,9 @@ pub async fn loopback_up(netns: &std::path::Path) -> Result<(), String> {
 
 /// Unpins the pod's namespaces.
 pub async fn release_namespaces(rt: &Runtime, pod_id: &str) -> Result<(), String> {
-    let dir = rt.ns_dir(pod_id);
-    crate::pod_init::kill(&dir);
-    match std::fs::remove_file(dir.join(ATTACHMENT_FILE)) {
+    let dir = rt.layout.ns_dir(pod_id);
+    crate::pod::init::kill(&rt.layout, pod_id);
+    match std::fs::remove_file(rt.layout.attachment_file(pod_id)) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(format!("removing the attachment record: {e}")),
@@ -220,7 +218,7 @@ pub async fn release_namespaces(rt: &Runtime, pod_id: &str) -> Result<(), String
 
 /// Deletes the pod's files (resolv.conf, hostname, hosts).
 pub fn remove_pod_files(rt: &Runtime, pod_id: &str) -> Result<(), String> {
-    crate::containers::remove_tree(&rt.pod_dir(pod_id))
+    crate::container::remove_tree(&rt.layout.pod_dir(pod_id))
 }
 
 /// Removes every trace of a pod: network, namespaces, files, IP and row.

@@ -13,9 +13,9 @@ pub fn internal(context: &str, err: impl std::fmt::Display) -> Status {
     Status::internal(format!("{context}: {err}"))
 }
 
-impl From<crate::runtime::PodLookupError> for Status {
-    fn from(e: crate::runtime::PodLookupError) -> Status {
-        use crate::runtime::PodLookupError::*;
+impl From<crate::state::PodLookupError> for Status {
+    fn from(e: crate::state::PodLookupError) -> Status {
+        use crate::state::PodLookupError::*;
         match e {
             NotFound(id) => Status::not_found(format!("pod sandbox {id:?} not found")),
             Ambiguous(id) => Status::invalid_argument(format!(

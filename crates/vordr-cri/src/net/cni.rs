@@ -32,7 +32,7 @@ impl CniNetwork {
     pub fn new(config: &Config) -> CniNetwork {
         let c = &config.network.cni;
         let cache_dir = if c.cache_dir.as_os_str().is_empty() {
-            config.server.root.join("cni").join("cache")
+            crate::state::layout::Layout::new(config).default_cni_cache_dir()
         } else {
             c.cache_dir.clone()
         };

@@ -1,41 +1,18 @@
 //! What the container RPCs share: paths, lookups, the shim connection and
 //! the teardown every failed create and every remove goes through.
 
-use std::path::PathBuf;
+pub(crate) mod cgroup;
+pub(crate) mod exit;
+pub(crate) mod rootfs;
 
 use tonic::Status;
 use vordr_store::{ContainerRecord, Lookup};
 
-use crate::errors::internal;
-use crate::runtime::Runtime;
-use crate::shim_client::{Shim, ShimError};
+use crate::shim::client::{Shim, ShimError};
+use crate::state::errors::internal;
+use crate::state::Runtime;
 
 impl Runtime {
-    /// The OCI bundle of a container (volatile): config.json, rootfs, shim files.
-    pub fn bundle_dir(&self, id: &str) -> PathBuf {
-        self.config.server.run_dir.join("bundles").join(id)
-    }
-
-    /// The container's writable layer (persistent): upper and work dirs.
-    pub fn container_dir(&self, id: &str) -> PathBuf {
-        self.config.server.root.join("containers").join(id)
-    }
-
-    /// Where shims put their sockets.
-    pub fn shim_socket_dir(&self) -> PathBuf {
-        self.config.server.run_dir.join("s")
-    }
-
-    /// The TTRPC endpoint shims publish events to.
-    pub fn events_socket(&self) -> PathBuf {
-        self.config.server.run_dir.join("events.sock")
-    }
-
-    /// Where OCI runtimes keep their state.
-    pub fn runtime_root(&self, kind: &str) -> PathBuf {
-        self.config.server.run_dir.join("runtime").join(kind)
-    }
-
     /// Resolves a full or unique-prefix container id.
     pub fn find_container(&self, id: &str) -> Result<ContainerRecord, Status> {
         match self
@@ -49,6 +26,37 @@ impl Runtime {
                 "container_id: {id:?} matches more than one container"
             ))),
         }
+    }
+
+    /// The container, if it is running (NotFound, FailedPrecondition).
+    pub fn running_container(&self, container_id: &str) -> Result<ContainerRecord, Status> {
+        let c = self.find_container(container_id)?;
+        if c.state != vordr_store::ContainerState::Running {
+            return Err(Status::failed_precondition(format!(
+                "container {} is not running",
+                c.id
+            )));
+        }
+        Ok(c)
+    }
+
+    /// The container's own process (from its OCI spec) with `cmd` as its
+    /// args, with a terminal or not: what an exec runs.
+    pub fn exec_process(&self, id: &str, cmd: &[String], tty: bool) -> Result<Vec<u8>, Status> {
+        let data = std::fs::read(self.layout.spec_file(id))
+            .map_err(|e| internal("reading the container's config.json", e))?;
+        let spec: serde_json::Value =
+            serde_json::from_slice(&data).map_err(|e| internal("parsing config.json", e))?;
+        let mut process = spec
+            .get("process")
+            .cloned()
+            .ok_or_else(|| internal("config.json", "has no process"))?;
+        process["args"] = serde_json::json!(cmd);
+        process["terminal"] = serde_json::json!(tty);
+        if let Some(o) = process.as_object_mut() {
+            o.remove("consoleSize");
+        }
+        Ok(serde_json::to_vec(&process).expect("JSON serialises"))
     }
 }
 
@@ -83,10 +91,7 @@ pub async fn teardown(rt: &Runtime, c: &Gone<'_>) -> Result<(), String> {
     // A create cut short may have started the shim before recording it;
     // its socket path follows from the id.
     let address = if c.shim_address.is_empty() {
-        format!(
-            "unix://{}",
-            vordr_shim_api::socket_path(&rt.shim_socket_dir(), id).display()
-        )
+        format!("unix://{}", rt.layout.shim_socket(id).display())
     } else {
         c.shim_address.to_string()
     };
@@ -95,21 +100,22 @@ pub async fn teardown(rt: &Runtime, c: &Gone<'_>) -> Result<(), String> {
         let _ = shim.delete("").await;
         let _ = shim.shutdown().await;
     }
-    crate::faults::point("container.teardown.shim");
-    let bundle = rt.bundle_dir(id);
+    crate::state::faults::point("container.teardown.shim");
+    let bundle = rt.layout.bundle_dir(id);
     // The shim may be gone: finish with the runtime's own state.
     if bundle.exists() {
         runtime_delete(rt, id).await;
     }
     let cgroup = vordr_spec::cgroups_path(c.cgroup_parent, id);
-    let socket = vordr_shim_api::socket_path(&rt.shim_socket_dir(), id);
-    let attach = crate::container_attach::socket(rt, id);
-    let layer = rt.container_dir(id);
+    let socket = rt.layout.shim_socket(id);
+    let attach = rt.layout.attach_socket(id);
+    let layer = rt.layout.container_dir(id);
+    let rootfs = rt.layout.rootfs_dir(id);
     tokio::task::spawn_blocking(move || {
-        crate::cgroup::remove(&cgroup)?;
+        crate::container::cgroup::remove(&cgroup)?;
         let _ = std::fs::remove_file(socket);
         let _ = std::fs::remove_file(attach);
-        crate::rootfs::unmount(&bundle.join("rootfs"));
+        crate::container::rootfs::unmount(&rootfs);
         remove_tree(&bundle)?;
         remove_tree(&layer)
     })
@@ -155,10 +161,10 @@ const RUNTIME_DELETE: std::time::Duration = std::time::Duration::from_secs(30);
 /// through the OCI runtime and deletes the runtime's state, for a
 /// container whose shim is gone.
 pub async fn runtime_delete(rt: &Runtime, id: &str) {
-    let run = tokio::process::Command::new(crate::shim_client::shim_binary(
+    let run = tokio::process::Command::new(crate::shim::client::shim_binary(
         &rt.config.runtime.shim_path,
     ))
-    .current_dir(rt.bundle_dir(id))
+    .current_dir(rt.layout.bundle_dir(id))
     .args(["-namespace", vordr_shim_api::NAMESPACE, "-id", id, "delete"])
     .stdin(std::process::Stdio::null())
     .stdout(std::process::Stdio::null())
@@ -173,11 +179,11 @@ pub async fn runtime_delete(rt: &Runtime, id: &str) {
 /// Records the end of a container whose shim is gone: the exit the shim
 /// wrote before it died, else exit code 255 with reason Unknown.
 pub fn record_lost_shim(rt: &Runtime, id: &str) {
-    match vordr_shim_api::ExitRecord::read(&rt.bundle_dir(id)) {
-        Some(r) => crate::container_exit::record_exit(rt, id, r.exit_code, r.exited_at_ns),
+    match vordr_shim_api::ExitRecord::read(&rt.layout.bundle_dir(id)) {
+        Some(r) => crate::container::exit::record_exit(rt, id, r.exit_code, r.exited_at_ns),
         None => {
             let exit = vordr_store::ContainerExit {
-                finished_at: crate::sandbox_run::now_ns(),
+                finished_at: crate::state::ids::now_ns(),
                 exit_code: 255,
                 reason: "Unknown".into(),
                 message: "the container's shim is gone".into(),

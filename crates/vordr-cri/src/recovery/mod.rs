@@ -6,11 +6,13 @@
 //! pod files, pod inits, shims, bundles and rootfs mounts, writable layers,
 //! container cgroups, addresses.
 
+pub(crate) mod orphans;
+
 use vordr_net::netns;
 use vordr_store::{PodRecord, PodState};
 
-use crate::runtime::Runtime;
-use crate::sandbox_cleanup;
+use crate::pod::cleanup;
+use crate::state::Runtime;
 
 /// What reconciliation did, for the log and the tests.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -41,7 +43,7 @@ pub struct Report {
 }
 
 fn pins_alive(rt: &Runtime, pod: &PodRecord) -> bool {
-    let dir = rt.ns_dir(&pod.id);
+    let dir = rt.layout.ns_dir(&pod.id);
     let expect = |recorded: &Option<String>, name: &str| {
         recorded.is_none() || netns::is_pinned(&dir.join(name))
     };
@@ -65,11 +67,11 @@ pub async fn reconcile(rt: &Runtime) -> Report {
         let res = match pod.state {
             PodState::Creating | PodState::PoolCreating => {
                 report.undone_creating += 1;
-                sandbox_cleanup::destroy(rt, pod).await
+                cleanup::destroy(rt, pod).await
             }
             PodState::Pooled if !pins_alive(rt, pod) => {
                 report.lost_namespaces += 1;
-                sandbox_cleanup::destroy(rt, pod).await
+                cleanup::destroy(rt, pod).await
             }
             PodState::Pooled => Ok(()),
             PodState::Ready if !pins_alive(rt, pod) => {
@@ -79,7 +81,7 @@ pub async fn reconcile(rt: &Runtime) -> Report {
                     rt.store
                         .set_pod_network_attached(&pod.id, false)
                         .map_err(|e| e.to_string())?;
-                    sandbox_cleanup::release_namespaces(rt, &pod.id).await?;
+                    cleanup::release_namespaces(rt, &pod.id).await?;
                     rt.store
                         .set_pod_state(&pod.id, PodState::NotReady)
                         .map_err(|e| e.to_string())
@@ -88,11 +90,11 @@ pub async fn reconcile(rt: &Runtime) -> Report {
             }
             PodState::Ready => Ok(()),
             PodState::NotReady => {
-                if pod.network_attached || rt.ns_dir(&pod.id).exists() {
+                if pod.network_attached || rt.layout.ns_dir(&pod.id).exists() {
                     report.finished_stopping += 1;
                     let r = async {
-                        sandbox_cleanup::detach_network(rt, pod).await?;
-                        sandbox_cleanup::release_namespaces(rt, &pod.id).await
+                        cleanup::detach_network(rt, pod).await?;
+                        cleanup::release_namespaces(rt, &pod.id).await
                     };
                     r.await
                 } else {
@@ -106,7 +108,7 @@ pub async fn reconcile(rt: &Runtime) -> Report {
     }
 
     containers(rt, &mut report).await;
-    crate::orphans::sweep(rt, &mut report).await;
+    crate::recovery::orphans::sweep(rt, &mut report).await;
     report
 }
 
@@ -135,24 +137,23 @@ async fn containers(rt: &Runtime, report: &mut Report) {
             ContainerState::Creating => {
                 report.undone_containers += 1;
                 let parent = parent_of(rt, &c.pod_id);
-                let done =
-                    crate::containers::teardown(rt, &crate::containers::Gone::of(&c, &parent))
-                        .await
-                        .and_then(|()| rt.store.delete_container(&c.id).map_err(|e| e.to_string()));
+                let done = crate::container::teardown(rt, &crate::container::Gone::of(&c, &parent))
+                    .await
+                    .and_then(|()| rt.store.delete_container(&c.id).map_err(|e| e.to_string()));
                 if let Err(e) = done {
                     report.errors.push(format!("container {}: {e}", c.id));
                 }
             }
             ContainerState::Created | ContainerState::Running => {
                 let state = async {
-                    let shim = crate::shim_client::Shim::connect(&c.id, &c.shim_address)
+                    let shim = crate::shim::client::Shim::connect(&c.id, &c.shim_address)
                         .await
                         .ok()?;
                     let state = shim.state("").await.ok()?;
                     Some((shim, state))
                 };
                 let (shim, state) =
-                    match tokio::time::timeout(crate::containers::SHIM_CONNECT, state)
+                    match tokio::time::timeout(crate::container::SHIM_CONNECT, state)
                         .await
                         .ok()
                         .flatten()
@@ -161,14 +162,14 @@ async fn containers(rt: &Runtime, report: &mut Report) {
                         None => (None, None),
                     };
                 if let Some(shim) = &shim {
-                    crate::shim_watch::watch(rt, shim).await;
+                    crate::shim::watch::watch(rt, shim).await;
                 }
                 use containerd_shim_protos::types::task::Status as S;
                 match state {
                     Some(s) if s.status.enum_value_or_default() == S::STOPPED => {
                         report.exited_while_down += 1;
-                        let at = crate::shim_client::timestamp_ns(&s.exited_at);
-                        crate::container_exit::record_exit(rt, &c.id, s.exit_status as i32, at);
+                        let at = crate::shim::client::timestamp_ns(&s.exited_at);
+                        crate::container::exit::record_exit(rt, &c.id, s.exit_status as i32, at);
                     }
                     Some(s)
                         if s.status.enum_value_or_default() == S::RUNNING
@@ -177,15 +178,15 @@ async fn containers(rt: &Runtime, report: &mut Report) {
                         // Started just before the daemon died.
                         let _ = rt
                             .store
-                            .set_container_running(&c.id, crate::sandbox_run::now_ns());
+                            .set_container_running(&c.id, crate::state::ids::now_ns());
                     }
                     Some(_) => {}
                     None => {
                         // The shim is gone: whatever still runs of the
                         // container is killed, its exit file is the last word.
                         report.exited_while_down += 1;
-                        crate::containers::runtime_delete(rt, &c.id).await;
-                        crate::containers::record_lost_shim(rt, &c.id);
+                        crate::container::runtime_delete(rt, &c.id).await;
+                        crate::container::record_lost_shim(rt, &c.id);
                     }
                 }
             }

@@ -49,9 +49,17 @@ mod tests {
     fn every_point_is_used_once_in_the_sources() {
         let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
         let mut text = String::new();
-        for e in std::fs::read_dir(&src).unwrap().flatten() {
-            if e.path().extension().is_some_and(|x| x == "rs") && e.file_name() != "faults.rs" {
-                text.push_str(&std::fs::read_to_string(e.path()).unwrap());
+        let mut dirs = vec![src];
+        while let Some(dir) = dirs.pop() {
+            for e in std::fs::read_dir(&dir).unwrap().flatten() {
+                let path = e.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|x| x == "rs")
+                    && e.file_name() != "faults.rs"
+                {
+                    text.push_str(&std::fs::read_to_string(path).unwrap());
+                }
             }
         }
         for p in super::POINTS {

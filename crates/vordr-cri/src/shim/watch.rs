@@ -9,8 +9,8 @@ use std::sync::Arc;
 use tokio::io::unix::AsyncFd;
 use vordr_store::ContainerState;
 
-use crate::runtime::Runtime;
-use crate::shim_client::Shim;
+use crate::shim::client::Shim;
+use crate::state::Runtime;
 
 /// A descriptor that becomes readable when process `pid` exits.
 fn pidfd(pid: u32) -> std::io::Result<OwnedFd> {
@@ -68,6 +68,6 @@ async fn shim_died(rt: &Arc<Runtime>, id: &str) {
         return;
     }
     tracing::warn!(container = %id, "the container's shim died; killing the container through the runtime");
-    crate::containers::runtime_delete(rt, id).await;
-    crate::containers::record_lost_shim(rt, id);
+    crate::container::runtime_delete(rt, id).await;
+    crate::container::record_lost_shim(rt, id);
 }

@@ -8,7 +8,7 @@ use vordr_image::content::Digest;
 use vordr_image::pull::InUse;
 use vordr_store::ImageRecord;
 
-use crate::runtime::Runtime;
+use crate::state::Runtime;
 
 /// How a CRI image string names an image.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,7 +1,13 @@
 //! The shared state behind every RPC: configuration, store, network.
 
+pub(crate) mod errors;
+pub mod faults;
+pub(crate) mod ids;
+pub(crate) mod inflight;
+pub(crate) mod layout;
+
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+
 use std::sync::{Arc, Mutex as StdMutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -33,9 +39,17 @@ pub enum PodLookupError {
     Store(vordr_store::StoreError),
 }
 
+/// A pod row read under the pod's lifecycle lock, held until this drops.
+pub struct LockedPod {
+    pub pod: PodRecord,
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+}
+
 /// Everything the RPCs share.
 pub struct Runtime {
     pub config: Config,
+    /// Every path the daemon writes.
+    pub layout: layout::Layout,
     pub store: Store,
     pub netavark: Netavark,
     /// The network new pods attach to (changes with UpdateRuntimeConfig).
@@ -61,9 +75,9 @@ pub struct Runtime {
     /// The streaming server, once started.
     pub streaming: std::sync::OnceLock<Arc<vordr_streaming::Server>>,
     /// The CNI driver's state, when `network.driver` is "cni".
-    pub(crate) cni: Option<crate::cni_network::CniNetwork>,
+    pub(crate) cni: Option<crate::net::cni::CniNetwork>,
     /// RunPodSandbox and CreateContainer calls in flight, for retries to join.
-    pub(crate) inflight: Arc<crate::inflight::Inflight>,
+    pub(crate) inflight: Arc<crate::state::inflight::Inflight>,
     /// The `Arc` this runtime lives in, for tasks that outlive a call.
     self_ref: std::sync::OnceLock<std::sync::Weak<Runtime>>,
 }
@@ -73,12 +87,13 @@ impl Runtime {
     /// whatever the umask and whatever an older version left.
     pub fn open(opts: RuntimeOptions) -> Result<Runtime, crate::ServeError> {
         let config = opts.config;
-        for (dir, mode) in state_dirs(&config) {
+        let layout = layout::Layout::new(&config);
+        for (dir, mode) in layout.state_dirs() {
             vordr_fsmode::ensure_dir(&dir, mode)
                 .map_err(|source| crate::ServeError::Dir { path: dir, source })?;
         }
-        let store = Store::open(&config.server.root)?;
-        let images = config.server.root.join("images");
+        let store = Store::open(layout.root())?;
+        let images = layout.images_dir();
         let image_err = |e: String| crate::ServeError::Images(e);
         let puller = Puller::new(
             ContentStore::open(&images.join("content")).map_err(|e| image_err(e.to_string()))?,
@@ -94,16 +109,17 @@ impl Runtime {
         };
         let netavark = Netavark {
             binary: config.network.netavark_path.clone(),
-            config_dir: config.server.run_dir.join("netavark"),
+            config_dir: layout.netavark_dir(),
             firewall_driver: config.network.firewall_driver.clone(),
         };
         let pod_cidr = store.get_setting(POD_CIDR_KEY)?;
         let network = bridge_network(&config, pod_cidr.as_deref());
         let cni = (config.network.driver == vordr_config::NetworkDriver::Cni)
-            .then(|| crate::cni_network::CniNetwork::new(&config));
+            .then(|| crate::net::cni::CniNetwork::new(&config));
         Ok(Runtime {
-            gate_node: crate::gatekeeper::node(&config),
+            gate_node: crate::security::gatekeeper::node(&config),
             config,
+            layout,
             store,
             netavark,
             network: RwLock::new(network),
@@ -143,24 +159,27 @@ impl Runtime {
         *self.network.write().unwrap_or_else(|e| e.into_inner()) = n;
     }
 
-    /// Directory of a pod's pinned namespaces (volatile).
-    pub fn ns_dir(&self, pod_id: &str) -> PathBuf {
-        self.config.server.run_dir.join("ns").join(pod_id)
-    }
-
-    /// Directory of a pod's files: resolv.conf, hostname, hosts (persistent).
-    pub fn pod_dir(&self, pod_id: &str) -> PathBuf {
-        self.config.server.root.join("pods").join(pod_id)
-    }
-
-    /// The image store directory (content and snapshots; image issue).
-    pub fn images_dir(&self) -> PathBuf {
-        self.config.server.root.join("images")
-    }
-
     /// Takes the lifecycle lock of one pod.
     pub async fn lock_pod(&self, pod_id: &str) -> tokio::sync::OwnedMutexGuard<()> {
         keyed_lock(&self.pod_locks, pod_id).await
+    }
+
+    /// The pod `id` names (full or unique prefix), its lifecycle lock taken
+    /// and its row read again under the lock (a concurrent remove may have
+    /// won the lock first). `None` when there is no such pod, before or
+    /// after the lock.
+    pub async fn lock_existing_pod(&self, id: &str) -> Result<Option<LockedPod>, tonic::Status> {
+        let pod = match self.find_pod(id) {
+            Ok(p) => p,
+            Err(PodLookupError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let guard = self.lock_pod(&pod.id).await;
+        let pod = self
+            .store
+            .get_pod(&pod.id)
+            .map_err(|e| errors::internal("reading pod", e))?;
+        Ok(pod.map(|pod| LockedPod { pod, _guard: guard }))
     }
 
     /// Takes the pull lock of one image name.
@@ -207,10 +226,6 @@ impl Runtime {
             Some((Instant::now(), res.clone()));
         res
     }
-
-    pub fn root(&self) -> &Path {
-        &self.config.server.root
-    }
 }
 
 /// How the puller reaches registries and what it accepts, from `[image]`
@@ -229,40 +244,6 @@ pub fn pull_options(config: &Config) -> PullOptions {
             max_entries: cap(i.max_layer_entries),
         },
     }
-}
-
-/// The daemon's directories and their modes, parents first, set whatever
-/// the umask. Only the daemon (root) lists any of them. Images, writable
-/// layers, runtime state, shim sockets and netavark's config are its alone
-/// (0700; the content store and snapshots are made 0700 by vordr-image
-/// when they are opened). The root and run directories, the pod files
-/// (resolv.conf, hosts, hostname), the namespace pins and the bundles can
-/// be passed through (0711), not listed: a container of a pod with its own
-/// user namespace is set up by youki or runc from inside that namespace, as
-/// an unprivileged host user, and reaches its rootfs, its pod's files and
-/// the pins by path (containerd makes its bundle parent 0711 for the same
-/// reason). What must stay private in there is 0600 itself (config.json).
-pub fn state_dirs(config: &Config) -> Vec<(PathBuf, u32)> {
-    use vordr_fsmode::{PRIVATE_DIR, TRAVERSE_DIR};
-    let (root, run) = (&config.server.root, &config.server.run_dir);
-    let mut dirs = vec![(root.clone(), TRAVERSE_DIR), (run.clone(), TRAVERSE_DIR)];
-    for (sub, mode) in [
-        ("pods", TRAVERSE_DIR),
-        ("images", PRIVATE_DIR),
-        ("containers", PRIVATE_DIR),
-    ] {
-        dirs.push((root.join(sub), mode));
-    }
-    for (sub, mode) in [
-        ("ns", TRAVERSE_DIR),
-        ("bundles", TRAVERSE_DIR),
-        ("runtime", PRIVATE_DIR),
-        ("s", PRIVATE_DIR),
-        ("netavark", PRIVATE_DIR),
-    ] {
-        dirs.push((run.join(sub), mode));
-    }
-    dirs
 }
 
 /// Locks `key` in a map of per-key async locks, dropping idle entries.

@@ -8,8 +8,8 @@ use tonic::Status;
 use vordr_gatekeeper::{judge_container, judge_pod, Container, Decision, GateError, Node, Verdict};
 use vordr_store::AuditRecord;
 
-use crate::runtime::Runtime;
-use crate::sandbox_run::now_ns;
+use crate::state::ids::now_ns;
+use crate::state::Runtime;
 
 /// What the rules need to know of this node, from the daemon's config.
 pub fn node(config: &vordr_config::Config) -> Node {

@@ -19,7 +19,7 @@ use nix::fcntl::{open, OFlag};
 use nix::sys::stat::{fstat, Mode};
 use tonic::Status;
 
-use crate::errors::{internal, invalid};
+use crate::state::errors::{internal, invalid};
 
 /// Host paths held open, in the order of the CRI mounts.
 #[derive(Debug, Default)]

@@ -11,8 +11,8 @@ use vordr_net::netavark::PortMapping;
 use vordr_net::resolv;
 use vordr_net::sysctl::{self, Sysctl};
 
-use crate::cgroup;
-use crate::errors::invalid;
+use crate::container::cgroup;
+use crate::state::errors::invalid;
 
 /// What RunPodSandbox will build.
 #[derive(Debug, Clone, PartialEq)]

@@ -8,7 +8,7 @@ use k8s_cri::v1::{
     StatusRequest, StatusResponse,
 };
 
-use crate::runtime::{Runtime, POD_CIDR_KEY};
+use crate::state::{Runtime, POD_CIDR_KEY};
 
 pub const RUNTIME_READY: &str = "RuntimeReady";
 pub const NETWORK_READY: &str = "NetworkReady";

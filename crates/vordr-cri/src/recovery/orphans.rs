@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 
 use vordr_shim_api::POD_INIT_VERB;
 
-use crate::reconcile::Report;
-use crate::runtime::Runtime;
-use crate::sandbox_cleanup;
+use crate::pod::cleanup;
+use crate::recovery::Report;
+use crate::state::Runtime;
 
 /// Entry names in `dir` (nothing when it does not exist).
 fn names(dir: &Path) -> Vec<String> {
@@ -87,13 +87,12 @@ pub async fn sweep(rt: &Runtime, report: &mut Report) {
     };
     let known_pods: HashSet<&str> = pods.iter().map(|p| p.id.as_str()).collect();
     let known_containers: HashSet<&str> = containers.iter().map(|c| c.id.as_str()).collect();
-    let run_dir = &rt.config.server.run_dir;
     let procs = tokio::task::spawn_blocking(processes)
         .await
         .unwrap_or_default();
 
     // Pod inits: of an unknown pod, or not the one the pod's pid file names.
-    let ns_root = run_dir.join("ns");
+    let ns_root = rt.layout.namespaces_dir();
     for p in procs
         .iter()
         .filter(|p| p.args.iter().any(|a| a == POD_INIT_VERB))
@@ -105,9 +104,7 @@ pub async fn sweep(rt: &Runtime, report: &mut Report) {
             continue; // another daemon's
         }
         let pod = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        let recorded = std::fs::read_to_string(dir.join("init.pid"))
-            .ok()
-            .and_then(|s| s.trim().parse::<i32>().ok());
+        let recorded = crate::pod::init::recorded(&rt.layout, pod);
         if !known_pods.contains(pod) || recorded != Some(p.pid) {
             report.orphan_inits += 1;
             let _ = nix::sys::signal::kill(
@@ -123,7 +120,7 @@ pub async fn sweep(rt: &Runtime, report: &mut Report) {
     let cni = match &rt.cni {
         Some(c) => c,
         None => {
-            cni_owned = crate::cni_network::CniNetwork::new(&rt.config);
+            cni_owned = crate::net::cni::CniNetwork::new(&rt.config);
             &cni_owned
         }
     };
@@ -132,8 +129,8 @@ pub async fn sweep(rt: &Runtime, report: &mut Report) {
             continue;
         }
         report.orphan_networks += 1;
-        let netns = ns_root.join(&id).join("net");
-        if let Err(e) = crate::cni_network::detach(cni, &id, &netns).await {
+        let netns = rt.layout.ns_pin(&id, "net");
+        if let Err(e) = crate::net::cni::detach(cni, &id, &netns).await {
             report
                 .errors
                 .push(format!("orphan CNI attachment {id}: {e}"));
@@ -159,19 +156,19 @@ pub async fn sweep(rt: &Runtime, report: &mut Report) {
         if !known_pods.contains(id.as_str()) {
             report.orphan_pins += 1;
             // Its network first, from the record kept beside the pins.
-            if let Some(a) = sandbox_cleanup::Attached::load(&ns_root.join(&id)) {
+            if let Some(a) = cleanup::Attached::load(&rt.layout, &id) {
                 report.orphan_networks += 1;
-                if let Err(e) = sandbox_cleanup::teardown_attached(rt, &a).await {
+                if let Err(e) = cleanup::teardown_attached(rt, &a).await {
                     report.errors.push(format!("orphan network {id}: {e}"));
                     continue;
                 }
             }
-            if let Err(e) = sandbox_cleanup::release_namespaces(rt, &id).await {
+            if let Err(e) = cleanup::release_namespaces(rt, &id).await {
                 report.errors.push(format!("orphan pins {id}: {e}"));
             }
         }
     }
-    let scratch = run_dir.join("ns-teardown");
+    let scratch = rt.layout.teardown_ns_root();
     for id in names(&scratch) {
         report.orphan_scratch += 1;
         let dir = scratch.join(&id);
@@ -180,10 +177,10 @@ pub async fn sweep(rt: &Runtime, report: &mut Report) {
             report.errors.push(format!("scratch namespace {id}: {e}"));
         }
     }
-    for id in names(&rt.config.server.root.join("pods")) {
+    for id in names(&rt.layout.pods_dir()) {
         if !known_pods.contains(id.as_str()) {
             report.orphan_files += 1;
-            if let Err(e) = sandbox_cleanup::remove_pod_files(rt, &id) {
+            if let Err(e) = cleanup::remove_pod_files(rt, &id) {
                 report.errors.push(format!("orphan files {id}: {e}"));
             }
         }
@@ -191,7 +188,7 @@ pub async fn sweep(rt: &Runtime, report: &mut Report) {
 
     // Containers: shims (working in a bundle of ours), bundles with their
     // rootfs mounts, writable layers.
-    let bundles = run_dir.join("bundles");
+    let bundles = rt.layout.bundles_dir();
     let mut orphans: HashSet<String> = HashSet::new();
     for p in &procs {
         if p.cwd.parent() == Some(bundles.as_path()) {
@@ -205,7 +202,7 @@ pub async fn sweep(rt: &Runtime, report: &mut Report) {
             }
         }
     }
-    for dir in [bundles.clone(), rt.config.server.root.join("containers")] {
+    for dir in [bundles.clone(), rt.layout.containers_dir()] {
         orphans.extend(
             names(&dir)
                 .into_iter()
@@ -214,12 +211,12 @@ pub async fn sweep(rt: &Runtime, report: &mut Report) {
     }
     for id in orphans {
         report.orphan_containers += 1;
-        let gone = crate::containers::Gone {
+        let gone = crate::container::Gone {
             id: &id,
             shim_address: "",
             cgroup_parent: "",
         };
-        if let Err(e) = crate::containers::teardown(rt, &gone).await {
+        if let Err(e) = crate::container::teardown(rt, &gone).await {
             report.errors.push(format!("orphan container {id}: {e}"));
         }
     }
@@ -228,8 +225,8 @@ pub async fn sweep(rt: &Runtime, report: &mut Report) {
     // pod its own parent; the shared default parent may hold other
     // daemons' containers and is left alone).
     let shared = [
-        crate::cgroup::DEFAULT_CGROUPFS_PARENT,
-        crate::cgroup::DEFAULT_SYSTEMD_PARENT,
+        crate::container::cgroup::DEFAULT_CGROUPFS_PARENT,
+        crate::container::cgroup::DEFAULT_SYSTEMD_PARENT,
         "",
         "/",
     ];
@@ -239,7 +236,7 @@ pub async fn sweep(rt: &Runtime, report: &mut Report) {
         .filter(|p| !shared.contains(&p.cgroup_parent.as_str()))
     {
         let rel = pod.cgroup_parent.trim_start_matches('/');
-        for h in crate::cgroup::hierarchies() {
+        for h in crate::container::cgroup::hierarchies() {
             for name in names(&h.join(rel)) {
                 let Some(id) = name.strip_prefix("vordr-") else {
                     continue;
@@ -255,7 +252,7 @@ pub async fn sweep(rt: &Runtime, report: &mut Report) {
     for cg in stale {
         report.orphan_cgroups += 1;
         let shown = cg.display().to_string();
-        match tokio::task::spawn_blocking(move || crate::cgroup::remove(&cg)).await {
+        match tokio::task::spawn_blocking(move || crate::container::cgroup::remove(&cg)).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => report.errors.push(format!("orphan cgroup {shown}: {e}")),
             Err(e) => report.errors.push(format!("orphan cgroup {shown}: {e}")),

@@ -20,9 +20,10 @@ use tonic::Status;
 use vordr_net::netns::IdMaps;
 use vordr_shim_api::POD_INIT_VERB;
 
-use crate::errors::internal;
-use crate::runtime::Runtime;
-use crate::shim_client::shim_binary;
+use crate::shim::client::shim_binary;
+use crate::state::errors::internal;
+use crate::state::layout::Layout;
+use crate::state::Runtime;
 
 /// The user and group the init runs as when the pod names none (the pause
 /// image's `65535:65535`).
@@ -31,17 +32,18 @@ pub const DEFAULT_INIT_ID: u32 = 65535;
 /// How long `__pod-init` may take; it gives its init 10 seconds to report.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn pid_file(ns_dir: &Path) -> PathBuf {
-    ns_dir.join("init.pid")
-}
-
-/// The pod init recorded in `ns_dir`, if it still runs.
-fn running(ns_dir: &Path) -> Option<i32> {
-    let pid: i32 = std::fs::read_to_string(pid_file(ns_dir))
+/// The pid the pod's init file records, running or not.
+pub fn recorded(layout: &Layout, pod_id: &str) -> Option<i32> {
+    std::fs::read_to_string(layout.init_pid_file(pod_id))
         .ok()?
         .trim()
         .parse()
-        .ok()?;
+        .ok()
+}
+
+/// The pod init recorded for `pod_id`, if it still runs.
+fn running(layout: &Layout, pod_id: &str) -> Option<i32> {
+    let pid = recorded(layout, pod_id)?;
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let is_ours = cmdline
         .split(|b| *b == 0)
@@ -52,14 +54,14 @@ fn running(ns_dir: &Path) -> Option<i32> {
 /// The PID namespace of the pod's init, starting the init if needed. The
 /// caller holds the pod's lock.
 pub async fn pid_namespace(rt: &Runtime, pod: &vordr_store::PodRecord) -> Result<PathBuf, Status> {
-    let dir = rt.ns_dir(&pod.id);
-    if let Some(pid) = running(&dir) {
+    let dir = rt.layout.ns_dir(&pod.id);
+    if let Some(pid) = running(&rt.layout, &pod.id) {
         return Ok(PathBuf::from(format!("/proc/{pid}/ns/pid")));
     }
     // The stored config is the one the gatekeeper judged.
     let sandbox: PodSandboxConfig =
         serde_json::from_str(&pod.config).map_err(|e| internal("reading pod config", e))?;
-    let userns = crate::sandbox_validate::pod_id_maps(&sandbox);
+    let userns = crate::pod::validate::pod_id_maps(&sandbox);
     let (uid, gid) = init_ids(&sandbox, userns.as_ref()).map_err(Status::invalid_argument)?;
     let mut args: Vec<OsString> = vec![
         "--pod".into(),
@@ -81,7 +83,7 @@ pub async fn pid_namespace(rt: &Runtime, pod: &vordr_store::PodRecord) -> Result
     }
     if userns.is_some() {
         args.push("--user".into());
-        args.push(dir.join("user").into());
+        args.push(rt.layout.ns_pin(&pod.id, "user").into());
     }
     let profile = serde_json::to_vec(&init_seccomp())
         .map_err(|e| internal("the init's seccomp profile", e))?;
@@ -90,7 +92,7 @@ pub async fn pid_namespace(rt: &Runtime, pod: &vordr_store::PodRecord) -> Result
         .await
         .map_err(|e| internal("starting the pod's init", e))?;
     let record = std::fs::create_dir_all(&dir)
-        .and_then(|()| std::fs::write(pid_file(&dir), format!("{pid}\n")));
+        .and_then(|()| std::fs::write(rt.layout.init_pid_file(&pod.id), format!("{pid}\n")));
     if let Err(e) = record {
         // Nobody would know of it: do not leave it running.
         let _ = nix::sys::signal::kill(
@@ -213,14 +215,14 @@ pub fn init_seccomp() -> impl serde::Serialize {
 
 /// Kills the pod's init, if it runs; every process left in the PID
 /// namespace dies with it.
-pub fn kill(ns_dir: &Path) {
-    if let Some(pid) = running(ns_dir) {
+pub fn kill(layout: &Layout, pod_id: &str) {
+    if let Some(pid) = running(layout, pod_id) {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGKILL,
         );
     }
-    let _ = std::fs::remove_file(pid_file(ns_dir));
+    let _ = std::fs::remove_file(layout.init_pid_file(pod_id));
 }
 
 #[cfg(test)]

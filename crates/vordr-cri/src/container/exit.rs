@@ -4,13 +4,13 @@
 use vordr_shim_api::ExitRecord;
 use vordr_store::ContainerExit;
 
-use crate::runtime::Runtime;
+use crate::state::Runtime;
 
 /// Records that container `id` exited with `code` at `at_ns`. The reason is
 /// OOMKilled when the shim saw the memory cgroup kill, else Completed or
 /// Error, as containerd reports.
 pub fn record_exit(rt: &Runtime, id: &str, code: i32, at_ns: i64) {
-    let rec = ExitRecord::read(&rt.bundle_dir(id));
+    let rec = ExitRecord::read(&rt.layout.bundle_dir(id));
     let oom = rec.is_some_and(|r| r.oom_killed);
     let reason = if oom {
         "OOMKilled"
@@ -23,7 +23,7 @@ pub fn record_exit(rt: &Runtime, id: &str, code: i32, at_ns: i64) {
         finished_at: if at_ns > 0 {
             at_ns
         } else {
-            crate::sandbox_run::now_ns()
+            crate::state::ids::now_ns()
         },
         exit_code: code,
         reason: reason.to_string(),
