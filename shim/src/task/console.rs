@@ -1,5 +1,4 @@
-//! Terminals: the console socket a runtime sends a pty master to, receiving that master, and
-//! setting a terminal's size.
+//! Terminals: console sockets, the pty master a runtime sends there, terminal sizes.
 
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixListener;

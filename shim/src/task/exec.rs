@@ -1,5 +1,4 @@
-//! Exec processes: started through the runtime (a terminal coming from the container's devpts
-//! through a console socket), then tracked by pid until they exit.
+//! Exec processes: started through the runtime, then tracked by pid until they exit.
 
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixListener;

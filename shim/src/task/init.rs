@@ -1,5 +1,4 @@
-//! The container's init: created from the bundle by the runtime the daemon chose (recorded in
-//! options.json, so that a shim that died can still be force-deleted).
+//! The container's init, created from the bundle by the runtime recorded in options.json.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,5 +1,4 @@
-//! Processes' stdio: the daemon's FIFOs opened, the init's output copied into the CRI log and to
-//! attach clients (through pipes or its terminal), an exec's pty copied to and from its FIFOs.
+//! Stdio: the daemon's FIFOs, the init's output into the CRI log and attach, exec pty copying.
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::OwnedFd;

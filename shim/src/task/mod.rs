@@ -1,5 +1,4 @@
-//! The containerd task API for one container: the init process and its execs, their stdio and
-//! exits.
+//! The containerd task API for one container: the init process and its execs, stdio and exits.
 //!
 //! `service` answers the TTRPC calls from the `state`; `init` creates the container, `exec`
 //! starts and tracks execs, `io` and `console` plumb their stdio and terminals, and `reaper`

@@ -1,6 +1,4 @@
-//! The exit loop: every exit the reaper sees is recorded (the init's durably, in the bundle) and
-//! published to the daemon; between exits an idle shim trims its working set, or ends when its
-//! bundle is gone.
+//! The exit loop: each exit recorded and published; an idle shim trimmed, an abandoned one ended.
 
 use std::path::Path;
 use std::sync::mpsc::RecvTimeoutError;

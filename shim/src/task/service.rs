@@ -1,5 +1,4 @@
-//! The containerd task API over TTRPC: each call checked and answered from the task state,
-//! creating the init, starting execs and waiting for exits through the other task modules.
+//! The containerd task API over TTRPC: each call checked and answered by the task modules.
 
 use std::os::fd::OwnedFd;
 use std::path::Path;

@@ -1,5 +1,4 @@
-//! What the task service knows: the init and its execs, their states and exits, and the
-//! container's bundle, runtime, log and stdio.
+//! What the task service knows: the init, its execs, their states and exits, stdio and log.
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
