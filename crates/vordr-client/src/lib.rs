@@ -1,5 +1,10 @@
 //! A CRI v1 client for any runtime endpoint on a unix socket (Vordr,
 //! containerd, CRI-O): used by the CLI, the benchmark and the e2e tests.
+//! Also the readers of what a runtime leaves for clients: CRI log files
+//! ([`crilog`]) and live exec / attach sessions ([`stream`]).
+
+pub mod crilog;
+pub mod stream;
 
 use std::path::{Path, PathBuf};
 

@@ -1,4 +1,19 @@
-//! Command-line interface: `serve` and the operator commands.
+//! Command-line interface: `serve` and the operator commands. The
+//! container verbs (`ps`, `run`, `exec`, `logs`, `inspect`, `stop`, `rm`,
+//! `stats`, `pods`) have a module each; each module's typed functions
+//! (returning serde-serializable results) are separate from its `cmd`,
+//! which prints them as a table or as JSON.
+
+pub mod common;
+pub mod exec;
+pub mod inspect;
+pub mod logs;
+pub mod ps;
+pub mod rm;
+pub mod run;
+pub mod stats;
+pub mod stop;
+mod term;
 
 use std::path::PathBuf;
 
@@ -28,7 +43,23 @@ pub enum Command {
     /// Print the runtime's Status with verbose info, as `crictl info` does.
     Info(EndpointArgs),
     /// List pod sandboxes.
-    Pods(EndpointArgs),
+    Pods(ps::PodsArgs),
+    /// List containers (running ones; all with -a).
+    Ps(ps::PsArgs),
+    /// Run an image in a new pod: attached, or detached with -d.
+    Run(run::RunArgs),
+    /// Run a command in a running container.
+    Exec(exec::ExecArgs),
+    /// Print a container's log.
+    Logs(logs::LogsArgs),
+    /// Print a container's or pod's status with verbose info, as JSON.
+    Inspect(inspect::InspectArgs),
+    /// Stop containers or pods.
+    Stop(stop::StopArgs),
+    /// Remove containers or pods.
+    Rm(rm::RmArgs),
+    /// Show containers' CPU, memory and disk use.
+    Stats(stats::StatsArgs),
     /// Pull an image through the runtime, showing bytes landing in the image store.
     Pull(PullArgs),
     /// List images.
@@ -121,11 +152,12 @@ pub struct RmiArgs {
     pub images: Vec<String>,
 }
 
-#[derive(Args)]
+#[derive(Args, Clone, Debug)]
 pub struct EndpointArgs {
     /// CRI endpoint (unix:///path or /path)
     #[arg(
-        long,
+        long = "runtime-endpoint",
+        visible_alias = "endpoint",
         short = 'r',
         env = "CONTAINER_RUNTIME_ENDPOINT",
         default_value = "unix:///run/vordr/vordr.sock"
@@ -203,6 +235,21 @@ pub async fn serve(a: ServeArgs, notifier: crate::sd_notify::Notifier) -> Result
         .context("vordr serve")
 }
 
+/// Ends the process after an operator verb: its exit code, or its error
+/// as a sentence on stderr and exit code 1.
+pub fn exit(r: Result<i32>) -> ! {
+    use std::io::Write;
+    let code = match r {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("vordr: {e:#}");
+            1
+        }
+    };
+    let _ = std::io::stdout().flush();
+    std::process::exit(code)
+}
+
 async fn connect(a: &EndpointArgs) -> Result<CriClient> {
     CriClient::connect(&a.endpoint)
         .await
@@ -241,41 +288,6 @@ pub async fn info(a: EndpointArgs) -> Result<()> {
         );
     }
     println!("{}", serde_json::to_string_pretty(&out)?);
-    Ok(())
-}
-
-pub async fn pods(a: EndpointArgs) -> Result<()> {
-    let mut c = connect(&a).await?;
-    let pods = c
-        .runtime
-        .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
-        .await?
-        .into_inner()
-        .items;
-    println!(
-        "{:<13} {:<10} {:<30} {:<20} ATTEMPT",
-        "POD ID", "STATE", "NAME", "NAMESPACE"
-    );
-    for p in pods {
-        let md = p.metadata.unwrap_or_default();
-        let state = cri::PodSandboxState::try_from(p.state)
-            .map(|s| {
-                if s == cri::PodSandboxState::SandboxReady {
-                    "Ready"
-                } else {
-                    "NotReady"
-                }
-            })
-            .unwrap_or("Unknown");
-        println!(
-            "{:<13} {:<10} {:<30} {:<20} {}",
-            &p.id[..p.id.len().min(13)],
-            state,
-            md.name,
-            md.namespace,
-            md.attempt
-        );
-    }
     Ok(())
 }
 
