@@ -11,53 +11,88 @@ use vordr_config::{Config, NetworkDriver};
 
 use crate::files::Root;
 
+/// One thing on the host Vordr runs with, found or not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requirement {
+    /// What it is: `netavark`, `cni-plugins`, `runtime-<handler>` (a
+    /// runc handler's binary) or `libseccomp`.
+    pub name: String,
+    /// Where it was found (a host path), or `None`.
+    pub found: Option<std::path::PathBuf>,
+    /// The Debian package that provides it.
+    pub package: &'static str,
+    /// When it is missing: what, where it was looked for and why it matters.
+    pub missing: String,
+}
+
 /// Host packages Vordr runs with that are missing, one message each
 /// naming what is missing, where it was looked for and why it matters.
 pub fn missing_packages(root: &Root, config: &Config) -> Vec<String> {
+    requirements(root, config)
+        .into_iter()
+        .filter(|r| r.found.is_none())
+        .map(|r| r.missing)
+        .collect()
+}
+
+/// Every host package Vordr runs with under `config`, and where each is.
+pub fn requirements(root: &Root, config: &Config) -> Vec<Requirement> {
     let mut out = Vec::new();
     let executable = |p: &Path| {
         std::fs::metadata(root.resolve(p))
             .map(|m| m.is_file() && m.mode() & 0o111 != 0)
             .unwrap_or(false)
     };
+    let found = |p: &Path, yes: bool| yes.then(|| p.to_path_buf());
     match config.network.driver {
         NetworkDriver::Netavark => {
             let netavark = &config.network.netavark_path;
-            if !executable(netavark) {
-                out.push(format!(
+            out.push(Requirement {
+                name: "netavark".into(),
+                found: found(netavark, executable(netavark)),
+                package: "netavark",
+                missing: format!(
                     "netavark is missing at {} (pods get their network from it; install the \
                      netavark package, set [network] netavark_path, or set [network] driver = \
                      \"cni\" in /etc/vordr/config.toml to use the cluster's CNI plugins)",
                     netavark.display()
-                ));
-            }
+                ),
+            });
         }
         NetworkDriver::Cni => {
             let dirs = &config.network.cni.bin_dirs;
-            let any_plugin = dirs.iter().any(|d| {
+            let with_plugin = dirs.iter().find(|d| {
                 std::fs::read_dir(root.resolve(d))
                     .map(|rd| rd.flatten().any(|e| executable(&d.join(e.file_name()))))
                     .unwrap_or(false)
             });
-            if !any_plugin {
-                let dirs: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
-                out.push(format!(
+            let names: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+            out.push(Requirement {
+                name: "cni-plugins".into(),
+                found: with_plugin.cloned(),
+                package: "containernetworking-plugins",
+                missing: format!(
                     "no CNI plugins in {} ([network] driver is \"cni\": pods get their network \
                      from the plugins the cluster's network add-on or the \
                      containernetworking-plugins package installs there)",
-                    dirs.join(", ")
-                ));
-            }
+                    names.join(", ")
+                ),
+            });
         }
     }
     for (name, h) in &config.runtime.handlers {
-        if h.kind == "runc" && !executable(&h.path) {
-            out.push(format!(
-                "runc is missing at {} (runtime handler {name:?}, RuntimeClass vordr-{name}, \
-                 runs containers with it; install the runc package or set its path in \
-                 /etc/vordr/config.toml)",
-                h.path.display()
-            ));
+        if h.kind == "runc" {
+            out.push(Requirement {
+                name: format!("runtime-{name}"),
+                found: found(&h.path, executable(&h.path)),
+                package: "runc",
+                missing: format!(
+                    "runc is missing at {} (runtime handler {name:?}, RuntimeClass vordr-{name}, \
+                     runs containers with it; install the runc package or set its path in \
+                     /etc/vordr/config.toml)",
+                    h.path.display()
+                ),
+            });
         }
     }
     let arch_dir = format!("{}-linux-gnu", std::env::consts::ARCH);
@@ -71,14 +106,18 @@ pub fn missing_packages(root: &Root, config: &Config) -> Vec<String> {
     ];
     let seccomp = lib_dirs
         .iter()
-        .any(|d| root.resolve(&Path::new(d).join("libseccomp.so.2")).exists());
-    if !seccomp {
-        out.push(format!(
+        .map(|d| Path::new(d).join("libseccomp.so.2"))
+        .find(|p| root.resolve(p).exists());
+    out.push(Requirement {
+        name: "libseccomp".into(),
+        found: seccomp,
+        package: "libseccomp2",
+        missing: format!(
             "libseccomp.so.2 is missing from {} (the shim, containerd-shim-vordr-v1, \
              links it; install libseccomp2)",
             lib_dirs.join(", ")
-        ));
-    }
+        ),
+    });
     out
 }
 

@@ -16,7 +16,7 @@ mod texts;
 use std::path::{Path, PathBuf};
 
 use files::{Content, Root};
-pub use host::{missing_packages, systemd_unreachable};
+pub use host::{missing_packages, requirements, systemd_unreachable, Requirement};
 pub use node_label::NodeLabel;
 pub use texts::{crictl_yaml, unit_file};
 use vordr_config::{Config, EMBEDDED_DEFAULT};
@@ -411,6 +411,46 @@ fn crictl() -> Edited {
         saved_name: "crictl.yaml",
         kind: Kind::Crictl,
     }
+}
+
+/// What one of kubelet's files says about the runtime endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubeletEndpoint {
+    /// The file, as a host path.
+    pub file: PathBuf,
+    /// `containerRuntimeEndpoint` (config file) or
+    /// `--container-runtime-endpoint` (flags file); `None` when unset.
+    pub endpoint: Option<String>,
+    /// Whether it is kubeadm's flags file, whose flags override the
+    /// config file.
+    pub is_flags: bool,
+}
+
+/// The runtime endpoint set in kubelet's config file and kubeadm's flags
+/// file under `host_root` (host paths), one entry per file present.
+pub fn kubelet_endpoints(
+    host_root: &Path,
+    kubelet_config: &Path,
+    kubeadm_flags: &Path,
+) -> Result<Vec<KubeletEndpoint>, InstallError> {
+    let mut o = Options::new(host_root, Path::new(""));
+    o.kubelet_config = kubelet_config.to_path_buf();
+    o.kubeadm_flags = kubeadm_flags.to_path_buf();
+    let h = Host {
+        root: Root::new(host_root),
+        o: &o,
+    };
+    let mut out = Vec::new();
+    for f in kubelet_files(&h)? {
+        if let Some(bytes) = h.read(&f.host)? {
+            out.push(KubeletEndpoint {
+                endpoint: f.endpoint(&text(&bytes))?,
+                is_flags: matches!(f.kind, Kind::KubeadmFlags { .. }),
+                file: f.host,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Plans one edited file for install: saves it (unless it already points
