@@ -44,7 +44,7 @@ fn child_setup(p: &Prepared) -> Result<Infallible, ChildError> {
     restrict(p)?;
     // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: do it before dropping caps.
     if !p.no_new_privs {
-        load_seccomp(p)?;
+        load_seccomp(p.seccomp.as_ref())?;
     }
     let chdir_later = chdir_as_root(p)?;
     let env = environment(p);
@@ -171,7 +171,7 @@ fn exec_program(p: &Prepared, env: Vec<String>) -> Result<Infallible, ChildError
     // As close to execve as possible, so that the profile sees as few of our syscalls as
     // possible.
     if p.no_new_privs {
-        load_seccomp(p)?;
+        load_seccomp(p.seccomp.as_ref())?;
     }
 
     // SAFETY: NULL-terminated arrays of valid C strings that outlive the call.

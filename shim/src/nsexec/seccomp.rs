@@ -3,10 +3,10 @@
 use libcontainer::oci_spec::runtime::{LinuxSeccomp, LinuxSeccompAction};
 
 use super::error::ChildError;
-use super::prepare::Prepared;
 
-pub(super) fn load_seccomp(p: &Prepared) -> Result<(), ChildError> {
-    if let Some(profile) = &p.seccomp {
+/// Loads the container's profile, if it has one, in the child.
+pub(super) fn load_seccomp(profile: Option<&LinuxSeccomp>) -> Result<(), ChildError> {
+    if let Some(profile) = profile {
         load_seccomp_profile(profile).map_err(|msg| ChildError { code: 127, msg })?;
     }
     Ok(())

@@ -6,7 +6,7 @@ use std::io;
 use super::error::{cerr, check, ChildError};
 use super::prepare::Prepared;
 
-/// Becomes the process's user, keeping the capabilities for [`super::capabilities::apply_caps`]:
+/// Becomes the process's user, keeping the capabilities to be set next:
 /// stdio handed over, supplementary groups, gid, uid, then the cwd (retried as the user after
 /// `chdir_later`) checked.
 pub(super) fn become_user(p: &Prepared, chdir_later: bool) -> Result<(), ChildError> {
