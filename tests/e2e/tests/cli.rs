@@ -656,9 +656,127 @@ fn an_unreachable_endpoint() {
         .unwrap()
         .into();
     assert_eq!(out.code, 1, "{out:?}");
-    assert!(
-        out.stderr
-            .starts_with("vordr: connecting to /nonexistent/vordr.sock"),
-        "{out:?}"
+    assert_eq!(
+        out.stderr,
+        "vordr: connecting to /nonexistent/vordr.sock: No such file or directory (os error 2)\n"
     );
+}
+
+/// `exec -it` on a real terminal (a pty here): ours goes raw for the
+/// session and back after, the container's terminal gets our size.
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_on_a_real_terminal() {
+    use nix::sys::termios::{tcgetattr, LocalFlags};
+    use std::sync::{Arc, Mutex};
+    let Some(t) = cli("pty").await else {
+        return;
+    };
+    t.run_detached("term", &[], &["sleep", "300"]);
+    let size = nix::pty::Winsize {
+        ws_row: 33,
+        ws_col: 111,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(Some(&size), None).unwrap();
+    let slave = pty.slave;
+    let mut child = t
+        .command(
+            "exec",
+            &[
+                "-it",
+                "term",
+                "--",
+                "sh",
+                "-c",
+                "stty size; read x; echo got-$x; exit 7",
+            ],
+        )
+        .stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut master = std::fs::File::from(pty.master);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let reader = {
+        let seen = seen.clone();
+        let mut m = master.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            // EIO once no one holds the terminal any more.
+            while let Ok(n) = m.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let text =
+        |seen: &Arc<Mutex<Vec<u8>>>| String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !text(&seen).contains("33 111") {
+        assert!(Instant::now() < deadline, "no size: {:?}", text(&seen));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Raw while the session runs: no line editing, no local echo.
+    let during = tcgetattr(&slave).unwrap();
+    assert!(!during
+        .local_flags
+        .intersects(LocalFlags::ICANON | LocalFlags::ECHO));
+    master.write_all(b"abc\n").unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(7), "{:?}", text(&seen));
+    let after = tcgetattr(&slave).unwrap();
+    assert!(after
+        .local_flags
+        .contains(LocalFlags::ICANON | LocalFlags::ECHO));
+    drop(slave);
+    reader.join().unwrap();
+    let out = text(&seen);
+    assert!(out.contains("got-abc\r\n"), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn images_pull_list_and_remove() {
+    let Some(t) = cli("img").await else {
+        return;
+    };
+    let pulled = t.run("pull", &["--json", &t.image]).ok().json();
+    assert_eq!(pulled["image"], t.image.as_str());
+    let id = pulled["image_ref"].as_str().unwrap().to_string();
+    assert!(id.starts_with("sha256:"), "{pulled}");
+    let listed = t.run("images", &["--json"]).ok().json();
+    let row = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == id.as_str())
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert!(row["size"].as_u64().unwrap() > 0);
+    let table = t.run("images", &[]).ok().stdout;
+    let (repo, tag) = t.image.rsplit_once(':').unwrap();
+    let line = table
+        .lines()
+        .find(|l| l.starts_with(repo))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(line.contains(tag) && line.contains(&id[7..20]), "{table}");
+    let r = t.run("rmi", &[&t.image]).ok();
+    assert_eq!(r.stdout.trim(), t.image);
+    assert_eq!(
+        t.run("images", &["--json"]).ok().json(),
+        serde_json::json!([])
+    );
+    let r = t.run("rmi", &["nothing.example/none:1"]);
+    // CRI's RemoveImage succeeds for an image that is not there.
+    assert_eq!(r.code, 0, "{r:?}");
+    // `run` pulls what is missing again.
+    let r = t
+        .run(
+            "run",
+            &["--rm", "--namespace", &t.ns, &t.image, "--", "echo", "back"],
+        )
+        .ok();
+    assert_eq!(r.stdout, "back\n");
 }

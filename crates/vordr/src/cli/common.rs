@@ -22,8 +22,16 @@ pub struct Common {
 }
 
 impl Common {
+    /// Connects; an error names the endpoint and the deepest cause once.
     pub async fn connect(&self) -> Result<CriClient> {
-        super::connect(&self.endpoint).await
+        let endpoint = &self.endpoint.endpoint;
+        CriClient::connect(endpoint).await.map_err(|e| {
+            let mut cause: &dyn std::error::Error = &e;
+            while let Some(next) = cause.source() {
+                cause = next;
+            }
+            anyhow!("connecting to {endpoint}: {cause}")
+        })
     }
 }
 

@@ -1,11 +1,12 @@
 //! Command-line interface: `serve` and the operator commands. The
-//! container verbs (`ps`, `run`, `exec`, `logs`, `inspect`, `stop`, `rm`,
-//! `stats`, `pods`) have a module each; each module's typed functions
+//! container and image verbs (`ps`, `run`, `exec`, `logs`, `inspect`, `stop`, `rm`,
+//! `stats`, `pods`, `pull`, `images`, `rmi`) have a module each; each module's typed functions
 //! (returning serde-serializable results) are separate from its `cmd`,
 //! which prints them as a table or as JSON.
 
 pub mod common;
 pub mod exec;
+pub mod images;
 pub mod inspect;
 pub mod logs;
 pub mod ps;
@@ -61,11 +62,11 @@ pub enum Command {
     /// Show containers' CPU, memory and disk use.
     Stats(stats::StatsArgs),
     /// Pull an image through the runtime, showing bytes landing in the image store.
-    Pull(PullArgs),
+    Pull(images::PullArgs),
     /// List images.
-    Images(EndpointArgs),
+    Images(images::ImagesArgs),
     /// Remove images (by id, tag or digest).
-    Rmi(RmiArgs),
+    Rmi(images::RmiArgs),
     /// Benchmark pod sandbox RPCs against one or two CRI endpoints.
     Bench(crate::bench::BenchArgs),
     /// Print the embedded default configuration.
@@ -129,27 +130,6 @@ pub struct ServeArgs {
     /// Who attaches pods: netavark (Vordr's bridge and IPAM) or cni (the cluster's plugins)
     #[arg(long)]
     pub network_driver: Option<vordr_config::NetworkDriver>,
-}
-
-#[derive(Args)]
-pub struct PullArgs {
-    #[command(flatten)]
-    pub endpoint: EndpointArgs,
-    /// Registry user (with --password): sent as kubelet sends pull secrets
-    #[arg(long)]
-    pub user: Option<String>,
-    #[arg(long, requires = "user")]
-    pub password: Option<String>,
-    /// The image, e.g. docker.io/library/busybox:1.36
-    pub image: String,
-}
-
-#[derive(Args)]
-pub struct RmiArgs {
-    #[command(flatten)]
-    pub endpoint: EndpointArgs,
-    #[arg(required = true)]
-    pub images: Vec<String>,
 }
 
 #[derive(Args, Clone, Debug)]
@@ -288,123 +268,6 @@ pub async fn info(a: EndpointArgs) -> Result<()> {
         );
     }
     println!("{}", serde_json::to_string_pretty(&out)?);
-    Ok(())
-}
-
-fn image_spec(image: &str) -> Option<cri::ImageSpec> {
-    Some(cri::ImageSpec {
-        image: image.to_string(),
-        ..Default::default()
-    })
-}
-
-async fn image_store_bytes(c: &mut CriClient) -> u64 {
-    c.image
-        .image_fs_info(cri::ImageFsInfoRequest {})
-        .await
-        .ok()
-        .and_then(|r| r.into_inner().image_filesystems.into_iter().next())
-        .and_then(|f| f.used_bytes)
-        .map(|u| u.value)
-        .unwrap_or(0)
-}
-
-pub async fn pull(a: PullArgs) -> Result<()> {
-    let mut c = connect(&a.endpoint).await?;
-    let auth = a.user.as_ref().map(|u| cri::AuthConfig {
-        username: u.clone(),
-        password: a.password.clone().unwrap_or_default(),
-        ..Default::default()
-    });
-    let start = image_store_bytes(&mut c).await;
-    let bar = indicatif::ProgressBar::new_spinner();
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} {msg} {bytes} stored, {elapsed}")
-            .expect("a valid template"),
-    );
-    bar.set_message(format!("pulling {}", a.image));
-    let mut pulling = c.clone();
-    let req = cri::PullImageRequest {
-        image: image_spec(&a.image),
-        auth,
-        sandbox_config: None,
-    };
-    let mut call = Box::pin(async move { pulling.image.pull_image(req).await });
-    let res = loop {
-        tokio::select! {
-            r = &mut call => break r,
-            _ = tokio::time::sleep(std::time::Duration::from_millis(150)) => {
-                let now = image_store_bytes(&mut c).await;
-                bar.set_position(now.saturating_sub(start));
-                bar.tick();
-            }
-        }
-    };
-    bar.finish_and_clear();
-    let id = res
-        .with_context(|| format!("pulling {}", a.image))?
-        .into_inner()
-        .image_ref;
-    println!("Image is up to date for {id}");
-    Ok(())
-}
-
-pub async fn images(a: EndpointArgs) -> Result<()> {
-    let mut c = connect(&a).await?;
-    let images = c
-        .image
-        .list_images(cri::ListImagesRequest { filter: None })
-        .await?
-        .into_inner()
-        .images;
-    println!(
-        "{:<60} {:<15} {:<15} {:>10}",
-        "IMAGE", "TAG", "IMAGE ID", "SIZE"
-    );
-    for i in images {
-        let short_id: String =
-            i.id.trim_start_matches("sha256:")
-                .chars()
-                .take(13)
-                .collect();
-        let size = format!("{:.1}MB", i.size as f64 / 1e6);
-        let names: Vec<(String, String)> = if i.repo_tags.is_empty() {
-            i.repo_digests
-                .iter()
-                .map(|d| {
-                    (
-                        d.split('@').next().unwrap_or(d).to_string(),
-                        "<none>".to_string(),
-                    )
-                })
-                .collect()
-        } else {
-            i.repo_tags
-                .iter()
-                .map(|t| match t.rsplit_once(':') {
-                    Some((n, tag)) if !tag.contains('/') => (n.to_string(), tag.to_string()),
-                    _ => (t.clone(), "<none>".to_string()),
-                })
-                .collect()
-        };
-        for (name, tag) in names {
-            println!("{name:<60} {tag:<15} {short_id:<15} {size:>10}");
-        }
-    }
-    Ok(())
-}
-
-pub async fn rmi(a: RmiArgs) -> Result<()> {
-    let mut c = connect(&a.endpoint).await?;
-    for image in &a.images {
-        c.image
-            .remove_image(cri::RemoveImageRequest {
-                image: image_spec(image),
-            })
-            .await
-            .with_context(|| format!("removing {image}"))?;
-        println!("Deleted: {image}");
-    }
     Ok(())
 }
 

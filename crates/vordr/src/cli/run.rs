@@ -14,7 +14,7 @@ use serde::Serialize;
 use vordr_client::{cri, CriClient};
 
 use super::common::{self, key_value, Common, Rpc};
-use super::logs;
+use super::{images, logs};
 
 /// The label `vordr run` puts on its pods: `vordr rm` of the container
 /// removes such a pod with it.
@@ -236,30 +236,10 @@ async fn log_root(c: &mut CriClient) -> String {
 
 /// Pulls `image` unless the runtime has it; whether it pulled.
 pub async fn ensure_image(c: &mut CriClient, image: &str) -> Result<bool> {
-    let spec = Some(cri::ImageSpec {
-        image: image.into(),
-        ..Default::default()
-    });
-    let have = c
-        .image
-        .image_status(cri::ImageStatusRequest {
-            image: spec.clone(),
-            verbose: false,
-        })
-        .await
-        .rpc(&format!("looking up {image}"))?
-        .image
-        .is_some();
-    if have {
+    if images::present(c, image).await? {
         return Ok(false);
     }
-    c.image
-        .pull_image(cri::PullImageRequest {
-            image: spec,
-            ..Default::default()
-        })
-        .await
-        .rpc(&format!("pulling {image}"))?;
+    images::pull(c, image, None).await?;
     Ok(true)
 }
 
