@@ -4,6 +4,7 @@
 mod bench;
 mod bench_gatekeeper;
 mod cli;
+mod doctor;
 mod install;
 mod sd_notify;
 
@@ -41,6 +42,7 @@ fn main() -> Result<()> {
         Command::BenchGatekeeper(args) => bench_gatekeeper::run(args),
         Command::Install(args) => rt.block_on(install::install(args)),
         Command::Uninstall(args) => rt.block_on(install::uninstall(args)),
+        Command::Doctor(a) => cli::exit(doctor::cmd(a)),
         Command::Config => {
             print!("{}", vordr_config::EMBEDDED_DEFAULT);
             Ok(())

@@ -80,6 +80,8 @@ pub enum Command {
     Install(crate::install::InstallArgs),
     /// Remove what `install` did and point kubelet back at its old runtime.
     Uninstall(crate::install::UninstallArgs),
+    /// Check the node for what Vordr needs: each check ok, warning or missing, with its fix.
+    Doctor(crate::doctor::DoctorArgs),
 }
 
 #[derive(Args)]
