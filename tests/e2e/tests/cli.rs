@@ -20,7 +20,8 @@ struct Cli {
 
 impl Drop for Cli {
     fn drop(&mut self) {
-        let prefix = format!("{}_", self.ns);
+        // `{ns}_name_uid`, or `{ns}-more_name_uid` for a second namespace.
+        let prefix = self.ns.clone();
         let tmp = std::fs::canonicalize(std::env::temp_dir()).unwrap();
         for e in std::fs::read_dir(tmp).into_iter().flatten().flatten() {
             if e.file_name().to_string_lossy().starts_with(&prefix) {
@@ -270,6 +271,7 @@ async fn run_detached_ps_inspect_stop_rm_and_resolution() {
         }
     }
     // A name two containers share (in two pods) is ambiguous.
+    let twin_ns = format!("{}-twin", t.ns);
     let twin = t
         .run(
             "run",
@@ -278,7 +280,7 @@ async fn run_detached_ps_inspect_stop_rm_and_resolution() {
                 "--name",
                 "web",
                 "--namespace",
-                "cli-twin",
+                &twin_ns,
                 &t.image,
                 "--",
                 "sleep",
@@ -299,13 +301,6 @@ async fn run_detached_ps_inspect_stop_rm_and_resolution() {
         "{r:?}"
     );
     t.run("rm", &["-f", twin.stdout.trim()]).ok();
-    let _ = std::fs::read_dir(std::env::temp_dir()).map(|rd| {
-        for e in rd.flatten() {
-            if e.file_name().to_string_lossy().starts_with("cli-twin_web_") {
-                let _ = std::fs::remove_dir_all(e.path());
-            }
-        }
-    });
 
     // Stop: the container leaves `ps`, stays in `ps -a` as Exited.
     let r = t.run("stop", &["-t", "0", "web"]).ok();
@@ -488,6 +483,10 @@ async fn exec_with_and_without_a_terminal() {
         ),
         (Some(2), Some("hi\n"), Some("no\n"))
     );
+    // A command that is not there: the runtime's reason, not a success.
+    let r = t.run("exec", &["box", "--", "/no/such/binary"]);
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("/no/such/binary"), "{r:?}");
     // A stopped container: a clear refusal.
     t.run("stop", &["-t", "0", "box"]).ok();
     let r = t.run("exec", &["box", "--", "true"]);
