@@ -432,7 +432,7 @@ net_cls\t0\t7\t1
     fn seccomp_from_proc_status_else_prctl() {
         let t = tempfile::tempdir().unwrap();
         let r = Root::new(t.path());
-        assert_eq!(seccomp(&r, &OfflineProbesForTest).status, Status::Missing);
+        assert_eq!(seccomp(&r, &crate::OfflineProbes).status, Status::Missing);
         put(
             t.path(),
             "/proc/self/status",
@@ -443,28 +443,9 @@ net_cls\t0\t7\t1
             "/proc/sys/kernel/seccomp/actions_avail",
             "kill_process kill_thread trap errno\n",
         );
-        let c = seccomp(&r, &OfflineProbesForTest);
+        let c = seccomp(&r, &crate::OfflineProbes);
         assert_eq!(c.status, Status::Ok);
         assert!(c.detail.contains("errno"), "{c:?}");
-    }
-
-    struct OfflineProbesForTest;
-    impl Probes for OfflineProbesForTest {
-        fn live(&self) -> bool {
-            false
-        }
-        fn idmapped_mount(&self) -> Probe {
-            Probe::NotProbed("test".into())
-        }
-        fn seccomp(&self) -> Option<bool> {
-            None
-        }
-        fn clock(&self) -> Option<Result<crate::Clock, String>> {
-            None
-        }
-        fn free_space(&self, p: &Path) -> std::io::Result<crate::Space> {
-            crate::OfflineProbes.free_space(p)
-        }
     }
 
     #[test]
@@ -548,7 +529,7 @@ net_cls\t0\t7\t1
             ..Fake::default()
         };
         assert_eq!(idmapped_mounts(&r, &no).status, Status::Warning);
-        let c = idmapped_mounts(&r, &OfflineProbesForTest);
+        let c = idmapped_mounts(&r, &crate::OfflineProbes);
         assert_eq!(c.status, Status::Warning);
         assert!(c.detail.contains("by its version only"), "{c:?}");
     }

@@ -288,9 +288,6 @@ pub(crate) mod testing {
     }
 
     impl Probes for Fake {
-        fn live(&self) -> bool {
-            true
-        }
         fn idmapped_mount(&self) -> Probe {
             self.idmap.clone()
         }

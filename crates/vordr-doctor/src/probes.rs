@@ -33,8 +33,6 @@ pub struct Space {
 
 /// The live kernel, as the checks ask it.
 pub trait Probes {
-    /// Whether these are this machine's answers (the root is `/`).
-    fn live(&self) -> bool;
     /// Whether a tmpfs takes MOUNT_ATTR_IDMAP.
     fn idmapped_mount(&self) -> Probe;
     /// Whether this kernel has seccomp (prctl PR_GET_SECCOMP); `None`:
@@ -62,9 +60,6 @@ pub struct OfflineProbes;
 const NOT_LIVE: &str = "the host root is not /, so the running kernel was not asked";
 
 impl Probes for OfflineProbes {
-    fn live(&self) -> bool {
-        false
-    }
     fn idmapped_mount(&self) -> Probe {
         Probe::NotProbed(NOT_LIVE.into())
     }
@@ -83,10 +78,6 @@ impl Probes for OfflineProbes {
 pub struct LiveProbes;
 
 impl Probes for LiveProbes {
-    fn live(&self) -> bool {
-        true
-    }
-
     fn idmapped_mount(&self) -> Probe {
         // Its own thread: the mount namespace it unshares stays with it.
         std::thread::spawn(idmap_probe)
