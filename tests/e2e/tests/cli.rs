@@ -396,6 +396,28 @@ async fn run_attached_returns_the_exit_code() {
     assert_eq!((kept[0].1.as_str(), kept[0].2.as_str()), ("kept", "Exited"));
     t.run("rm", &["kept"]).ok();
 
+    // -i: our stdin to the container's, closed at its end (cat ends).
+    let r = t.run_in(
+        "run",
+        &[
+            "-i",
+            "--rm",
+            "--namespace",
+            &t.ns,
+            &t.image,
+            "--",
+            "sh",
+            "-c",
+            "cat; echo done >&2",
+        ],
+        b"piped\nin\n",
+        &[],
+    );
+    assert_eq!(
+        (r.code, r.stdout.as_str(), r.stderr.as_str()),
+        (0, "piped\nin\n", "done\n"),
+        "{r:?}"
+    );
     // -it: a terminal, stdin fed from ours; the container's exit code.
     let r = t.run_in(
         "run",
