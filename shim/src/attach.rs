@@ -12,8 +12,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub const STDOUT: u8 = 1;
-pub const STDERR: u8 = 2;
+pub use vordr_shim_api::attach_frame::{STDERR, STDOUT};
 
 /// Where the process's stdin goes: the pipe a stdin container holds, or a
 /// terminal's master.
@@ -61,10 +60,7 @@ impl Attach {
         if clients.is_empty() {
             return;
         }
-        let mut frame = Vec::with_capacity(5 + data.len());
-        frame.push(stream);
-        frame.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        frame.extend_from_slice(data);
+        let frame = vordr_shim_api::attach_frame::encode(stream, data);
         clients.retain_mut(|c| c.write_all(&frame).is_ok());
     }
 

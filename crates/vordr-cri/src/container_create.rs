@@ -5,14 +5,13 @@
 use std::path::PathBuf;
 
 use k8s_cri::v1::{
-    ContainerConfig, CreateContainerRequest, CreateContainerResponse, NamespaceMode,
-    PodSandboxConfig,
+    ContainerConfig, CreateContainerRequest, CreateContainerResponse, PodSandboxConfig,
 };
-use serde::Deserialize;
 use tonic::Status;
 use vordr_shim_api::{CreateOptions, RuntimeKind};
 use vordr_store::{NewContainer, PodState, StoreError};
 
+use crate::container::judge::{judge, pod_paths, Request};
 use crate::container::{teardown, Gone};
 use crate::image::{find, parse_name};
 use crate::security::hostpath::HostPaths;
@@ -51,15 +50,6 @@ fn same_pod(claimed: &PodSandboxConfig, stored: &PodSandboxConfig) -> Result<(),
     ))
 }
 
-/// What CreateContainer asked for, checked and resolved.
-struct Request<'a> {
-    config: &'a ContainerConfig,
-    sandbox: &'a PodSandboxConfig,
-    pod: &'a vordr_store::PodRecord,
-    host_paths: &'a HostPaths,
-    log_file: Option<&'a std::path::Path>,
-}
-
 /// What a retry of the same CreateContainer shares with the first call:
 /// the pod and the container's name and attempt.
 pub fn inflight_key(req: &CreateContainerRequest) -> Option<String> {
@@ -75,19 +65,7 @@ pub async fn create_container(
     req: CreateContainerRequest,
 ) -> Result<CreateContainerResponse, Status> {
     let config = req.config.ok_or_else(|| invalid("config", "is required"))?;
-    let meta = config
-        .metadata
-        .as_ref()
-        .ok_or_else(|| invalid("config.metadata", "is required"))?;
-    if meta.name.is_empty() {
-        return Err(invalid("config.metadata.name", "is required"));
-    }
-    let image_name = config
-        .image
-        .as_ref()
-        .map(|i| i.image.as_str())
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| invalid("config.image.image", "is required"))?;
+    let image_name = required_fields(&config)?;
     let locked = rt
         .lock_existing_pod(&req.pod_sandbox_id)
         .await?
@@ -114,61 +92,106 @@ pub async fn create_container(
         .ok_or_else(|| {
             Status::not_found(format!("image {image_name:?} not found: pull it first"))
         })?;
-    let handler_name = if pod.runtime_handler.is_empty() {
-        rt.config.runtime.default_runtime.clone()
-    } else {
-        pod.runtime_handler.clone()
-    };
-    let handler = rt
-        .config
-        .runtime
-        .handlers
-        .get(&handler_name)
-        .ok_or_else(|| {
-            invalid(
-                "runtime_handler",
-                format!("unknown runtime handler {handler_name:?}"),
-            )
-        })?
-        .clone();
-    let handler =
-        if handler.kind == "youki" && joins_pod_pid_namespace(&config) && !cgroup_v2_only() {
-            // youki 0.7 mounts cgroup v1 by reading /proc/<its pid> from the
-            // host's /proc with the pid of the joined namespace: such containers
-            // fail or see another process's cgroups. runc gets it right.
-            tracing::debug!(pod = %pod.id, "shared PID namespace on cgroup v1: running with runc");
-            runc_handler(rt)
-        } else {
-            handler
-        };
-
+    let handler = crate::container::handler::for_container(rt, &pod, &config)?;
     let lowers = image_lowers(rt, &image)?;
     let img = image_config(rt, &image)?;
-    // Host paths and the log file resolved once: what is judged is what
-    // is mounted and written.
-    // On a blocking thread: a hung (NFS) path stalls this call only.
+    let (host_paths, log_file) = resolve_paths(&config, &sandbox).await?;
+
+    let id = new_id();
+    record(
+        rt,
+        &id,
+        &config,
+        &pod,
+        &image,
+        &handler,
+        log_file.as_deref(),
+    )?;
+    crate::state::faults::point("container.recorded");
+    let mut shim_address = String::new();
+    let request = Request {
+        config: &config,
+        sandbox: &sandbox,
+        pod: &pod,
+        host_paths: &host_paths,
+        log_file: log_file.as_deref(),
+    };
+    let res = build(rt, &id, &request, &lowers, img, &handler, &mut shim_address).await;
+    match res {
+        Ok((pid, stop_signal)) => {
+            rt.store
+                .set_container_created(&id, &shim_address, pid)
+                .map_err(|e| internal("recording container", e))?;
+            rt.store
+                .set_container_stop_signal(&id, &stop_signal)
+                .map_err(|e| internal("recording container", e))?;
+            let name = config.metadata.as_ref().map_or("", |m| m.name.as_str());
+            tracing::info!(container = %id, pod = %pod.id, name, "container created");
+            if let Ok(shim) = crate::shim::client::Shim::connect(&id, &shim_address).await {
+                crate::shim::watch::watch(rt, &shim).await;
+            }
+            Ok(CreateContainerResponse { container_id: id })
+        }
+        Err(status) => {
+            undo(rt, &id, &shim_address, &pod.cgroup_parent).await;
+            Err(status)
+        }
+    }
+}
+
+/// The fields every CreateContainer needs; the image it names.
+fn required_fields(config: &ContainerConfig) -> Result<&str, Status> {
+    let meta = config
+        .metadata
+        .as_ref()
+        .ok_or_else(|| invalid("config.metadata", "is required"))?;
+    if meta.name.is_empty() {
+        return Err(invalid("config.metadata.name", "is required"));
+    }
+    config
+        .image
+        .as_ref()
+        .map(|i| i.image.as_str())
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| invalid("config.image.image", "is required"))
+}
+
+/// Host paths and the log file, resolved once: what is judged is what is
+/// mounted and written. On a blocking thread: a hung (NFS) path stalls
+/// this call only.
+async fn resolve_paths(
+    config: &ContainerConfig,
+    sandbox: &PodSandboxConfig,
+) -> Result<(HostPaths, Option<PathBuf>), Status> {
     let (mounts, log_dir, log_rel) = (
         config.mounts.clone(),
         sandbox.log_directory.clone(),
         config.log_path.clone(),
     );
-    let (host_paths, log_file) = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         let host_paths = HostPaths::resolve(&mounts)?;
         let log_file = crate::security::hostpath::log_file(&log_dir, &log_rel)?;
         Ok::<_, Status>((host_paths, log_file))
     })
     .await
-    .map_err(|e| internal("resolving host paths", e))??;
+    .map_err(|e| internal("resolving host paths", e))?
+}
 
-    let id = new_id();
-    let log_path = log_file
-        .as_ref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_default();
+/// The container's row, state `creating` (AlreadyExists for a taken name).
+fn record(
+    rt: &Runtime,
+    id: &str,
+    config: &ContainerConfig,
+    pod: &vordr_store::PodRecord,
+    image: &vordr_store::ImageRecord,
+    handler: &vordr_config::RuntimeHandler,
+    log_file: Option<&std::path::Path>,
+) -> Result<(), Status> {
+    let meta = config.metadata.clone().unwrap_or_default();
     let row = NewContainer {
-        id: id.clone(),
+        id: id.to_string(),
         pod_id: pod.id.clone(),
-        name: meta.name.clone(),
+        name: meta.name,
         attempt: meta.attempt,
         created_at: now_ns(),
         image_ref: image
@@ -177,10 +200,12 @@ pub async fn create_container(
             .cloned()
             .unwrap_or_else(|| image.id.clone()),
         image_id: image.id.clone(),
-        config: serde_json::to_string(&config).expect("CRI types serialise"),
+        config: serde_json::to_string(config).expect("CRI types serialise"),
         labels: serde_json::to_string(&config.labels).expect("maps serialise"),
         annotations: serde_json::to_string(&config.annotations).expect("maps serialise"),
-        log_path: log_path.clone(),
+        log_path: log_file
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
         runtime: handler.kind.clone(),
         stop_signal: String::new(),
     };
@@ -190,93 +215,37 @@ pub async fn create_container(
             pod.id
         )),
         e => internal("recording container", e),
-    })?;
-    crate::state::faults::point("container.recorded");
-    let mut shim_address = String::new();
-    let res = build(
-        rt,
-        &id,
-        &Request {
-            config: &config,
-            sandbox: &sandbox,
-            pod: &pod,
-            host_paths: &host_paths,
-            log_file: log_file.as_deref(),
-        },
-        &lowers,
-        img,
-        &handler,
-        &mut shim_address,
-    )
-    .await;
-    match res {
-        Ok((pid, stop_signal)) => {
-            rt.store
-                .set_container_created(&id, &shim_address, pid)
-                .map_err(|e| internal("recording container", e))?;
-            rt.store
-                .set_container_stop_signal(&id, &stop_signal)
-                .map_err(|e| internal("recording container", e))?;
-            tracing::info!(container = %id, pod = %pod.id, name = %row.name, "container created");
-            if let Ok(shim) = crate::shim::client::Shim::connect(&id, &shim_address).await {
-                crate::shim::watch::watch(rt, &shim).await;
-            }
-            Ok(CreateContainerResponse { container_id: id })
+    })
+}
+
+/// Undoes a failed create: everything built, then the row. A teardown
+/// that fails leaves the row (creating) for restart reconciliation.
+async fn undo(rt: &Runtime, id: &str, shim_address: &str, cgroup_parent: &str) {
+    let gone = Gone {
+        id,
+        shim_address,
+        cgroup_parent,
+    };
+    match teardown(rt, &gone).await {
+        Ok(()) => {
+            let _ = rt.store.delete_container(id);
         }
-        Err(status) => {
-            let gone = Gone {
-                id: &id,
-                shim_address: &shim_address,
-                cgroup_parent: &pod.cgroup_parent,
-            };
-            match teardown(rt, &gone).await {
-                Ok(()) => {
-                    let _ = rt.store.delete_container(&id);
-                }
-                // The row stays (creating): restart reconciliation retries.
-                Err(e) => tracing::error!(container = %id, "undoing a failed create: {e}"),
-            }
-            Err(status)
-        }
+        Err(e) => tracing::error!(container = %id, "undoing a failed create: {e}"),
     }
 }
 
 /// The image's snapshot directories, bottom layer first.
 fn image_lowers(rt: &Runtime, image: &vordr_store::ImageRecord) -> Result<Vec<PathBuf>, Status> {
-    image
+    let chain_ids = image
         .chain_ids
         .iter()
-        .map(|c| {
-            c.parse()
-                .map(|d| rt.puller.snapshots.fs_path(&d))
-                .map_err(|e| internal("image snapshot", format!("{c}: {e}")))
-        })
-        .collect()
+        .map(|c| c.parse())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| internal("image snapshot", e))?;
+    Ok(rt.puller.snapshot_dirs(&chain_ids))
 }
 
-#[derive(Deserialize, Default)]
-struct ImageConfigFile {
-    #[serde(default)]
-    config: Option<ImageConfigBody>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase")]
-struct ImageConfigBody {
-    #[serde(default)]
-    user: Option<String>,
-    #[serde(default)]
-    env: Option<Vec<String>>,
-    #[serde(default)]
-    entrypoint: Option<Vec<String>>,
-    #[serde(default)]
-    cmd: Option<Vec<String>>,
-    #[serde(default)]
-    working_dir: Option<String>,
-    #[serde(default)]
-    stop_signal: Option<String>,
-}
-
+/// What the image says a container runs as, with, and how it stops.
 fn image_config(
     rt: &Runtime,
     image: &vordr_store::ImageRecord,
@@ -285,54 +254,19 @@ fn image_config(
         .id
         .parse()
         .map_err(|e| internal("image id", format!("{}: {e}", image.id)))?;
-    let data = rt
+    let c = rt
         .puller
-        .content
-        .read(&digest)
-        .map_err(|e| internal("reading the image config", e))?;
-    let c = serde_json::from_slice::<ImageConfigFile>(&data)
-        .map_err(|e| internal("parsing the image config", e))?
-        .config
-        .unwrap_or_default();
+        .image_config(&digest)
+        .map_err(|e| internal("the image config", e))?;
     Ok(vordr_spec::ImageConfig {
-        user: c.user.unwrap_or_default(),
-        env: c.env.unwrap_or_default(),
-        entrypoint: c.entrypoint.unwrap_or_default(),
-        cmd: c.cmd.unwrap_or_default(),
-        working_dir: c.working_dir.unwrap_or_default(),
-        stop_signal: c.stop_signal.unwrap_or_default(),
+        user: c.user,
+        env: c.env,
+        entrypoint: c.entrypoint,
+        cmd: c.cmd,
+        working_dir: c.working_dir,
+        stop_signal: c.stop_signal,
         name: image.repo_tags.first().cloned().unwrap_or_default(),
     })
-}
-
-/// Whether the container joins its pod's PID namespace (mode POD).
-fn joins_pod_pid_namespace(config: &ContainerConfig) -> bool {
-    config
-        .linux
-        .as_ref()
-        .and_then(|l| l.security_context.as_ref())
-        .and_then(|s| s.namespace_options.as_ref())
-        .map(|n| n.pid)
-        .unwrap_or(NamespaceMode::Pod as i32)
-        == NamespaceMode::Pod as i32
-}
-
-fn cgroup_v2_only() -> bool {
-    std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
-}
-
-/// The configured runc handler, or runc from PATH.
-fn runc_handler(rt: &Runtime) -> vordr_config::RuntimeHandler {
-    rt.config
-        .runtime
-        .handlers
-        .values()
-        .find(|h| h.kind == "runc")
-        .cloned()
-        .unwrap_or(vordr_config::RuntimeHandler {
-            kind: "runc".into(),
-            path: "runc".into(),
-        })
 }
 
 /// The pod's user namespace (pinned with the pod), when kubelet asked for one.
@@ -350,16 +284,6 @@ fn pod_userns(
 }
 
 /// Everything after the row: returns the init's pid and the stop signal.
-/// The pod's files every container of it mounts.
-fn pod_paths(rt: &Runtime, pod_id: &str) -> vordr_spec::PodPaths {
-    vordr_spec::PodPaths {
-        resolv_conf: Some(rt.layout.resolv_conf(pod_id)),
-        hosts: Some(rt.layout.hosts_file(pod_id)),
-        hostname_file: Some(rt.layout.hostname_file(pod_id)),
-        ..Default::default()
-    }
-}
-
 async fn build(
     rt: &Runtime,
     id: &str,
@@ -369,8 +293,6 @@ async fn build(
     handler: &vordr_config::RuntimeHandler,
     shim_address: &mut String,
 ) -> Result<(u32, String), Status> {
-    let (config, sandbox, pod) = (r.config, r.sandbox, r.pod);
-    let bundle = rt.layout.bundle_dir(id);
     let rootfs = rt.layout.rootfs_dir(id);
     let cdir = rt.layout.container_dir(id);
     crate::container::rootfs::mount_overlay(
@@ -381,11 +303,47 @@ async fn build(
     )
     .map_err(|e| internal("preparing the container rootfs", e))?;
     crate::state::faults::point("container.rootfs-mounted");
+    let built = spec(rt, id, r, &img).await?;
+    let shim = start(rt, id, shim_address).await?;
+    let opts = CreateOptions {
+        runtime: if handler.kind == "runc" {
+            RuntimeKind::Runc
+        } else {
+            RuntimeKind::Youki
+        },
+        runtime_path: handler.path.clone(),
+        runtime_root: rt.layout.runtime_root(&handler.kind),
+        log_path: r.log_file.map(PathBuf::from),
+        max_log_line: rt.config.runtime.max_container_log_line_size,
+        stdin: r.config.stdin,
+        stdin_once: r.config.stdin_once,
+    };
+    std::fs::create_dir_all(&opts.runtime_root).map_err(|e| internal("runtime root", e))?;
+    let pid = shim
+        .create(&rt.layout.bundle_dir(id), r.config.tty, "", &opts)
+        .await
+        .map_err(|e| internal("creating the container", e))?;
+    // Before anything in it runs: what is mounted is what was judged.
+    r.host_paths.verify(pid, &built.spec)?;
+    crate::state::faults::point("container.shim-created");
+    Ok((pid, built.stop_signal))
+}
+
+/// The OCI spec: built, judged (and kept as judged), adjusted to what this
+/// node supports, and written as the bundle's config.json.
+async fn spec(
+    rt: &Runtime,
+    id: &str,
+    r: &Request<'_>,
+    img: &vordr_spec::ImageConfig,
+) -> Result<vordr_spec::Built, Status> {
+    let (config, sandbox, pod) = (r.config, r.sandbox, r.pod);
+    let rootfs = rt.layout.rootfs_dir(id);
     let hostname = std::fs::read_to_string(rt.layout.hostname_file(&pod.id))
         .map(|s| s.trim().to_string())
         .unwrap_or_default();
     // Containers of a pod that shares its PID namespace join the pod's init.
-    let pid_ns_path = if joins_pod_pid_namespace(config) {
+    let pid_ns_path = if crate::container::handler::joins_pod_pid_namespace(config) {
         Some(crate::pod::init::pid_namespace(rt, pod).await?)
     } else {
         None
@@ -408,7 +366,7 @@ async fn build(
         host_paths: r.host_paths.real_paths(),
         ..Default::default()
     };
-    let mut built = vordr_spec::build_spec(id, config, sandbox, &img, &rootfs, &paths, &opts)
+    let mut built = vordr_spec::build_spec(id, config, sandbox, img, &rootfs, &paths, &opts)
         .map_err(|e| {
             if e.is_invalid_argument() {
                 Status::invalid_argument(e.to_string())
@@ -418,7 +376,7 @@ async fn build(
         })?;
     judge(rt, "CreateContainer", r, &built, &paths)?;
     let judged = serde_json::to_vec_pretty(&built.spec).map_err(|e| internal("judged spec", e))?;
-    vordr_fsmode::write_private(&bundle.join(JUDGED_SPEC), &judged)
+    vordr_fsmode::write_private(&rt.layout.judged_spec_file(id), &judged)
         .map_err(|e| internal("writing the judged spec", e))?;
     crate::security::gatekeeper::node_supports(&mut built.spec)?;
     if paths.userns.is_some() {
@@ -439,21 +397,18 @@ async fn build(
         serde_json::to_vec_pretty(&built.spec).map_err(|e| internal("config.json", e))?;
     vordr_fsmode::write_private(&rt.layout.spec_file(id), &spec_json)
         .map_err(|e| internal("writing config.json", e))?;
+    Ok(built)
+}
 
-    let kind = if handler.kind == "runc" {
-        RuntimeKind::Runc
-    } else {
-        RuntimeKind::Youki
-    };
-    let runtime_root = rt.layout.runtime_root(&handler.kind);
-    std::fs::create_dir_all(&runtime_root).map_err(|e| internal("runtime root", e))?;
+/// The container's shim, started and connected; its address goes to
+/// `shim_address` at once, so that a failure later can still stop it.
+async fn start(rt: &Runtime, id: &str, shim_address: &mut String) -> Result<Shim, Status> {
     let socket_dir = rt.layout.shim_socket_dir();
     std::fs::create_dir_all(&socket_dir).map_err(|e| internal("shim socket dir", e))?;
-    let binary = shim_binary(&rt.config.runtime.shim_path);
     let address = start_shim(
-        &binary,
+        &shim_binary(&rt.config.runtime.shim_path),
         id,
-        &bundle,
+        &rt.layout.bundle_dir(id),
         &rt.config.server.socket,
         &rt.layout.events_socket(),
         &socket_dir,
@@ -462,139 +417,7 @@ async fn build(
     .map_err(|e| internal("starting the shim", e))?;
     *shim_address = address.clone();
     crate::state::faults::point("container.shim-started");
-    let shim = Shim::connect(id, &address)
+    Shim::connect(id, &address)
         .await
-        .map_err(|e| internal("connecting to the shim", e))?;
-    let opts = CreateOptions {
-        runtime: kind,
-        runtime_path: handler.path.clone(),
-        runtime_root,
-        log_path: r.log_file.map(PathBuf::from),
-        max_log_line: rt.config.runtime.max_container_log_line_size,
-        stdin: config.stdin,
-        stdin_once: config.stdin_once,
-    };
-    let pid = shim
-        .create(&bundle, config.tty, "", &opts)
-        .await
-        .map_err(|e| internal("creating the container", e))?;
-    // Before anything in it runs: what is mounted is what was judged.
-    r.host_paths.verify(pid, &built.spec)?;
-    crate::state::faults::point("container.shim-created");
-    Ok((pid, built.stop_signal))
-}
-
-/// The spec as the gatekeeper judged it (before this node's adjustments),
-/// kept in the bundle to judge again on UpdateContainerResources.
-pub const JUDGED_SPEC: &str = "judged.json";
-
-/// Judges the built spec of a container (CreateContainer and, on a stored
-/// judged spec, UpdateContainerResources).
-fn judge(
-    rt: &Runtime,
-    action: &'static str,
-    r: &Request<'_>,
-    built: &vordr_spec::Built,
-    paths: &vordr_spec::PodPaths,
-) -> Result<(), Status> {
-    let sc = r
-        .config
-        .linux
-        .as_ref()
-        .and_then(|l| l.security_context.as_ref());
-    let added = vordr_gatekeeper::CapSet::of(&built.added_capabilities)
-        .map_err(|c| internal("judging capabilities", format!("unknown capability {c}")))?;
-    let pod_files = pod_files(paths);
-    let name = r.config.metadata.as_ref().map_or("", |m| m.name.as_str());
-    crate::security::gatekeeper::check_container(
-        rt,
-        action,
-        name,
-        &vordr_gatekeeper::Container {
-            spec: &built.spec,
-            privileged: sc.is_some_and(|s| s.privileged),
-            added,
-            pod: r.sandbox,
-            pod_files: &pod_files,
-            log_path: r.log_file,
-        },
-        &r.pod.id,
-    )
-}
-
-/// The files Vordr binds into every container of the pod, resolved as the
-/// spec names them: not host paths.
-pub fn pod_files(paths: &vordr_spec::PodPaths) -> Vec<PathBuf> {
-    [
-        &paths.resolv_conf,
-        &paths.hosts,
-        &paths.hostname_file,
-        &paths.shm,
-    ]
-    .into_iter()
-    .flatten()
-    .filter_map(|p| std::fs::canonicalize(p).ok())
-    // With the host's IPC namespace, the host's /dev/shm (judged as such).
-    .chain(paths.ipcns.is_none().then(|| PathBuf::from("/dev/shm")))
-    .collect()
-}
-
-/// Judges a container again under the policy now in force (the config may
-/// have changed since it was created) on the spec it was created from,
-/// with `unified` resources an update would write.
-pub fn rejudge(
-    rt: &Runtime,
-    c: &vordr_store::ContainerRecord,
-    unified: &std::collections::HashMap<String, String>,
-) -> Result<(), Status> {
-    let config: ContainerConfig =
-        serde_json::from_str(&c.config).map_err(|e| internal("reading container config", e))?;
-    let pod = rt
-        .store
-        .get_pod(&c.pod_id)
-        .map_err(|e| internal("reading pod", e))?
-        .ok_or_else(|| Status::not_found(format!("pod sandbox {:?} not found", c.pod_id)))?;
-    let sandbox: PodSandboxConfig =
-        serde_json::from_str(&pod.config).map_err(|e| internal("reading pod config", e))?;
-    let bundle = rt.layout.bundle_dir(&c.id);
-    let text = std::fs::read(bundle.join(JUDGED_SPEC))
-        .or_else(|_| std::fs::read(rt.layout.spec_file(&c.id)))
-        .map_err(|e| internal("reading the container's spec", e))?;
-    let mut spec: oci_spec::runtime::Spec =
-        serde_json::from_slice(&text).map_err(|e| internal("reading the container's spec", e))?;
-    if !unified.is_empty() {
-        if let Some(linux) = spec.linux_mut() {
-            let mut res = linux.resources().clone().unwrap_or_default();
-            let mut all = res.unified().clone().unwrap_or_default();
-            all.extend(unified.iter().map(|(k, v)| (k.clone(), v.clone())));
-            res.set_unified(Some(all));
-            linux.set_resources(Some(res));
-        }
-    }
-    let sc = config
-        .linux
-        .as_ref()
-        .and_then(|l| l.security_context.clone())
-        .unwrap_or_default();
-    let added_capabilities = vordr_spec::requested_adds(&sc)
-        .map_err(|e| internal("reading the container's capabilities", e))?;
-    let paths = vordr_spec::PodPaths {
-        ipcns: pod.ipc_path.as_ref().map(PathBuf::from),
-        ..pod_paths(rt, &pod.id)
-    };
-    let host_paths = HostPaths::default();
-    let log_file = (!c.log_path.is_empty()).then(|| PathBuf::from(&c.log_path));
-    let r = Request {
-        config: &config,
-        sandbox: &sandbox,
-        pod: &pod,
-        host_paths: &host_paths,
-        log_file: log_file.as_deref(),
-    };
-    let built = vordr_spec::Built {
-        spec,
-        stop_signal: String::new(),
-        added_capabilities,
-    };
-    judge(rt, "UpdateContainerResources", &r, &built, &paths)
+        .map_err(|e| internal("connecting to the shim", e))
 }

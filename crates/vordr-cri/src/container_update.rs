@@ -27,7 +27,7 @@ pub async fn update_container_resources(
         .as_ref()
         .map(|r| r.unified.clone())
         .unwrap_or_default();
-    crate::container_create::rejudge(rt, &c, &unified)?;
+    crate::container::judge::rejudge(rt, &c, &unified)?;
     let Some(r) = req.linux else {
         return Ok(UpdateContainerResourcesResponse {});
     };

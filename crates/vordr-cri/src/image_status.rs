@@ -24,15 +24,16 @@ pub async fn image_status(
             .id
             .parse()
             .ok()
-            .and_then(|d| rt.puller.content.read(&d).ok())
+            .and_then(|d| rt.puller.content().read(&d).ok())
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
         let v = serde_json::json!({
             "imageSpec": config,
             "layers": img.layers,
             "chainIDs": img.chain_ids,
-            "snapshots": img.chain_ids.iter().filter_map(|c| c.parse().ok())
-                .map(|c| rt.puller.snapshots.fs_path(&c)).collect::<Vec<_>>(),
+            "snapshots": rt.puller.snapshot_dirs(
+                &img.chain_ids.iter().filter_map(|c| c.parse().ok()).collect::<Vec<_>>()
+            ),
         });
         info.insert("info".to_string(), v.to_string());
     }

@@ -40,18 +40,7 @@ pub async fn run_pod_sandbox(
     req: RunPodSandboxRequest,
 ) -> Result<RunPodSandboxResponse, Status> {
     let cfg = req.config.ok_or_else(|| invalid("config", "is required"))?;
-    if !req.runtime_handler.is_empty()
-        && !rt
-            .config
-            .runtime
-            .handlers
-            .contains_key(&req.runtime_handler)
-    {
-        return Err(invalid(
-            "runtime_handler",
-            format!("no runtime handler {:?} is configured", req.runtime_handler),
-        ));
-    }
+    check_handler(rt, &req.runtime_handler)?;
     let plan = plan(&cfg, rt.config.cgroup.driver)?;
     crate::security::gatekeeper::check_pod(rt, &cfg)?;
     let id = new_id();
@@ -83,6 +72,42 @@ pub async fn run_pod_sandbox(
         cgroup_parent: plan.cgroup_parent.clone(),
         network: serde_json::to_string(&net).expect("network serialises"),
     };
+    let (id, from_pool) = record_pod(rt, &record, &plan, &cfg)?;
+    let _lock = rt.lock_pod(&id).await;
+    crate::state::faults::point("pod.recorded");
+    tracing::debug!(pod = %id, name = %plan.name, namespace = %plan.namespace, "creating pod sandbox");
+    match build(rt, &id, &cfg, &plan, &net, from_pool, cni_list.as_deref()).await {
+        Ok(()) => {
+            tracing::info!(pod = %id, name = %plan.name, namespace = %plan.namespace, "pod sandbox ready");
+            Ok(RunPodSandboxResponse { pod_sandbox_id: id })
+        }
+        Err(status) => {
+            tracing::warn!(pod = %id, "RunPodSandbox failed, undoing: {}", status.message());
+            undo(rt, &id).await;
+            Err(status)
+        }
+    }
+}
+
+/// A runtime handler, when one is asked for, must be configured.
+fn check_handler(rt: &Runtime, handler: &str) -> Result<(), Status> {
+    if handler.is_empty() || rt.config.runtime.handlers.contains_key(handler) {
+        return Ok(());
+    }
+    Err(invalid(
+        "runtime_handler",
+        format!("no runtime handler {handler:?} is configured"),
+    ))
+}
+
+/// The pod's row: a warm-pool slot claimed for it, or a new row. Returns
+/// the pod's id (the slot's, when claimed) and whether it came from the pool.
+fn record_pod(
+    rt: &Runtime,
+    record: &NewPod,
+    plan: &PodPlan,
+    cfg: &PodSandboxConfig,
+) -> Result<(String, bool), Status> {
     let exists = |e| match e {
         StoreError::PodExists(name) => Status::already_exists(format!(
             "pod sandbox {name} already exists (same name, namespace, uid and attempt)"
@@ -98,43 +123,27 @@ pub async fn run_pod_sandbox(
         // Per-pod capability arguments cannot be given to a slot.
         && !cfg.annotations.keys().any(|k| k.ends_with("-bandwidth"))
         && crate::net::pool::enabled(rt);
-    let claimed = if poolable {
-        rt.store.claim_pool_slot(&record).map_err(exists)?
-    } else {
-        None
-    };
-    let from_pool = claimed.is_some();
-    let id = match claimed {
-        Some(slot) => {
+    if poolable {
+        if let Some(slot) = rt.store.claim_pool_slot(record).map_err(exists)? {
             rt.pool_notify.notify_one();
-            slot
+            return Ok((slot, true));
         }
-        None => {
-            rt.store.insert_pod(&record).map_err(exists)?;
-            id
-        }
-    };
-    let _lock = rt.lock_pod(&id).await;
-    crate::state::faults::point("pod.recorded");
-    tracing::debug!(pod = %id, name = %plan.name, namespace = %plan.namespace, "creating pod sandbox");
-    match build(rt, &id, &cfg, &plan, &net, from_pool, cni_list.as_deref()).await {
-        Ok(()) => {
-            tracing::info!(pod = %id, name = %plan.name, namespace = %plan.namespace, "pod sandbox ready");
-            Ok(RunPodSandboxResponse { pod_sandbox_id: id })
-        }
-        Err(status) => {
-            tracing::warn!(pod = %id, "RunPodSandbox failed, undoing: {}", status.message());
-            match rt.store.get_pod(&id) {
-                Ok(Some(rec)) => {
-                    if let Err(e) = cleanup::destroy(rt, &rec).await {
-                        tracing::error!(pod = %id, "undoing a failed RunPodSandbox: {e}; restart will retry");
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => tracing::error!(pod = %id, "undoing a failed RunPodSandbox: {e}"),
+    }
+    rt.store.insert_pod(record).map_err(exists)?;
+    Ok((record.id.clone(), false))
+}
+
+/// Undoes a failed RunPodSandbox; what cannot be undone now is left to
+/// restart reconciliation.
+async fn undo(rt: &Runtime, id: &str) {
+    match rt.store.get_pod(id) {
+        Ok(Some(rec)) => {
+            if let Err(e) = cleanup::destroy(rt, &rec).await {
+                tracing::error!(pod = %id, "undoing a failed RunPodSandbox: {e}; restart will retry");
             }
-            Err(status)
         }
+        Ok(None) => {}
+        Err(e) => tracing::error!(pod = %id, "undoing a failed RunPodSandbox: {e}"),
     }
 }
 
@@ -147,6 +156,36 @@ async fn build(
     from_pool: bool,
     cni_list: Option<&vordr_cni::ConfList>,
 ) -> Result<(), Status> {
+    let pins = pin_namespaces(rt, id, plan, from_pool).await?;
+    let ip = match (&pins.net, cni_list, &rt.cni) {
+        (Some(netns_path), Some(list), Some(cni)) => {
+            attach_cni(rt, id, cfg, net, netns_path, cni, list).await?
+        }
+        (Some(netns_path), _, _) => Some(attach_netavark(rt, id, plan, net, netns_path).await?),
+        _ => None,
+    };
+    write_pod_files(rt, id, cfg, plan, ip).map_err(|e| internal("writing pod files", e))?;
+    crate::state::faults::point("pod.files-written");
+    if let Some(dir) = &plan.log_directory {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
+            .map_err(|e| internal(&format!("creating log directory {}", dir.display()), e))?;
+    }
+    rt.store
+        .set_pod_state(id, PodState::Ready)
+        .map_err(|e| internal("recording pod state", e))
+}
+
+/// The pod's namespaces, pinned (the network one joined from the pool
+/// slot when the pod took one) and recorded.
+async fn pin_namespaces(
+    rt: &Runtime,
+    id: &str,
+    plan: &PodPlan,
+    from_pool: bool,
+) -> Result<netns::Pins, Status> {
     let pool_net = rt.layout.ns_pin(id, "net");
     let req = NsRequest {
         net: !plan.host_network && !from_pool,
@@ -183,87 +222,95 @@ async fn build(
             .map_err(|e| internal("the pod's network", e))?;
     }
 
-    let mut ip = None;
-    if let (Some(netns_path), Some(list), Some(cni)) = (&pins.net, cni_list, &rt.cni) {
-        let pod_cidr = rt
-            .config
-            .network
-            .use_pod_cidr
-            .then(|| {
-                rt.store
-                    .get_setting(crate::state::POD_CIDR_KEY)
-                    .ok()
-                    .flatten()
-            })
-            .flatten();
-        let caps = crate::net::cni::capability_args(cfg, &net.ports, pod_cidr.as_deref())
-            .map_err(|e| invalid("config.annotations", e))?;
-        let a = crate::net::cni::attachment(id, cfg, netns_path, caps);
-        let ips = crate::net::cni::attach(cni, list, &a)
-            .await
-            .map_err(|e| internal("attaching the pod network", e))?;
-        crate::state::faults::point("cni.added");
-        rt.store
-            .record_ips(id, &format!("cni:{}", list.name), &ips)
-            .map_err(|e| internal("recording the pod's addresses", e))?;
-        ip = ips.first().copied();
-        rt.store
-            .set_pod_network_attached(id, true)
-            .map_err(|e| internal("recording the network attachment", e))?;
-    } else if let Some(netns_path) = &pins.net {
-        let (addr, addr6) =
-            crate::net::ipam::allocate_addresses(rt, id, &net.network).map_err(|e| match e {
-                crate::net::ipam::AllocError::Exhausted(m) => Status::resource_exhausted(m),
-                crate::net::ipam::AllocError::Store(m) => internal("allocating an IP address", m),
-            })?;
-        ip = Some(addr);
-        crate::state::faults::point("pod.ip-allocated");
-        cleanup::Attached {
-            pod_id: id.to_string(),
-            pod_name: plan.name.clone(),
+    Ok(pins)
+}
+
+/// Attaches the pod through the cluster's CNI config list; its first
+/// address, if the plugins gave one.
+async fn attach_cni(
+    rt: &Runtime,
+    id: &str,
+    cfg: &PodSandboxConfig,
+    net: &PodNetwork,
+    netns_path: &std::path::Path,
+    cni: &crate::net::cni::CniNetwork,
+    list: &vordr_cni::ConfList,
+) -> Result<Option<std::net::IpAddr>, Status> {
+    let pod_cidr = rt
+        .config
+        .network
+        .use_pod_cidr
+        .then(|| {
+            rt.store
+                .get_setting(crate::state::POD_CIDR_KEY)
+                .ok()
+                .flatten()
+        })
+        .flatten();
+    let caps = crate::net::cni::capability_args(cfg, &net.ports, pod_cidr.as_deref())
+        .map_err(|e| invalid("config.annotations", e))?;
+    let a = crate::net::cni::attachment(id, cfg, netns_path, caps);
+    let ips: Vec<std::net::IpAddr> = crate::net::cni::attach(cni, list, &a)
+        .await
+        .map_err(|e| internal("attaching the pod network", e))?;
+    crate::state::faults::point("cni.added");
+    rt.store
+        .record_ips(id, &format!("cni:{}", list.name), &ips)
+        .map_err(|e| internal("recording the pod's addresses", e))?;
+    rt.store
+        .set_pod_network_attached(id, true)
+        .map_err(|e| internal("recording the network attachment", e))?;
+    Ok(ips.first().copied())
+}
+
+/// Attaches the pod to the bridge network through netavark, with an
+/// address from Vordr's IPAM; the IPv4 (or only) address.
+async fn attach_netavark(
+    rt: &Runtime,
+    id: &str,
+    plan: &PodPlan,
+    net: &PodNetwork,
+    netns_path: &std::path::Path,
+) -> Result<std::net::IpAddr, Status> {
+    let (addr, addr6) =
+        crate::net::ipam::allocate_addresses(rt, id, &net.network).map_err(|e| match e {
+            crate::net::ipam::AllocError::Exhausted(m) => Status::resource_exhausted(m),
+            crate::net::ipam::AllocError::Store(m) => internal("allocating an IP address", m),
+        })?;
+    crate::state::faults::point("pod.ip-allocated");
+    cleanup::Attached {
+        pod_id: id.to_string(),
+        pod_name: plan.name.clone(),
+        ip: addr,
+        ip6: addr6,
+        net: net.clone(),
+    }
+    .save(rt)
+    .map_err(|e| internal("recording the attachment", e))?;
+    rt.netavark
+        .setup(&Attachment {
+            pod_id: id,
+            pod_name: &plan.name,
+            netns: netns_path,
+            network: &net.network,
             ip: addr,
             ip6: addr6,
-            net: net.clone(),
-        }
-        .save(rt)
-        .map_err(|e| internal("recording the attachment", e))?;
-        rt.netavark
-            .setup(&Attachment {
-                pod_id: id,
-                pod_name: &plan.name,
-                netns: netns_path,
-                network: &net.network,
-                ip: addr,
-                ip6: addr6,
-                ports: &net.ports,
-            })
-            .await
-            .map_err(|e| {
-                let msg = e.to_string();
-                if msg.contains("address already in use") || msg.contains("port is already") {
-                    Status::already_exists(msg)
-                } else {
-                    internal("attaching the pod network", msg)
-                }
-            })?;
-        crate::state::faults::point("pod.netavark-setup");
-        rt.store
-            .set_pod_network_attached(id, true)
-            .map_err(|e| internal("recording the network attachment", e))?;
-    }
-
-    write_pod_files(rt, id, cfg, plan, ip).map_err(|e| internal("writing pod files", e))?;
-    crate::state::faults::point("pod.files-written");
-    if let Some(dir) = &plan.log_directory {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(dir)
-            .map_err(|e| internal(&format!("creating log directory {}", dir.display()), e))?;
-    }
+            ports: &net.ports,
+        })
+        .await
+        .map_err(|e| {
+            let msg = e.to_string();
+            if msg.contains("address already in use") || msg.contains("port is already") {
+                Status::already_exists(msg)
+            } else {
+                internal("attaching the pod network", msg)
+            }
+        })?;
+    crate::state::faults::point("pod.netavark-setup");
     rt.store
-        .set_pod_state(id, PodState::Ready)
-        .map_err(|e| internal("recording pod state", e))
+        .set_pod_network_attached(id, true)
+        .map_err(|e| internal("recording the network attachment", e))?;
+    Ok(addr)
 }
 
 fn write_pod_files(

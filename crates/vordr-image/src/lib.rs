@@ -3,6 +3,7 @@
 //! the content store and layer snapshots.
 
 pub mod auth;
+pub mod config;
 pub mod content;
 pub mod pull;
 pub mod registries;

@@ -126,16 +126,6 @@ pub struct PulledImage {
     pub annotations: std::collections::BTreeMap<String, String>,
 }
 
-#[derive(Deserialize)]
-struct ConfigRootfs {
-    rootfs: Rootfs,
-}
-
-#[derive(Deserialize)]
-struct Rootfs {
-    diff_ids: Vec<String>,
-}
-
 /// When a pull last moved data, for its watchdog: every chunk received
 /// from the registry and every read of the unpacker counts, so a pull whose
 /// unpacker is busy (and so reads nothing off the network) is not stalled.
@@ -221,6 +211,16 @@ pub struct InUse {
     pub snapshots: HashSet<String>,
 }
 
+impl InUse {
+    /// Marks what one image uses: its config blob, its layer blobs and
+    /// their snapshots (by chain id).
+    pub fn add_image(&mut self, config: &str, layers: &[String], chain_ids: &[String]) {
+        self.blobs.insert(config.to_string());
+        self.blobs.extend(layers.iter().cloned());
+        self.snapshots.extend(chain_ids.iter().cloned());
+    }
+}
+
 /// A failed garbage collection.
 #[derive(Debug, thiserror::Error)]
 pub enum GcError {
@@ -303,8 +303,8 @@ fn classify(e: &OciDistributionError) -> FailureKind {
 
 /// Pulls images into a content store and snapshots.
 pub struct Puller {
-    pub content: ContentStore,
-    pub snapshots: Snapshots,
+    content: ContentStore,
+    snapshots: Snapshots,
     opts: PullOptions,
     /// Clients for anonymous pulls (plain HTTP, HTTPS), kept so that their
     /// connections and registry tokens are reused across pulls. Pulls with
@@ -343,6 +343,33 @@ impl Puller {
 
     pub fn options(&self) -> &PullOptions {
         &self.opts
+    }
+
+    /// The content store pulls write blobs to.
+    pub fn content(&self) -> &ContentStore {
+        &self.content
+    }
+
+    /// The snapshots pulls unpack layers into.
+    pub fn snapshots(&self) -> &Snapshots {
+        &self.snapshots
+    }
+
+    /// The stored config of image `id` (its config digest), parsed.
+    pub fn image_config(
+        &self,
+        id: &Digest,
+    ) -> Result<crate::config::ImageConfig, crate::config::ConfigError> {
+        Ok(crate::config::parse(&self.content.read(id)?)?)
+    }
+
+    /// The directories of snapshots `chain_ids`, in the order given (an
+    /// overlay's lower dirs want the top layer first: reverse them).
+    pub fn snapshot_dirs(&self, chain_ids: &[Digest]) -> Vec<std::path::PathBuf> {
+        chain_ids
+            .iter()
+            .map(|c| self.snapshots.fs_path(c))
+            .collect()
     }
 
     fn client(&self, source: &Source, auth: &RegistryAuth) -> Client {
@@ -595,11 +622,11 @@ impl Puller {
                 .map_err(|e| fetch_err(e, "image config"))?;
         }
         let config = self.content.read(&config_digest).map_err(content)?;
-        let parsed: ConfigRootfs = serde_json::from_slice(&config)
+        let parsed = crate::config::parse(&config)
             .map_err(|e| fail(FailureKind::BadContent, format!("image config: {e}")))?;
         let diff_ids = parsed
-            .rootfs
             .diff_ids
+            .ok_or_else(|| fail(FailureKind::BadContent, "image config: no rootfs".into()))?
             .iter()
             .map(|d| d.parse::<Digest>())
             .collect::<Result<Vec<_>, _>>()

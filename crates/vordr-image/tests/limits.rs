@@ -336,7 +336,7 @@ async fn a_blob_that_stalls_cancels_the_pull_after_the_progress_timeout() {
     );
     // The half-written blob and the half-unpacked layer are gone.
     assert_eq!(s.leftovers().await, Vec::<String>::new());
-    assert!(s.puller.snapshots.list().unwrap().is_empty());
+    assert!(s.puller.snapshots().list().unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -461,7 +461,7 @@ async fn oversized_configs_are_refused_before_or_while_downloading() {
     assert_eq!(e.kind, FailureKind::BadContent, "{e}");
     assert!(e.to_string().contains("expected 100 bytes"), "{e}");
     assert_eq!(s.leftovers().await, Vec::<String>::new());
-    assert!(s.puller.content.list().unwrap().is_empty());
+    assert!(s.puller.content().list().unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -500,7 +500,7 @@ async fn layers_over_the_entry_or_size_cap_leave_nothing() {
         assert_eq!(e.kind, FailureKind::TooLarge, "{e}");
         let msg = e.to_string();
         assert!(msg.contains(&layer_digest) && msg.contains(cap), "{msg}");
-        assert!(s.puller.snapshots.list().unwrap().is_empty());
+        assert!(s.puller.snapshots().list().unwrap().is_empty());
         assert_eq!(s.leftovers().await, Vec::<String>::new());
     }
     // At the caps exactly, it unpacks.
@@ -513,7 +513,7 @@ async fn layers_over_the_entry_or_size_cap_leave_nothing() {
     let img = s.pull(&name).await.unwrap();
     assert!(s
         .puller
-        .snapshots
+        .snapshots()
         .fs_path(&img.chain_ids[0])
         .join("f19")
         .exists());
@@ -591,7 +591,7 @@ async fn a_stalled_registry_blocks_neither_other_pulls_nor_garbage_collection() 
     assert_eq!((blobs, snaps), (0, 0));
     let stored: HashSet<String> = s
         .puller
-        .content
+        .content()
         .list()
         .unwrap()
         .iter()
@@ -606,6 +606,6 @@ async fn a_stalled_registry_blocks_neither_other_pulls_nor_garbage_collection() 
     let _ = pull_a.await;
     let (blobs, _) = s.puller.collect_garbage(in_use).await.unwrap();
     assert_eq!(blobs, 1);
-    assert!(!s.puller.content.contains(&a_config.parse().unwrap()));
-    assert!(s.puller.content.contains(&b.config_digest));
+    assert!(!s.puller.content().contains(&a_config.parse().unwrap()));
+    assert!(s.puller.content().contains(&b.config_digest));
 }

@@ -85,8 +85,8 @@ async fn pulls_by_tag_and_digest_with_whiteouts_and_shared_layers() {
     assert_eq!(img.name, name);
     assert_eq!(img.chain_ids.len(), 2);
     assert!(img.size > 0);
-    let lower = s.puller.snapshots.fs_path(&img.chain_ids[0]);
-    let upper = s.puller.snapshots.fs_path(&img.chain_ids[1]);
+    let lower = s.puller.snapshots().fs_path(&img.chain_ids[0]);
+    let upper = s.puller.snapshots().fs_path(&img.chain_ids[1]);
     assert_eq!(std::fs::read(lower.join("etc/motd")).unwrap(), b"hi");
     assert!(std::fs::symlink_metadata(upper.join("etc/motd"))
         .unwrap()
@@ -124,10 +124,10 @@ async fn pulls_by_tag_and_digest_with_whiteouts_and_shared_layers() {
         .unwrap();
     assert_eq!(o.chain_ids[0], img.chain_ids[0]);
     assert_eq!(
-        std::fs::read(s.puller.snapshots.fs_path(&o.chain_ids[1]).join("other")).unwrap(),
+        std::fs::read(s.puller.snapshots().fs_path(&o.chain_ids[1]).join("other")).unwrap(),
         b"x"
     );
-    assert_eq!(s.puller.snapshots.list().unwrap().len(), 3);
+    assert_eq!(s.puller.snapshots().list().unwrap().len(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -194,7 +194,7 @@ async fn multi_arch_index_resolves_to_this_platform_and_mirrors_serve_docker_io(
     assert_ne!(img.top_digest, img.manifest_digest);
     assert!(s
         .puller
-        .snapshots
+        .snapshots()
         .fs_path(&img.chain_ids[0])
         .join("amd64")
         .exists());
@@ -254,7 +254,7 @@ async fn failures_name_the_cause_and_leave_nothing() {
         .unwrap_err();
     assert_eq!(e.kind, FailureKind::BadContent, "{e}");
     assert!(e.to_string().contains("outside the layer"), "{e}");
-    assert!(s.puller.snapshots.list().unwrap().is_empty());
+    assert!(s.puller.snapshots().list().unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -304,7 +304,13 @@ async fn pulls_docker_schema2_images_with_annotations() {
         .unwrap();
     assert_eq!(img.config_digest.to_string(), cd);
     assert_eq!(
-        std::fs::read(s.puller.snapshots.fs_path(&img.chain_ids[0]).join("hello")).unwrap(),
+        std::fs::read(
+            s.puller
+                .snapshots()
+                .fs_path(&img.chain_ids[0])
+                .join("hello")
+        )
+        .unwrap(),
         b"docker"
     );
 

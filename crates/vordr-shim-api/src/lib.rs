@@ -119,6 +119,39 @@ pub fn attach_socket_name(id: &str) -> String {
     format!("{id}.attach")
 }
 
+/// The frames a shim's attach socket carries to the daemon: one byte
+/// naming the stream ([`attach_frame::STDOUT`] or [`attach_frame::STDERR`]),
+/// the data's length as a big-endian u32, the data. The other way, the
+/// socket carries the container's stdin as plain bytes.
+pub mod attach_frame {
+    /// The container's stdout (or its terminal).
+    pub const STDOUT: u8 = 1;
+    /// The container's stderr.
+    pub const STDERR: u8 = 2;
+    /// Stream byte and length.
+    pub const HEADER_LEN: usize = 5;
+    /// The most data one frame carries; a reader refuses longer ones.
+    pub const MAX_DATA: usize = 1 << 20;
+
+    /// `data` of `stream` as frames of at most [`MAX_DATA`] bytes each.
+    pub fn encode(stream: u8, data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(data.len() + HEADER_LEN);
+        for chunk in data.chunks(MAX_DATA) {
+            out.push(stream);
+            out.extend_from_slice(&(chunk.len() as u32).to_be_bytes());
+            out.extend_from_slice(chunk);
+        }
+        out
+    }
+
+    /// The stream and data length a header announces; `None` for a length
+    /// over [`MAX_DATA`] (a reader stops there).
+    pub fn decode_header(head: &[u8; HEADER_LEN]) -> Option<(u8, usize)> {
+        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        (len <= MAX_DATA).then_some((head[0], len))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,5 +187,22 @@ mod tests {
         let old: CreateOptions =
             serde_json::from_str(&s.replace(",\"stdin_once\":true", "")).unwrap();
         assert!(!old.stdin_once);
+    }
+
+    #[test]
+    fn attach_frames_round_trip_and_split() {
+        use attach_frame::*;
+        let f = encode(STDERR, b"hello");
+        assert_eq!(f, b"\x02\x00\x00\x00\x05hello");
+        let head: [u8; HEADER_LEN] = f[..HEADER_LEN].try_into().unwrap();
+        assert_eq!(decode_header(&head), Some((STDERR, 5)));
+        let big = vec![7u8; MAX_DATA + 3];
+        let f = encode(STDOUT, &big);
+        assert_eq!(f.len(), big.len() + 2 * HEADER_LEN);
+        let second: [u8; HEADER_LEN] = f[HEADER_LEN + MAX_DATA..][..HEADER_LEN].try_into().unwrap();
+        assert_eq!(decode_header(&second), Some((STDOUT, 3)));
+        let mut too_long = [STDOUT, 0, 0, 0, 0];
+        too_long[1..].copy_from_slice(&(MAX_DATA as u32 + 1).to_be_bytes());
+        assert_eq!(decode_header(&too_long), None);
     }
 }

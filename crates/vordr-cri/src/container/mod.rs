@@ -3,6 +3,8 @@
 
 pub(crate) mod cgroup;
 pub(crate) mod exit;
+pub(crate) mod handler;
+pub(crate) mod judge;
 pub(crate) mod rootfs;
 
 use tonic::Status;

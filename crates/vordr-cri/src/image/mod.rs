@@ -3,7 +3,6 @@
 
 use k8s_cri::v1::{Image, ImageSpec, Int64Value};
 use oci_client::Reference;
-use serde::Deserialize;
 use vordr_image::content::Digest;
 use vordr_image::pull::InUse;
 use vordr_store::ImageRecord;
@@ -52,24 +51,10 @@ pub fn find(
     }))
 }
 
-#[derive(Deserialize, Default)]
-struct ImageConfigUser {
-    #[serde(default)]
-    config: Option<ConfigUser>,
-}
-
-#[derive(Deserialize, Default)]
-struct ConfigUser {
-    #[serde(rename = "User", default)]
-    user: Option<String>,
-}
-
-/// The `User` of an image config, or empty.
+/// The `User` of an image config blob, or empty.
 pub fn config_user(config: &[u8]) -> String {
-    serde_json::from_slice::<ImageConfigUser>(config)
-        .ok()
-        .and_then(|c| c.config)
-        .and_then(|c| c.user)
+    vordr_image::config::parse(config)
+        .map(|c| c.user)
         .unwrap_or_default()
 }
 
@@ -115,9 +100,7 @@ pub async fn collect_garbage(rt: &Runtime) -> Result<(usize, usize), String> {
             let images = rt.store.list_images().map_err(|e| e.to_string())?;
             let mut used = InUse::default();
             for i in &images {
-                used.blobs.insert(i.id.clone());
-                used.blobs.extend(i.layers.iter().cloned());
-                used.snapshots.extend(i.chain_ids.iter().cloned());
+                used.add_image(&i.id, &i.layers, &i.chain_ids);
             }
             Ok(used)
         })

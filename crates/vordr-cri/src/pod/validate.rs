@@ -28,14 +28,13 @@ pub struct PodPlan {
     pub sysctls: Vec<Sysctl>,
     pub ports: Vec<PortMapping>,
     /// servers, searches, options; `None` copies the host's resolv.conf.
-    pub dns: Option<(Vec<String>, Vec<String>, Vec<String>)>,
+    pub dns: Dns,
     pub cgroup_parent: String,
     pub log_directory: Option<PathBuf>,
     /// The pod's user namespace mappings (userns mode POD).
     pub userns: Option<vordr_net::netns::IdMaps>,
 }
 
-/// The mappings of a user namespace kubelet asked for (mode POD).
 /// The pod's user namespace mappings, when kubelet asked for one (mode POD).
 pub fn pod_id_maps(sandbox: &k8s_cri::v1::PodSandboxConfig) -> Option<vordr_net::netns::IdMaps> {
     let u = sandbox
@@ -50,6 +49,7 @@ pub fn pod_id_maps(sandbox: &k8s_cri::v1::PodSandboxConfig) -> Option<vordr_net:
     id_maps(u)
 }
 
+/// The mappings of a user namespace kubelet asked for (mode POD).
 pub fn id_maps(u: &k8s_cri::v1::UserNamespace) -> Option<vordr_net::netns::IdMaps> {
     if u.mode != NamespaceMode::Pod as i32 {
         return None;
@@ -82,6 +82,36 @@ fn valid_hostname(h: &str) -> bool {
 
 /// Validates `cfg` and returns the plan, or InvalidArgument naming the field.
 pub fn plan(cfg: &PodSandboxConfig, driver: CgroupDriver) -> Result<PodPlan, Status> {
+    let md = metadata(cfg)?;
+    let linux = cfg.linux.clone().unwrap_or_default();
+    let ns = namespaces(&linux)?;
+    let hostname = hostname(cfg, ns.host_network)?;
+    let sysctls = sysctls(&linux, ns.host_network, ns.host_ipc)?;
+    let ports = ports(cfg, ns.host_network)?;
+    let dns = dns(cfg)?;
+    let cgroup_parent = cgroup::resolve_parent(driver, &linux.cgroup_parent)
+        .map_err(|e| invalid("config.linux.cgroup_parent", e))?;
+    let log_directory = log_directory(cfg)?;
+    Ok(PodPlan {
+        userns: ns.userns,
+        name: md.name.clone(),
+        namespace: md.namespace.clone(),
+        uid: md.uid.clone(),
+        attempt: md.attempt,
+        host_network: ns.host_network,
+        host_ipc: ns.host_ipc,
+        host_pid: ns.host_pid,
+        hostname,
+        sysctls,
+        ports,
+        dns,
+        cgroup_parent,
+        log_directory,
+    })
+}
+
+/// The pod's name, namespace and uid: present, and safe in CNI_ARGS.
+fn metadata(cfg: &PodSandboxConfig) -> Result<&k8s_cri::v1::PodSandboxMetadata, Status> {
     let md = cfg
         .metadata
         .as_ref()
@@ -109,55 +139,50 @@ pub fn plan(cfg: &PodSandboxConfig, driver: CgroupDriver) -> Result<PodPlan, Sta
             ));
         }
     }
-    let linux = cfg.linux.clone().unwrap_or_default();
+    Ok(md)
+}
+
+/// Which of the host's namespaces the pod shares, and its user namespace.
+struct Namespaces {
+    host_network: bool,
+    host_ipc: bool,
+    host_pid: bool,
+    userns: Option<vordr_net::netns::IdMaps>,
+}
+
+fn namespaces(linux: &k8s_cri::v1::LinuxPodSandboxConfig) -> Result<Namespaces, Status> {
+    const FIELD: &str = "config.linux.security_context.namespace_options";
     let ns = linux
         .security_context
         .as_ref()
         .and_then(|s| s.namespace_options.clone())
         .unwrap_or_default();
-    let net_mode = mode(
-        "config.linux.security_context.namespace_options.network",
-        ns.network,
-    )?;
-    let ipc_mode = mode(
-        "config.linux.security_context.namespace_options.ipc",
-        ns.ipc,
-    )?;
-    let pid_mode = mode(
-        "config.linux.security_context.namespace_options.pid",
-        ns.pid,
-    )?;
-    for (field, m) in [
-        (
-            "config.linux.security_context.namespace_options.network",
-            net_mode,
-        ),
-        (
-            "config.linux.security_context.namespace_options.ipc",
-            ipc_mode,
-        ),
-        (
-            "config.linux.security_context.namespace_options.pid",
-            pid_mode,
-        ),
-    ] {
-        if m == NamespaceMode::Target {
-            return Err(invalid(
-                field,
-                "mode TARGET is only valid for a container's PID namespace",
-            ));
+    let mut host = [false; 3];
+    for (i, (name, v)) in [("network", ns.network), ("ipc", ns.ipc), ("pid", ns.pid)]
+        .into_iter()
+        .enumerate()
+    {
+        let field = format!("{FIELD}.{name}");
+        match mode(&field, v)? {
+            NamespaceMode::Target => {
+                return Err(invalid(
+                    &field,
+                    "mode TARGET is only valid for a container's PID namespace",
+                ))
+            }
+            m => host[i] = m == NamespaceMode::Node,
         }
     }
     let mut userns = None;
     if let Some(u) = &ns.userns_options {
-        let field = "config.linux.security_context.namespace_options.userns_options";
+        let field = format!("{FIELD}.userns_options");
         match mode(&format!("{field}.mode"), u.mode)? {
             NamespaceMode::Node => {}
             NamespaceMode::Pod if !u.uids.is_empty() && !u.gids.is_empty() => {
                 userns = id_maps(u);
             }
             NamespaceMode::Pod => {
-                return Err(invalid(field, "mode POD needs uid and gid mappings"));
+                return Err(invalid(&field, "mode POD needs uid and gid mappings"));
             }
             _ => {
                 return Err(invalid(
@@ -167,30 +192,48 @@ pub fn plan(cfg: &PodSandboxConfig, driver: CgroupDriver) -> Result<PodPlan, Sta
             }
         }
     }
-    let host_network = net_mode == NamespaceMode::Node;
-    let host_ipc = ipc_mode == NamespaceMode::Node;
-    let host_pid = pid_mode == NamespaceMode::Node;
+    let [host_network, host_ipc, host_pid] = host;
+    Ok(Namespaces {
+        host_network,
+        host_ipc,
+        host_pid,
+        userns,
+    })
+}
 
-    let hostname = if cfg.hostname.is_empty() || host_network {
-        None
+/// The pod's own hostname; none on the host network or when not given.
+fn hostname(cfg: &PodSandboxConfig, host_network: bool) -> Result<Option<String>, Status> {
+    if cfg.hostname.is_empty() || host_network {
+        Ok(None)
     } else if valid_hostname(&cfg.hostname) {
-        Some(cfg.hostname.clone())
+        Ok(Some(cfg.hostname.clone()))
     } else {
-        return Err(invalid(
+        Err(invalid(
             "config.hostname",
             format!("{:?} is not a valid hostname", cfg.hostname),
-        ));
-    };
+        ))
+    }
+}
 
+/// The sysctls, in name order, each allowed for the namespaces the pod owns.
+fn sysctls(
+    linux: &k8s_cri::v1::LinuxPodSandboxConfig,
+    host_network: bool,
+    host_ipc: bool,
+) -> Result<Vec<Sysctl>, Status> {
     let mut names: Vec<_> = linux.sysctls.iter().collect();
     names.sort();
-    let mut sysctls = Vec::with_capacity(names.len());
-    for (k, v) in names {
-        let s = sysctl::check(k, v, host_network, host_ipc)
-            .map_err(|e| invalid(&format!("config.linux.sysctls[{k:?}]"), e))?;
-        sysctls.push(s);
-    }
+    names
+        .into_iter()
+        .map(|(k, v)| {
+            sysctl::check(k, v, host_network, host_ipc)
+                .map_err(|e| invalid(&format!("config.linux.sysctls[{k:?}]"), e))
+        })
+        .collect()
+}
 
+/// The host ports to publish.
+fn ports(cfg: &PodSandboxConfig, host_network: bool) -> Result<Vec<PortMapping>, Status> {
     let mut ports = Vec::new();
     for (i, p) in cfg.port_mappings.iter().enumerate() {
         let field = |f: &str| format!("config.port_mappings[{i}].{f}");
@@ -236,64 +279,54 @@ pub fn plan(cfg: &PodSandboxConfig, driver: CgroupDriver) -> Result<PodPlan, Sta
             range: 1,
         });
     }
+    Ok(ports)
+}
 
-    let dns = match &cfg.dns_config {
-        None => None,
-        Some(d) => {
-            for (i, s) in d.servers.iter().enumerate() {
-                if s.parse::<IpAddr>().is_err() {
-                    return Err(invalid(
-                        &format!("config.dns_config.servers[{i}]"),
-                        format!("{s:?} is not an IP address"),
-                    ));
-                }
-            }
-            for (name, list) in [("searches", &d.searches), ("options", &d.options)] {
-                for (i, s) in list.iter().enumerate() {
-                    if !resolv::valid_entry(s) {
-                        return Err(invalid(
-                            &format!("config.dns_config.{name}[{i}]"),
-                            format!("{s:?} is empty or has whitespace"),
-                        ));
-                    }
-                }
-            }
-            Some((d.servers.clone(), d.searches.clone(), d.options.clone()))
-        }
+/// The pod's resolv.conf entries; `None` copies the host's.
+type Dns = Option<(Vec<String>, Vec<String>, Vec<String>)>;
+
+fn dns(cfg: &PodSandboxConfig) -> Result<Dns, Status> {
+    let Some(d) = &cfg.dns_config else {
+        return Ok(None);
     };
-
-    let cgroup_parent = cgroup::resolve_parent(driver, &linux.cgroup_parent)
-        .map_err(|e| invalid("config.linux.cgroup_parent", e))?;
-
-    let log_directory = if cfg.log_directory.is_empty() {
-        None
-    } else {
-        let p = PathBuf::from(&cfg.log_directory);
-        if !p.is_absolute() {
+    for (i, s) in d.servers.iter().enumerate() {
+        if s.parse::<IpAddr>().is_err() {
             return Err(invalid(
-                "config.log_directory",
-                format!("{:?} must be an absolute path", cfg.log_directory),
+                &format!("config.dns_config.servers[{i}]"),
+                format!("{s:?} is not an IP address"),
             ));
         }
-        Some(p)
-    };
+    }
+    for (name, list) in [("searches", &d.searches), ("options", &d.options)] {
+        for (i, s) in list.iter().enumerate() {
+            if !resolv::valid_entry(s) {
+                return Err(invalid(
+                    &format!("config.dns_config.{name}[{i}]"),
+                    format!("{s:?} is empty or has whitespace"),
+                ));
+            }
+        }
+    }
+    Ok(Some((
+        d.servers.clone(),
+        d.searches.clone(),
+        d.options.clone(),
+    )))
+}
 
-    Ok(PodPlan {
-        userns,
-        name: md.name.clone(),
-        namespace: md.namespace.clone(),
-        uid: md.uid.clone(),
-        attempt: md.attempt,
-        host_network,
-        host_ipc,
-        host_pid,
-        hostname,
-        sysctls,
-        ports,
-        dns,
-        cgroup_parent,
-        log_directory,
-    })
+/// Where kubelet wants the pod's container logs: absolute, if given.
+fn log_directory(cfg: &PodSandboxConfig) -> Result<Option<PathBuf>, Status> {
+    if cfg.log_directory.is_empty() {
+        return Ok(None);
+    }
+    let p = PathBuf::from(&cfg.log_directory);
+    if !p.is_absolute() {
+        return Err(invalid(
+            "config.log_directory",
+            format!("{:?} must be an absolute path", cfg.log_directory),
+        ));
+    }
+    Ok(Some(p))
 }
 
 #[cfg(test)]

@@ -69,6 +69,14 @@ fn is_id(name: &str) -> bool {
     name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// What the database knows, and what runs, at the sweep.
+struct Known<'a> {
+    pods: &'a [vordr_store::PodRecord],
+    pod_ids: HashSet<&'a str>,
+    container_ids: HashSet<&'a str>,
+    procs: Vec<Proc>,
+}
+
 /// Releases everything with no row; counts go into `report`.
 pub async fn sweep(rt: &Runtime, report: &mut Report) {
     let pods = match rt.store.list_pods() {
@@ -85,15 +93,27 @@ pub async fn sweep(rt: &Runtime, report: &mut Report) {
             return;
         }
     };
-    let known_pods: HashSet<&str> = pods.iter().map(|p| p.id.as_str()).collect();
-    let known_containers: HashSet<&str> = containers.iter().map(|c| c.id.as_str()).collect();
-    let procs = tokio::task::spawn_blocking(processes)
-        .await
-        .unwrap_or_default();
+    let known = Known {
+        pods: &pods,
+        pod_ids: pods.iter().map(|p| p.id.as_str()).collect(),
+        container_ids: containers.iter().map(|c| c.id.as_str()).collect(),
+        procs: tokio::task::spawn_blocking(processes)
+            .await
+            .unwrap_or_default(),
+    };
+    pod_inits(rt, &known, report);
+    cni_attachments(rt, &known, report).await;
+    pins_and_pod_files(rt, &known, report).await;
+    containers_of_no_row(rt, &known, report).await;
+    container_cgroups(&known, report).await;
+    addresses(rt, &known, report);
+}
 
-    // Pod inits: of an unknown pod, or not the one the pod's pid file names.
+/// Pod inits: of an unknown pod, or not the one the pod's pid file names.
+fn pod_inits(rt: &Runtime, known: &Known<'_>, report: &mut Report) {
     let ns_root = rt.layout.namespaces_dir();
-    for p in procs
+    for p in known
+        .procs
         .iter()
         .filter(|p| p.args.iter().any(|a| a == POD_INIT_VERB))
     {
@@ -105,7 +125,7 @@ pub async fn sweep(rt: &Runtime, report: &mut Report) {
         }
         let pod = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         let recorded = crate::pod::init::recorded(&rt.layout, pod);
-        if !known_pods.contains(pod) || recorded != Some(p.pid) {
+        if !known.pod_ids.contains(pod) || recorded != Some(p.pid) {
             report.orphan_inits += 1;
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(p.pid),
@@ -113,9 +133,11 @@ pub async fn sweep(rt: &Runtime, report: &mut Report) {
             );
         }
     }
+}
 
-    // CNI attachments of pods with no row (the cache says what ADD got).
-    // (Also after a switch back to netavark: the cache outlives the driver.)
+/// CNI attachments of pods with no row (the cache says what ADD got).
+/// (Also after a switch back to netavark: the cache outlives the driver.)
+async fn cni_attachments(rt: &Runtime, known: &Known<'_>, report: &mut Report) {
     let cni_owned;
     let cni = match &rt.cni {
         Some(c) => c,
@@ -125,7 +147,7 @@ pub async fn sweep(rt: &Runtime, report: &mut Report) {
         }
     };
     for (id, _) in cni.cni.cached_attachments() {
-        if known_pods.contains(id.as_str()) {
+        if known.pod_ids.contains(id.as_str()) {
             continue;
         }
         report.orphan_networks += 1;
@@ -144,16 +166,19 @@ pub async fn sweep(rt: &Runtime, report: &mut Report) {
             .cni
             .cached_attachments()
             .into_iter()
-            .filter(|(id, _)| known_pods.contains(id.as_str()))
+            .filter(|(id, _)| known.pod_ids.contains(id.as_str()))
             .collect();
         if let Err(e) = cni.cni.gc(&list, &valid).await {
             report.errors.push(format!("CNI GC: {e}"));
         }
     }
+}
 
-    // Namespace pins and pod files.
-    for id in names(&ns_root) {
-        if !known_pods.contains(id.as_str()) {
+/// Namespace pins (with the network attached in them), scratch
+/// namespaces and pod files.
+async fn pins_and_pod_files(rt: &Runtime, known: &Known<'_>, report: &mut Report) {
+    for id in names(&rt.layout.namespaces_dir()) {
+        if !known.pod_ids.contains(id.as_str()) {
             report.orphan_pins += 1;
             // Its network first, from the record kept beside the pins.
             if let Some(a) = cleanup::Attached::load(&rt.layout, &id) {
@@ -178,26 +203,28 @@ pub async fn sweep(rt: &Runtime, report: &mut Report) {
         }
     }
     for id in names(&rt.layout.pods_dir()) {
-        if !known_pods.contains(id.as_str()) {
+        if !known.pod_ids.contains(id.as_str()) {
             report.orphan_files += 1;
             if let Err(e) = cleanup::remove_pod_files(rt, &id) {
                 report.errors.push(format!("orphan files {id}: {e}"));
             }
         }
     }
+}
 
-    // Containers: shims (working in a bundle of ours), bundles with their
-    // rootfs mounts, writable layers.
+/// Containers: shims (working in a bundle of ours), bundles with their
+/// rootfs mounts, writable layers.
+async fn containers_of_no_row(rt: &Runtime, known: &Known<'_>, report: &mut Report) {
     let bundles = rt.layout.bundles_dir();
     let mut orphans: HashSet<String> = HashSet::new();
-    for p in &procs {
+    for p in &known.procs {
         if p.cwd.parent() == Some(bundles.as_path()) {
             let id = p
                 .cwd
                 .file_name()
                 .and_then(|n| n.to_str())
                 .unwrap_or_default();
-            if is_id(id) && !known_containers.contains(id) {
+            if is_id(id) && !known.container_ids.contains(id) {
                 orphans.insert(id.to_string());
             }
         }
@@ -206,7 +233,7 @@ pub async fn sweep(rt: &Runtime, report: &mut Report) {
         orphans.extend(
             names(&dir)
                 .into_iter()
-                .filter(|id| !known_containers.contains(id.as_str())),
+                .filter(|id| !known.container_ids.contains(id.as_str())),
         );
     }
     for id in orphans {
@@ -220,10 +247,12 @@ pub async fn sweep(rt: &Runtime, report: &mut Report) {
             report.errors.push(format!("orphan container {id}: {e}"));
         }
     }
+}
 
-    // Container cgroups under pod parents of our own (kubelet gives every
-    // pod its own parent; the shared default parent may hold other
-    // daemons' containers and is left alone).
+/// Container cgroups under pod parents of our own (kubelet gives every
+/// pod its own parent; the shared default parent may hold other daemons'
+/// containers and is left alone).
+async fn container_cgroups(known: &Known<'_>, report: &mut Report) {
     let shared = [
         crate::container::cgroup::DEFAULT_CGROUPFS_PARENT,
         crate::container::cgroup::DEFAULT_SYSTEMD_PARENT,
@@ -231,7 +260,8 @@ pub async fn sweep(rt: &Runtime, report: &mut Report) {
         "/",
     ];
     let mut stale = Vec::new();
-    for pod in pods
+    for pod in known
+        .pods
         .iter()
         .filter(|p| !shared.contains(&p.cgroup_parent.as_str()))
     {
@@ -241,7 +271,7 @@ pub async fn sweep(rt: &Runtime, report: &mut Report) {
                 let Some(id) = name.strip_prefix("vordr-") else {
                     continue;
                 };
-                if is_id(id) && !known_containers.contains(id) {
+                if is_id(id) && !known.container_ids.contains(id) {
                     stale.push(vordr_spec::cgroups_path(&pod.cgroup_parent, id));
                 }
             }
@@ -258,14 +288,16 @@ pub async fn sweep(rt: &Runtime, report: &mut Report) {
             Err(e) => report.errors.push(format!("orphan cgroup {shown}: {e}")),
         }
     }
+}
 
-    // Addresses of pods with no row.
+/// Addresses of pods with no row.
+fn addresses(rt: &Runtime, known: &Known<'_>, report: &mut Report) {
     match rt.store.list_ip_allocations() {
         Ok(all) => {
             let mut holders: Vec<String> = all
                 .into_iter()
                 .map(|(_, _, pod)| pod)
-                .filter(|p| !known_pods.contains(p.as_str()))
+                .filter(|p| !known.pod_ids.contains(p.as_str()))
                 .collect();
             holders.sort();
             holders.dedup();

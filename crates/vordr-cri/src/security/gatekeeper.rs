@@ -5,17 +5,11 @@
 
 use k8s_cri::v1::PodSandboxConfig;
 use tonic::Status;
-use vordr_gatekeeper::{judge_container, judge_pod, Container, Decision, GateError, Node, Verdict};
+use vordr_gatekeeper::{judge_container, judge_pod, Container, Decision, GateError, Verdict};
 use vordr_store::AuditRecord;
 
 use crate::state::ids::now_ns;
 use crate::state::Runtime;
-
-/// What the rules need to know of this node, from the daemon's config.
-pub fn node(config: &vordr_config::Config) -> Node {
-    let g = &config.gatekeeper;
-    Node::new(&g.kubelet_root, &g.log_root, g.refuse_unconfined_seccomp)
-}
 
 /// What a decision is about, for the audit row and the message.
 struct Subject<'a> {

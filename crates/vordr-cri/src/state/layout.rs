@@ -14,7 +14,7 @@
 //! <run>/ns/<pod>/init.pid                the pod's init process
 //! <run>/ns/<pod>/attachment.json         what the network driver attached
 //! <run>/ns-teardown/<pod>/               scratch namespace for a late detach
-//! <run>/bundles/<ctr>/{config.json,rootfs,exec-*}
+//! <run>/bundles/<ctr>/{config.json,judged.json,rootfs,exec-*}
 //! <run>/s/                               shim and attach sockets
 //! <run>/events.sock                      TTRPC endpoint shims publish to
 //! <run>/runtime/<kind>/                  youki's or runc's state
@@ -145,6 +145,12 @@ impl Layout {
     /// The container's root file system (the overlay's mount point).
     pub fn rootfs_dir(&self, id: &str) -> PathBuf {
         self.bundle_dir(id).join("rootfs")
+    }
+
+    /// The spec as the gatekeeper judged it (before this node's
+    /// adjustments), kept to judge again on UpdateContainerResources.
+    pub fn judged_spec_file(&self, id: &str) -> PathBuf {
+        self.bundle_dir(id).join("judged.json")
     }
 
     /// Where shims put their TTRPC and attach sockets.

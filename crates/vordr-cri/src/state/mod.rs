@@ -117,7 +117,11 @@ impl Runtime {
         let cni = (config.network.driver == vordr_config::NetworkDriver::Cni)
             .then(|| crate::net::cni::CniNetwork::new(&config));
         Ok(Runtime {
-            gate_node: crate::security::gatekeeper::node(&config),
+            gate_node: vordr_gatekeeper::Node::new(
+                &config.gatekeeper.kubelet_root,
+                &config.gatekeeper.log_root,
+                config.gatekeeper.refuse_unconfined_seccomp,
+            ),
             config,
             layout,
             store,

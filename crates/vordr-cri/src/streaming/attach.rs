@@ -3,6 +3,7 @@
 //! container is resized through ResizePty.
 
 use tokio::io::AsyncReadExt;
+use vordr_shim_api::attach_frame;
 use vordr_streaming::{ExecIo, ExecTarget};
 
 use super::input::feed;
@@ -32,21 +33,23 @@ pub async fn run(rt: &Runtime, t: &ExecTarget, io: ExecIo) -> Result<(), String>
     } else {
         None
     };
-    // Frames: stream byte, big-endian u32 length, bytes.
     let (stdout, stderr) = (io.stdout, io.stderr);
     loop {
-        let mut head = [0u8; 5];
+        let mut head = [0u8; attach_frame::HEADER_LEN];
         if r.read_exact(&mut head).await.is_err() {
             break;
         }
-        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        let Some((stream, len)) = attach_frame::decode_header(&head) else {
+            tracing::warn!(container = %c.id, "attach: a frame over the size cap; detaching");
+            break;
+        };
         let mut data = vec![0u8; len];
         if r.read_exact(&mut data).await.is_err() {
             break;
         }
-        let tx = match head[0] {
-            1 => stdout.as_ref(),
-            2 => stderr.as_ref(),
+        let tx = match stream {
+            attach_frame::STDOUT => stdout.as_ref(),
+            attach_frame::STDERR => stderr.as_ref(),
             _ => None,
         };
         if let Some(tx) = tx {
