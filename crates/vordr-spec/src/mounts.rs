@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use k8s_cri::v1::{ContainerConfig, LinuxContainerSecurityContext, MountPropagation};
 use oci_spec::runtime::Mount;
+use vordr_mountinfo::MountInfo;
 
 use crate::{invalid, io_error, PodPaths, SpecError};
 
@@ -366,66 +367,6 @@ fn depth(p: &str) -> usize {
     clean_path(p).matches('/').count()
 }
 
-/// One line of /proc/self/mountinfo, as far as propagation needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct MountInfo {
-    pub mount_point: PathBuf,
-    /// Optional fields such as "shared:1" or "master:2".
-    pub optional: Vec<String>,
-}
-
-impl MountInfo {
-    fn is_shared(&self) -> bool {
-        self.optional.iter().any(|o| o.starts_with("shared:"))
-    }
-
-    fn is_slave(&self) -> bool {
-        self.optional.iter().any(|o| o.starts_with("master:"))
-    }
-}
-
-/// Parses /proc/self/mountinfo; malformed lines are skipped.
-pub(crate) fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
-    text.lines()
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split(' ').collect();
-            let sep = fields.iter().position(|f| *f == "-")?;
-            if sep < 6 {
-                return None;
-            }
-            Some(MountInfo {
-                mount_point: PathBuf::from(unescape_octal(fields[4])),
-                optional: fields[6..sep].iter().map(|s| s.to_string()).collect(),
-            })
-        })
-        .collect()
-}
-
-/// Decodes mountinfo's `\ooo` escapes (space, tab, newline, backslash).
-fn unescape_octal(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[i + 1] - b'0') as u32 * 64
-                + (b[i + 2] - b'0') as u32 * 8
-                + (b[i + 3] - b'0') as u32;
-            if let Ok(byte) = u8::try_from(v) {
-                out.push(byte);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// The mount `path` lives on: the deepest mount point above it (the last
 /// one listed when several are stacked on the same point).
 pub(crate) fn lookup_mount<'a>(table: &'a [MountInfo], path: &Path) -> Option<&'a MountInfo> {
@@ -447,7 +388,7 @@ fn lookup_cached(
     path: &Path,
 ) -> Result<MountInfo, SpecError> {
     if table.is_none() {
-        *table = Some(parse_mountinfo(&read()?));
+        *table = Some(vordr_mountinfo::parse(&read()?));
     }
     table
         .as_deref()
@@ -528,7 +469,7 @@ mod tests {
 
     #[test]
     fn mountinfo_parsing_and_lookup() {
-        let t = parse_mountinfo(MOUNTINFO);
+        let t = vordr_mountinfo::parse(MOUNTINFO);
         assert_eq!(t.len(), 7);
         assert_eq!(t[1].optional, vec!["shared:5".to_string()]);
         assert_eq!(t[5].mount_point, PathBuf::from("/with space"));

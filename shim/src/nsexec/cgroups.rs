@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use vordr_mountinfo::MountInfo;
+
 use super::error::NsExecError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,85 +33,23 @@ pub(super) fn parse_proc_cgroup(content: &str) -> Vec<ProcCgroup> {
         .collect()
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct CgroupMount {
-    pub(super) root: String,
-    pub(super) mount_point: PathBuf,
-    /// true for cgroup2, false for a v1 hierarchy.
-    v2: bool,
-    pub(super) super_options: Vec<String>,
-}
-
-/// Undoes the octal escapes of /proc/self/mountinfo (`\040` for a space, ...).
-fn unescape_mountinfo(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\'
-            && i + 3 < bytes.len()
-            && bytes[i + 1..i + 4]
-                .iter()
-                .all(|b| (b'0'..=b'7').contains(b))
-        {
-            let v = (bytes[i + 1] - b'0') as u32 * 64
-                + (bytes[i + 2] - b'0') as u32 * 8
-                + (bytes[i + 3] - b'0') as u32;
-            if let Ok(b) = u8::try_from(v) {
-                out.push(b);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// The cgroup mounts of /proc/self/mountinfo.
-pub(super) fn parse_mountinfo(content: &str) -> Vec<CgroupMount> {
-    content
-        .lines()
-        .filter_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let left: Vec<&str> = left.split(' ').collect();
-            let mut right = right.split(' ');
-            let fstype = right.next()?;
-            let _source = right.next()?;
-            let super_options = right.next().unwrap_or("");
-            let v2 = match fstype {
-                "cgroup2" => true,
-                "cgroup" => false,
-                _ => return None,
-            };
-            Some(CgroupMount {
-                root: unescape_mountinfo(left.get(3)?),
-                mount_point: PathBuf::from(unescape_mountinfo(left.get(4)?)),
-                v2,
-                super_options: super_options.split(',').map(str::to_string).collect(),
-            })
-        })
-        .collect()
-}
-
 /// Maps each line of /proc/<init>/cgroup to a directory: the mount of that hierarchy (cgroup2
 /// for `0::`, else the v1 mount carrying all of the line's controllers) joined with the path
 /// relative to the mount's root. A hierarchy that is not mounted here is skipped (nothing can be
 /// joined or enforced through it); a mounted one that cannot reach the path is an error.
 pub(super) fn cgroup_dirs(
     lines: &[ProcCgroup],
-    mounts: &[CgroupMount],
+    mounts: &[MountInfo],
 ) -> Result<Vec<PathBuf>, NsExecError> {
     let mut dirs: Vec<PathBuf> = Vec::new();
     for line in lines {
-        let candidates: Vec<&CgroupMount> = mounts
+        let candidates: Vec<&MountInfo> = mounts
             .iter()
             .filter(|m| {
                 if line.controllers.is_empty() {
-                    m.v2
+                    m.fstype == "cgroup2"
                 } else {
-                    !m.v2
+                    m.fstype == "cgroup"
                         && line
                             .controllers
                             .iter()
@@ -194,7 +134,7 @@ mod tests {
         assert_eq!(lines.len(), 6);
         assert_eq!(lines[3].controllers, vec!["cpu", "cpuacct"]);
         assert!(lines[5].controllers.is_empty());
-        let dirs = cgroup_dirs(&lines, &parse_mountinfo(HYBRID_MOUNTINFO)).unwrap();
+        let dirs = cgroup_dirs(&lines, &vordr_mountinfo::parse(HYBRID_MOUNTINFO)).unwrap();
         let want: Vec<PathBuf> = [
             "/sys/fs/cgroup/systemd/kubepods/pod1/c1",
             "/sys/fs/cgroup/pids/kubepods/pod1/c1",
@@ -211,14 +151,14 @@ mod tests {
 
     #[test]
     fn nsexec_cgroup_dirs_v2_and_mount_roots() {
-        let mounts = parse_mountinfo(
+        let mounts = vordr_mountinfo::parse(
             "30 23 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n",
         );
         let dirs = cgroup_dirs(&parse_proc_cgroup("0::/a/b\n"), &mounts).unwrap();
         assert_eq!(dirs, vec![PathBuf::from("/sys/fs/cgroup/a/b")]);
 
         // A mount of a sub-tree (as inside a container), with an escaped space in its path.
-        let mounts = parse_mountinfo(
+        let mounts = vordr_mountinfo::parse(
             "30 23 0:26 /outer /my\\040cg rw - cgroup2 cgroup2 rw\n\
              31 23 0:27 /outer /v1\\040pids rw - cgroup cgroup rw,pids\n",
         );

@@ -64,7 +64,7 @@ use std::path::{Path, PathBuf};
 
 use libcontainer::oci_spec::runtime::{LinuxSeccomp, Process};
 
-use cgroups::{cgroup_dirs, join_cgroups, parse_mountinfo, parse_proc_cgroup};
+use cgroups::{cgroup_dirs, join_cgroups, parse_proc_cgroup};
 use child::child_main;
 use console::open_console;
 use error::setup_err;
@@ -148,7 +148,7 @@ fn open_init(pid: i32) -> Result<(Vec<NsFd>, Vec<PathBuf>), NsExecError> {
         })?;
     let cgroup_dirs = cgroup_dirs(
         &parse_proc_cgroup(&cgroup_file),
-        &parse_mountinfo(&mountinfo),
+        &vordr_mountinfo::parse(&mountinfo),
     )?;
     Ok((namespaces, cgroup_dirs))
 }
