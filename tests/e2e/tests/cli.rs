@@ -505,9 +505,9 @@ async fn exec_with_and_without_a_terminal() {
         ),
         (Some(2), Some("hi\n"), Some("no\n"))
     );
-    // A command that is not there: the runtime's reason, not a success.
+    // A command that is not there: 127 (as a shell says) and the reason.
     let r = t.run("exec", &["box", "--", "/no/such/binary"]);
-    assert_ne!(r.code, 0, "{r:?}");
+    assert_eq!(r.code, 127, "{r:?}");
     assert!(r.stderr.contains("/no/such/binary"), "{r:?}");
     // A stopped container: a clear refusal.
     t.run("stop", &["-t", "0", "box"]).ok();
