@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use vordr_install::files::Root;
+use vordr_mountinfo::MountInfo;
 
 use crate::{Check, Probe, Probes};
 
@@ -186,29 +187,20 @@ enum Layout {
     None,
 }
 
-/// `(mount point, filesystem type)` of each mount in mountinfo.
-fn mounts(mountinfo: &str) -> Vec<(String, String)> {
-    mountinfo
-        .lines()
-        .filter_map(|l| {
-            let (left, right) = l.split_once(" - ")?;
-            let point = left.split(' ').nth(4)?;
-            let fstype = right.split(' ').next()?;
-            Some((point.replace("\\040", " "), fstype.to_string()))
-        })
-        .collect()
-}
-
-fn layout(mounts: &[(String, String)]) -> Layout {
-    let v2 = |p: &(String, String)| p.1 == "cgroup2";
-    if mounts.iter().any(|m| v2(m) && m.0 == "/sys/fs/cgroup") {
+fn layout(mounts: &[MountInfo]) -> Layout {
+    let v2 = |m: &&MountInfo| m.fstype == "cgroup2";
+    if mounts
+        .iter()
+        .filter(v2)
+        .any(|m| m.mount_point == Path::new("/sys/fs/cgroup"))
+    {
         return Layout::Unified;
     }
-    let v1 = mounts.iter().any(|m| m.1 == "cgroup");
-    match (v1, mounts.iter().find(|m| v2(m))) {
-        (true, Some(m)) => Layout::Hybrid(m.0.clone()),
+    let v1 = mounts.iter().any(|m| m.fstype == "cgroup");
+    let at = |m: &MountInfo| m.mount_point.display().to_string();
+    match (v1, mounts.iter().find(v2)) {
+        (_, Some(m)) => Layout::Hybrid(at(m)),
         (true, None) => Layout::V1,
-        (false, Some(m)) => Layout::Hybrid(m.0.clone()),
         (false, None) => Layout::None,
     }
 }
@@ -228,7 +220,7 @@ fn v1_controllers(proc_cgroups: &str) -> Vec<String> {
 
 fn cgroups(root: &Root) -> Check {
     const NAME: &str = "cgroups";
-    let mounts = mounts(&read(root, "/proc/self/mountinfo").unwrap_or_default());
+    let mounts = vordr_mountinfo::parse(&read(root, "/proc/self/mountinfo").unwrap_or_default());
     let layout = layout(&mounts);
     let v2_at = match &layout {
         Layout::Unified => Some("/sys/fs/cgroup".to_string()),
@@ -450,14 +442,14 @@ net_cls\t0\t7\t1
 
     #[test]
     fn cgroup_layouts_and_controllers() {
-        assert_eq!(layout(&mounts(UNIFIED)), Layout::Unified);
+        assert_eq!(layout(&vordr_mountinfo::parse(UNIFIED)), Layout::Unified);
         assert_eq!(
-            layout(&mounts(HYBRID)),
+            layout(&vordr_mountinfo::parse(HYBRID)),
             Layout::Hybrid("/sys/fs/cgroup/unified".into())
         );
         let v1: String = HYBRID.lines().take(4).map(|l| format!("{l}\n")).collect();
-        assert_eq!(layout(&mounts(&v1)), Layout::V1);
-        assert_eq!(layout(&mounts("")), Layout::None);
+        assert_eq!(layout(&vordr_mountinfo::parse(&v1)), Layout::V1);
+        assert_eq!(layout(&vordr_mountinfo::parse("")), Layout::None);
         assert_eq!(
             v1_controllers(PROC_CGROUPS),
             ["cpuset", "cpu", "memory", "pids"]
