@@ -12,7 +12,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::Connection;
 
-pub use audit::{AuditFilter, AuditRecord};
+pub use audit::{AuditCheckpoint, AuditFilter, AuditRecord, ChainSeal};
 pub use containers::{ContainerExit, ContainerRecord, ContainerState, NewContainer};
 pub use images::ImageRecord;
 pub use pods::{Lookup, NewPod, PodRecord, PodState};

@@ -94,6 +94,18 @@ const MIGRATIONS: &[&str] = &[
         verdict   TEXT NOT NULL,
         reason    TEXT NOT NULL
     );",
+    // 7: the audit table becomes a hash chain of decisions and lifecycle
+    // events; the hash of the last record trimmed away is kept, signed.
+    "ALTER TABLE audit ADD COLUMN kind TEXT NOT NULL DEFAULT 'decision';
+    ALTER TABLE audit ADD COLUMN prev_hash TEXT NOT NULL DEFAULT '';
+    ALTER TABLE audit ADD COLUMN hash TEXT NOT NULL DEFAULT '';
+    CREATE TABLE audit_checkpoint (
+        id        INTEGER PRIMARY KEY CHECK (id = 1),
+        last_id   INTEGER NOT NULL,
+        last_hash TEXT NOT NULL,
+        time      INTEGER NOT NULL,
+        signature TEXT NOT NULL
+    );",
 ];
 
 /// The newest schema version this build knows.
