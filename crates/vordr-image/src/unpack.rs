@@ -203,173 +203,230 @@ impl Layer<'_> {
         }
         let name = rel.file_name().expect("a normal last component");
         let full = self.prepare_parents(&rel, &shown)?;
-
-        // Whiteouts, in overlayfs form.
-        if name == OsStr::new(OPAQUE_MARKER) {
-            // Whiteouts carry no content; whatever one holds is read here,
-            // counted, and dropped (not left to the tar crate to skip).
-            self.copy_content(&mut e, &mut io::sink(), &full)?;
-            let dir = full.parent().expect("inside the layer").to_path_buf();
-            xattr::set(&dir, "trusted.overlay.opaque", b"y").map_err(Self::write_err(&dir))?;
-            self.stats.opaque_dirs += 1;
-            return Ok(());
-        }
-        if let Some(hidden) = name.as_bytes().strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
-            if hidden.is_empty() || hidden == b"." || hidden == b".." {
-                return Err(UnpackError::Escape {
-                    path: shown,
-                    why: "it is a malformed whiteout",
-                });
-            }
-            self.copy_content(&mut e, &mut io::sink(), &full)?;
-            let target = full.with_file_name(OsStr::from_bytes(hidden));
-            Self::clear(&target, false)?;
-            mknod(&target, SFlag::S_IFCHR, Mode::empty(), 0)
-                .map_err(|e| Self::write_err(&target)(e.into()))?;
-            self.stats.whiteouts += 1;
+        if self.whiteout(&mut e, name, &full, &shown)? {
             return Ok(());
         }
 
         let header = e.header().clone();
         let kind = header.entry_type();
         let mode = header.mode().map_err(UnpackError::Read)? & 0o7777;
+        if !self.create_node(&mut e, &header, mode, &full, &shown)? {
+            return Ok(());
+        }
+        Self::set_xattrs(&mut e, &full)?;
+        Self::set_owner_mode_times(&header, kind, mode, &full)
+    }
+
+    /// Applies `name` if it is a whiteout, in overlayfs form; says whether
+    /// it was one.
+    fn whiteout(
+        &mut self,
+        e: &mut impl Read,
+        name: &OsStr,
+        full: &Path,
+        shown: &str,
+    ) -> Result<bool, UnpackError> {
+        if name == OsStr::new(OPAQUE_MARKER) {
+            // Whiteouts carry no content; whatever one holds is read here,
+            // counted, and dropped (not left to the tar crate to skip).
+            self.copy_content(e, &mut io::sink(), full)?;
+            let dir = full.parent().expect("inside the layer").to_path_buf();
+            xattr::set(&dir, "trusted.overlay.opaque", b"y").map_err(Self::write_err(&dir))?;
+            self.stats.opaque_dirs += 1;
+            return Ok(true);
+        }
+        let Some(hidden) = name.as_bytes().strip_prefix(WHITEOUT_PREFIX.as_bytes()) else {
+            return Ok(false);
+        };
+        if hidden.is_empty() || hidden == b"." || hidden == b".." {
+            return Err(UnpackError::Escape {
+                path: shown.to_string(),
+                why: "it is a malformed whiteout",
+            });
+        }
+        self.copy_content(e, &mut io::sink(), full)?;
+        let target = full.with_file_name(OsStr::from_bytes(hidden));
+        Self::clear(&target, false)?;
+        mknod(&target, SFlag::S_IFCHR, Mode::empty(), 0)
+            .map_err(|e| Self::write_err(&target)(e.into()))?;
+        self.stats.whiteouts += 1;
+        Ok(true)
+    }
+
+    /// Creates the file, directory, link or device an entry describes at
+    /// `full`; says whether its metadata is still to be applied (not for
+    /// a hard link, which shares its target's inode, nor a metadata entry).
+    fn create_node(
+        &mut self,
+        e: &mut impl Read,
+        header: &tar::Header,
+        mode: u32,
+        full: &Path,
+        shown: &str,
+    ) -> Result<bool, UnpackError> {
+        let kind = header.entry_type();
         match kind {
             tar::EntryType::Directory => {
-                Self::clear(&full, true)?;
+                Self::clear(full, true)?;
                 if !full.exists() {
                     std::fs::DirBuilder::new()
                         .mode(0o700)
-                        .create(&full)
-                        .map_err(Self::write_err(&full))?;
+                        .create(full)
+                        .map_err(Self::write_err(full))?;
                 }
             }
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-                Self::clear(&full, false)?;
+                Self::clear(full, false)?;
                 let mut f = std::fs::File::options()
                     .write(true)
                     .create_new(true)
-                    .open(&full)
-                    .map_err(Self::write_err(&full))?;
-                self.copy_content(&mut e, &mut f, &full)?;
+                    .open(full)
+                    .map_err(Self::write_err(full))?;
+                self.copy_content(e, &mut f, full)?;
             }
             tar::EntryType::Symlink => {
-                let target = header
-                    .link_name()
-                    .map_err(UnpackError::Read)?
-                    .ok_or_else(|| UnpackError::Escape {
-                        path: shown.clone(),
-                        why: "it is a symlink without a target",
-                    })?;
+                let target = link_target(header, shown, "it is a symlink without a target")?;
                 // A symlink may point anywhere: it is resolved inside the
                 // container's root at run time. What may not happen is a
                 // later entry of this layer being written through it, which
                 // prepare_parents refuses.
-                Self::clear(&full, false)?;
-                symlink(&target, &full).map_err(Self::write_err(&full))?;
+                Self::clear(full, false)?;
+                symlink(&target, full).map_err(Self::write_err(full))?;
             }
             tar::EntryType::Link => {
-                let target = header
-                    .link_name()
-                    .map_err(UnpackError::Read)?
-                    .ok_or_else(|| UnpackError::Escape {
-                        path: shown.clone(),
-                        why: "it is a hard link without a target",
-                    })?;
-                let trel = clean_relative(&target).map_err(|why| UnpackError::Escape {
-                    path: shown.clone(),
-                    why: if why.contains("absolute") {
-                        "it hard-links to an absolute path"
-                    } else {
-                        "it hard-links through '..'"
-                    },
-                })?;
-                let tfull = self.prepare_parents(&trel, &shown)?;
-                match std::fs::symlink_metadata(&tfull) {
-                    Ok(m) if !m.is_dir() => {}
-                    _ => {
-                        return Err(UnpackError::Escape {
-                            path: shown,
-                            why: "it hard-links to something this layer did not create",
-                        })
-                    }
-                }
-                Self::clear(&full, false)?;
-                std::fs::hard_link(&tfull, &full).map_err(Self::write_err(&full))?;
+                self.hard_link(header, full, shown)?;
                 // A hard link shares the target's inode: nothing more to set.
-                return Ok(());
+                return Ok(false);
             }
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
-                let sflag = match kind {
-                    tar::EntryType::Char => SFlag::S_IFCHR,
-                    tar::EntryType::Block => SFlag::S_IFBLK,
-                    _ => SFlag::S_IFIFO,
-                };
-                let major = header
-                    .device_major()
-                    .map_err(UnpackError::Read)?
-                    .unwrap_or(0);
-                let minor = header
-                    .device_minor()
-                    .map_err(UnpackError::Read)?
-                    .unwrap_or(0);
-                Self::clear(&full, false)?;
-                mknod(
-                    &full,
-                    sflag,
-                    Mode::from_bits_truncate(mode),
-                    nix::sys::stat::makedev(major as u64, minor as u64),
-                )
-                .map_err(|e| Self::write_err(&full)(e.into()))?;
+                Self::device(header, mode, full)?;
             }
             // Metadata entries the tar crate folds into the next entry.
             tar::EntryType::XGlobalHeader
             | tar::EntryType::XHeader
             | tar::EntryType::GNULongName
-            | tar::EntryType::GNULongLink => return Ok(()),
+            | tar::EntryType::GNULongLink => return Ok(false),
             other => {
                 return Err(UnpackError::Unsupported {
-                    path: shown,
+                    path: shown.to_string(),
                     kind: format!("{other:?}"),
                 })
             }
         }
+        Ok(true)
+    }
 
-        // Extended attributes (PAX SCHILY.xattr.*).
+    /// A hard link, only to something this layer created.
+    fn hard_link(&self, header: &tar::Header, full: &Path, shown: &str) -> Result<(), UnpackError> {
+        let target = link_target(header, shown, "it is a hard link without a target")?;
+        let trel = clean_relative(&target).map_err(|why| UnpackError::Escape {
+            path: shown.to_string(),
+            why: if why.contains("absolute") {
+                "it hard-links to an absolute path"
+            } else {
+                "it hard-links through '..'"
+            },
+        })?;
+        let tfull = self.prepare_parents(&trel, shown)?;
+        match std::fs::symlink_metadata(&tfull) {
+            Ok(m) if !m.is_dir() => {}
+            _ => {
+                return Err(UnpackError::Escape {
+                    path: shown.to_string(),
+                    why: "it hard-links to something this layer did not create",
+                })
+            }
+        }
+        Self::clear(full, false)?;
+        std::fs::hard_link(&tfull, full).map_err(Self::write_err(full))
+    }
+
+    /// A character or block device, or a FIFO.
+    fn device(header: &tar::Header, mode: u32, full: &Path) -> Result<(), UnpackError> {
+        let sflag = match header.entry_type() {
+            tar::EntryType::Char => SFlag::S_IFCHR,
+            tar::EntryType::Block => SFlag::S_IFBLK,
+            _ => SFlag::S_IFIFO,
+        };
+        let major = header
+            .device_major()
+            .map_err(UnpackError::Read)?
+            .unwrap_or(0);
+        let minor = header
+            .device_minor()
+            .map_err(UnpackError::Read)?
+            .unwrap_or(0);
+        Self::clear(full, false)?;
+        mknod(
+            full,
+            sflag,
+            Mode::from_bits_truncate(mode),
+            nix::sys::stat::makedev(major as u64, minor as u64),
+        )
+        .map_err(|e| Self::write_err(full)(e.into()))
+    }
+
+    /// Extended attributes (PAX SCHILY.xattr.*).
+    fn set_xattrs<R: Read>(e: &mut tar::Entry<'_, R>, full: &Path) -> Result<(), UnpackError> {
         if let Ok(Some(exts)) = e.pax_extensions() {
             for ext in exts.flatten() {
                 if let Some(name) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") {
                     let name = OsStr::from_bytes(name);
-                    xattr::set(&full, name, ext.value_bytes()).map_err(Self::write_err(&full))?;
+                    xattr::set(full, name, ext.value_bytes()).map_err(Self::write_err(full))?;
                 }
             }
         }
-        // Ownership, then mode (chown clears setuid bits), then times.
+        Ok(())
+    }
+
+    /// Ownership, then mode (chown clears setuid bits), then times.
+    fn set_owner_mode_times(
+        header: &tar::Header,
+        kind: tar::EntryType,
+        mode: u32,
+        full: &Path,
+    ) -> Result<(), UnpackError> {
         let uid = header.uid().map_err(UnpackError::Read)? as u32;
         let gid = header.gid().map_err(UnpackError::Read)? as u32;
         fchownat(
             None,
-            &full,
+            full,
             Some(Uid::from_raw(uid)),
             Some(Gid::from_raw(gid)),
             nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
         )
-        .map_err(|e| Self::write_err(&full)(e.into()))?;
+        .map_err(|e| Self::write_err(full)(e.into()))?;
         if kind != tar::EntryType::Symlink {
-            std::fs::set_permissions(&full, std::fs::Permissions::from_mode(mode))
-                .map_err(Self::write_err(&full))?;
+            std::fs::set_permissions(full, std::fs::Permissions::from_mode(mode))
+                .map_err(Self::write_err(full))?;
         }
         let mtime = header.mtime().map_err(UnpackError::Read)? as i64;
         let t = nix::sys::time::TimeSpec::new(mtime, 0);
         nix::sys::stat::utimensat(
             None,
-            &full,
+            full,
             &t,
             &t,
             nix::sys::stat::UtimensatFlags::NoFollowSymlink,
         )
-        .map_err(|e| Self::write_err(&full)(e.into()))?;
-        Ok(())
+        .map_err(|e| Self::write_err(full)(e.into()))
     }
+}
+
+/// A link entry's target; `why` when it has none.
+fn link_target(
+    header: &tar::Header,
+    shown: &str,
+    why: &'static str,
+) -> Result<PathBuf, UnpackError> {
+    Ok(header
+        .link_name()
+        .map_err(UnpackError::Read)?
+        .ok_or_else(|| UnpackError::Escape {
+            path: shown.to_string(),
+            why,
+        })?
+        .into_owned())
 }
 
 /// Unpacks the (possibly compressed) layer `r` into `dest`, an empty
