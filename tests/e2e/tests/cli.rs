@@ -32,7 +32,12 @@ impl Drop for Cli {
 }
 
 async fn cli(tag: &str) -> Option<Cli> {
-    let (reg, d, image) = daemon_with_busybox(tag).await?;
+    cli_with(tag, "").await
+}
+
+/// [`cli`] with `[gatekeeper]` TOML lines.
+async fn cli_with(tag: &str, gatekeeper: &str) -> Option<Cli> {
+    let (reg, d, image) = daemon_with_busybox_and(tag, gatekeeper).await?;
     Some(Cli {
         _reg: reg,
         d,
@@ -666,7 +671,82 @@ async fn stats_once_and_a_gatekeeper_denial() {
         "{r:?}"
     );
     assert!(r.stderr.contains("profile \"baseline\""), "{r:?}");
+    // So are host ports and host paths.
+    for (args, rule) in [
+        (["-p", "18080:80"], "rule 6 (host ports are not allowed)"),
+        (
+            ["-v", "/etc:/host-etc"],
+            "rule 5 (host path volumes are not allowed)",
+        ),
+    ] {
+        let mut a = vec!["--namespace", &t.ns];
+        a.extend_from_slice(&args);
+        a.extend_from_slice(&[&t.image, "true"]);
+        let r = t.run("run", &a);
+        assert_eq!(r.code, 1, "{r:?}");
+        assert!(
+            r.stderr
+                .contains(&format!("denied by the gatekeeper: {rule}")),
+            "{r:?}"
+        );
+    }
     assert!(t.pods().is_empty() && t.containers().is_empty());
+}
+
+/// Where the profile allows them: a host port reaches the container, a
+/// read-only host path is there and read-only, a privileged container runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn ports_and_mounts_where_the_profile_allows_them() {
+    let Some(t) = cli_with("port", PRIVILEGED).await else {
+        return;
+    };
+    let site = tempfile::tempdir().unwrap();
+    std::fs::write(site.path().join("index.html"), "hello from the host\n").unwrap();
+    let host_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let port = format!("{host_port}:8080");
+    let mount = format!("{}:/site:ro", site.path().display());
+    let extra = ["--privileged", "-p", &port, "-v", &mount];
+    t.run_detached(
+        "site",
+        &extra,
+        &["busybox", "httpd", "-f", "-p", "8080", "-h", "/site"],
+    );
+    let addr = format!("{}:{host_port}", t.d.gateway());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let page = loop {
+        let got = std::net::TcpStream::connect(&addr).and_then(|mut s| {
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+            let mut out = String::new();
+            s.read_to_string(&mut out)?;
+            Ok(out)
+        });
+        match got {
+            Ok(p) if p.contains("200 OK") => break p,
+            other => assert!(Instant::now() < deadline, "{addr}: {other:?}"),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(page.ends_with("hello from the host\n"), "{page:?}");
+    let r = t.run("exec", &["site", "--", "sh", "-c", "echo x > /site/x"]);
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("Read-only file system"), "{r:?}");
+    // Privileged: every capability this (root) test has.
+    let caps = |status: &str| {
+        let line = status.lines().find(|l| l.starts_with("CapEff:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().to_string()
+    };
+    let ours = caps(&std::fs::read_to_string("/proc/self/status").unwrap());
+    let r = t
+        .run("exec", &["site", "--", "cat", "/proc/self/status"])
+        .ok();
+    assert_eq!(caps(&r.stdout), ours);
+    t.run("rm", &["-f", "site"]).ok();
+    assert!(t.pods().is_empty());
 }
 
 #[test]
