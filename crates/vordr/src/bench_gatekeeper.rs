@@ -106,15 +106,7 @@ fn quantile_us(v: &[Duration], q: f64) -> f64 {
 
 pub fn run(a: BenchGatekeeperArgs) -> Result<()> {
     let kubelet = tempfile::tempdir()?;
-    let dir = kubelet.path().join("pods").join(POD_UID);
-    for p in [
-        "containers/web",
-        "volumes/kubernetes.io~projected/kube-api-access",
-    ] {
-        std::fs::create_dir_all(dir.join(p))?;
-    }
-    std::fs::write(dir.join("etc-hosts"), "")?;
-    std::fs::write(dir.join("containers/web/0a1b2c"), "")?;
+    let dir = pod_dir(kubelet.path())?;
     let rootfs = tempfile::tempdir()?;
     let node = Node::new(kubelet.path(), std::path::Path::new("/var/log/pods"), false);
     let policy = NamespacePolicy {
@@ -123,32 +115,9 @@ pub fn run(a: BenchGatekeeperArgs) -> Result<()> {
         allow_privileged: false,
     };
     let (pod, ctr) = (pod(), container(&dir));
-    let held = vordr_cri::HostPaths::resolve(&ctr.mounts)?;
-    let opts = vordr_spec::SpecOptions {
-        host_paths: held.real_paths(),
-        ..Default::default()
-    };
-    // The pod's own namespaces (these stand for its pins).
-    let pod_paths = vordr_spec::PodPaths {
-        netns: Some("/proc/self/ns/net".into()),
-        ipcns: Some("/proc/self/ns/ipc".into()),
-        utsns: Some("/proc/self/ns/uts".into()),
-        ..Default::default()
-    };
-    let spec = |c: &cri::ContainerConfig| {
-        vordr_spec::build_spec(
-            "0123456789abcdef",
-            c,
-            &pod,
-            &vordr_spec::ImageConfig::default(),
-            rootfs.path(),
-            &pod_paths,
-            &opts,
-        )
-    };
-    let allowed_spec = spec(&ctr)?.spec;
+    let (allowed, denied) = specs(&pod, &ctr, rootfs.path())?;
     let judged = Container {
-        spec: &allowed_spec,
+        spec: &allowed.spec,
         privileged: false,
         added: CapSet::default(),
         pod: &pod,
@@ -161,15 +130,8 @@ pub fn run(a: BenchGatekeeperArgs) -> Result<()> {
         "the benchmark's container should be admitted: {:?}",
         input.denial("container \"web\"", "team-a")
     );
-    let mut escalating = ctr.clone();
-    let sc = escalating
-        .linux
-        .as_mut()
-        .and_then(|l| l.security_context.as_mut());
-    sc.expect("set above").no_new_privs = false;
-    let denied_spec = spec(&escalating)?.spec;
     let denied = Container {
-        spec: &denied_spec,
+        spec: &denied.spec,
         ..judged
     };
     let rows: Vec<(&str, Vec<Duration>)> = vec![
@@ -205,13 +167,74 @@ pub fn run(a: BenchGatekeeperArgs) -> Result<()> {
             }),
         ),
     ];
+    print(&a, &rows);
+    Ok(())
+}
+
+/// kubelet's directory for the pod under `kubelet`, with the files its
+/// container mounts.
+fn pod_dir(kubelet: &std::path::Path) -> Result<std::path::PathBuf> {
+    let dir = kubelet.join("pods").join(POD_UID);
+    for p in [
+        "containers/web",
+        "volumes/kubernetes.io~projected/kube-api-access",
+    ] {
+        std::fs::create_dir_all(dir.join(p))?;
+    }
+    std::fs::write(dir.join("etc-hosts"), "")?;
+    std::fs::write(dir.join("containers/web/0a1b2c"), "")?;
+    Ok(dir)
+}
+
+/// The OCI specs of `ctr` as it is (admitted) and with escalation allowed
+/// (denied), its host paths resolved once.
+fn specs(
+    pod: &cri::PodSandboxConfig,
+    ctr: &cri::ContainerConfig,
+    rootfs: &std::path::Path,
+) -> Result<(vordr_spec::Built, vordr_spec::Built)> {
+    let held = vordr_cri::HostPaths::resolve(&ctr.mounts)?;
+    let opts = vordr_spec::SpecOptions {
+        host_paths: held.real_paths(),
+        ..Default::default()
+    };
+    // The pod's own namespaces (these stand for its pins).
+    let pod_paths = vordr_spec::PodPaths {
+        netns: Some("/proc/self/ns/net".into()),
+        ipcns: Some("/proc/self/ns/ipc".into()),
+        utsns: Some("/proc/self/ns/uts".into()),
+        ..Default::default()
+    };
+    let spec = |c: &cri::ContainerConfig| {
+        vordr_spec::build_spec(
+            "0123456789abcdef",
+            c,
+            pod,
+            &vordr_spec::ImageConfig::default(),
+            rootfs,
+            &pod_paths,
+            &opts,
+        )
+    };
+    let allowed = spec(ctr)?;
+    let mut escalating = ctr.clone();
+    let sc = escalating
+        .linux
+        .as_mut()
+        .and_then(|l| l.security_context.as_mut());
+    sc.expect("set above").no_new_privs = false;
+    Ok((allowed, spec(&escalating)?))
+}
+
+/// Prints the rows' quantiles, and the JSON with `--json`.
+fn print(a: &BenchGatekeeperArgs, rows: &[(&str, Vec<Duration>)]) {
     println!(
         "{} judgements per row (microseconds; goal: under 20 per spec)",
         a.iterations
     );
     println!("{:<30} {:>8} {:>8} {:>8}", "", "p50", "p90", "p99");
     let mut json = serde_json::Map::new();
-    for (name, v) in &rows {
+    for (name, v) in rows {
         let (p50, p90, p99) = (
             quantile_us(v, 0.5),
             quantile_us(v, 0.9),
@@ -226,5 +249,4 @@ pub fn run(a: BenchGatekeeperArgs) -> Result<()> {
     if a.json {
         println!("{}", serde_json::Value::Object(json));
     }
-    Ok(())
 }
