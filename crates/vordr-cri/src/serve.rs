@@ -32,6 +32,8 @@ pub enum ServeError {
     },
     #[error("socket {0} is in use: another runtime is serving on it")]
     InUse(PathBuf),
+    #[error("{0}")]
+    Audit(#[from] vordr_audit::AuditError),
     #[error("images: {0}")]
     Images(String),
     #[error("serving gRPC: {0}")]

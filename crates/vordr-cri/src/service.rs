@@ -7,6 +7,7 @@ use k8s_cri::v1::runtime_service_server::RuntimeService;
 use k8s_cri::v1::*;
 use tonic::{Request, Response, Status};
 
+use crate::security::audit::{self, Event};
 use crate::state::Runtime;
 use crate::{
     container_attach, container_create, container_exec, container_exec_sync, container_list,
@@ -38,6 +39,25 @@ where
         .map(Response::new)
 }
 
+/// [`on_own_thread`], with the call's outcome appended to the audit chain
+/// on that thread when the work ends.
+async fn audited<T, F>(
+    rt: &Arc<Runtime>,
+    ev: Event,
+    call: impl FnOnce(Arc<Runtime>) -> F + Send + 'static,
+) -> R<T>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = Result<T, Status>> + Send + 'static,
+{
+    on_own_thread(rt, move |rt| async move {
+        let res = call(rt.clone()).await;
+        audit::lifecycle(&rt, ev, &res);
+        res
+    })
+    .await
+}
+
 fn not_yet<T>(rpc: &str) -> R<T> {
     Err(Status::unimplemented(format!(
         "{rpc} is not implemented by this vordr yet"
@@ -52,11 +72,21 @@ impl RuntimeService for Vordr {
     async fn run_pod_sandbox(&self, r: Request<RunPodSandboxRequest>) -> R<RunPodSandboxResponse> {
         let req = r.into_inner();
         let key = sandbox_run::inflight_key(&req);
+        let mut ev = Event::new("RunPodSandbox");
+        if let Some(m) = req.config.as_ref().and_then(|c| c.metadata.as_ref()) {
+            (ev.namespace, ev.pod) = (m.namespace.clone(), m.name.clone());
+        }
         let rt = self.0.clone();
         let work = async move {
-            sandbox_run::run_pod_sandbox(&rt, req)
+            let res = sandbox_run::run_pod_sandbox(&rt, req)
                 .await
-                .map(|r| r.pod_sandbox_id)
+                .map(|r| r.pod_sandbox_id);
+            let ev = match &res {
+                Ok(id) => ev.pod_id(id),
+                Err(_) => ev,
+            };
+            audit::lifecycle(&rt, ev, &res);
+            res
         };
         let id = match key {
             Some(key) => self.0.inflight.run(key, work).await?,
@@ -69,7 +99,8 @@ impl RuntimeService for Vordr {
         r: Request<StopPodSandboxRequest>,
     ) -> R<StopPodSandboxResponse> {
         let req = r.into_inner();
-        on_own_thread(&self.0, |rt| async move {
+        let ev = Event::new("StopPodSandbox").pod_id(&req.pod_sandbox_id);
+        audited(&self.0, ev, |rt| async move {
             sandbox_stop::stop_pod_sandbox(&rt, req).await
         })
         .await
@@ -79,7 +110,8 @@ impl RuntimeService for Vordr {
         r: Request<RemovePodSandboxRequest>,
     ) -> R<RemovePodSandboxResponse> {
         let req = r.into_inner();
-        on_own_thread(&self.0, |rt| async move {
+        let ev = Event::new("RemovePodSandbox").pod_id(&req.pod_sandbox_id);
+        audited(&self.0, ev, |rt| async move {
             sandbox_remove::remove_pod_sandbox(&rt, req).await
         })
         .await
@@ -110,11 +142,30 @@ impl RuntimeService for Vordr {
     ) -> R<CreateContainerResponse> {
         let req = r.into_inner();
         let key = container_create::inflight_key(&req);
+        let config = req.config.as_ref();
+        let ev = Event::new("CreateContainer")
+            .pod_id(&req.pod_sandbox_id)
+            .container(
+                config
+                    .and_then(|c| c.metadata.as_ref())
+                    .map_or("", |m| &m.name),
+            )
+            .detail(
+                config
+                    .and_then(|c| c.image.as_ref())
+                    .map_or("", |i| &i.image),
+            );
         let rt = self.0.clone();
         let work = async move {
-            container_create::create_container(&rt, req)
+            let res = container_create::create_container(&rt, req)
                 .await
-                .map(|r| r.container_id)
+                .map(|r| r.container_id);
+            let ev = match &res {
+                Ok(id) => ev.container(id),
+                Err(_) => ev,
+            };
+            audit::lifecycle(&rt, ev, &res);
+            res
         };
         let id = match key {
             Some(key) => self.0.inflight.run(key, work).await?,
@@ -127,14 +178,16 @@ impl RuntimeService for Vordr {
         r: Request<StartContainerRequest>,
     ) -> R<StartContainerResponse> {
         let req = r.into_inner();
-        on_own_thread(&self.0, |rt| async move {
+        let ev = Event::new("StartContainer").container(&req.container_id);
+        audited(&self.0, ev, |rt| async move {
             container_start::start_container(&rt, req).await
         })
         .await
     }
     async fn stop_container(&self, r: Request<StopContainerRequest>) -> R<StopContainerResponse> {
         let req = r.into_inner();
-        on_own_thread(&self.0, |rt| async move {
+        let ev = Event::new("StopContainer").container(&req.container_id);
+        audited(&self.0, ev, |rt| async move {
             container_stop::stop_container(&rt, req).await
         })
         .await
@@ -144,7 +197,8 @@ impl RuntimeService for Vordr {
         r: Request<RemoveContainerRequest>,
     ) -> R<RemoveContainerResponse> {
         let req = r.into_inner();
-        on_own_thread(&self.0, |rt| async move {
+        let ev = Event::new("RemoveContainer").container(&req.container_id);
+        audited(&self.0, ev, |rt| async move {
             container_remove::remove_container(&rt, req).await
         })
         .await
@@ -174,7 +228,8 @@ impl RuntimeService for Vordr {
         r: Request<UpdateContainerResourcesRequest>,
     ) -> R<UpdateContainerResourcesResponse> {
         let req = r.into_inner();
-        on_own_thread(&self.0, |rt| async move {
+        let ev = Event::new("UpdateContainerResources").container(&req.container_id);
+        audited(&self.0, ev, |rt| async move {
             container_update::update_container_resources(&rt, req).await
         })
         .await
@@ -188,12 +243,22 @@ impl RuntimeService for Vordr {
             .map(Response::new)
     }
     async fn exec_sync(&self, r: Request<ExecSyncRequest>) -> R<ExecSyncResponse> {
-        container_exec_sync::exec_sync(&self.0, r.into_inner())
-            .await
-            .map(Response::new)
+        let req = r.into_inner();
+        let ev = Event::new("ExecSync")
+            .container(&req.container_id)
+            .detail(format!("{:?}", req.cmd));
+        let res = container_exec_sync::exec_sync(&self.0, req).await;
+        audit::lifecycle(&self.0, ev, &res);
+        res.map(Response::new)
     }
     async fn exec(&self, r: Request<ExecRequest>) -> R<ExecResponse> {
-        container_exec::exec(&self.0, r.into_inner()).map(Response::new)
+        let req = r.into_inner();
+        let ev = Event::new("Exec")
+            .container(&req.container_id)
+            .detail(format!("{:?}", req.cmd));
+        let res = container_exec::exec(&self.0, req);
+        audit::lifecycle(&self.0, ev, &res);
+        res.map(Response::new)
     }
     async fn attach(&self, r: Request<AttachRequest>) -> R<AttachResponse> {
         container_attach::attach(&self.0, r.into_inner()).map(Response::new)
@@ -304,18 +369,26 @@ impl ImageService for Vordr {
         .await
     }
     async fn pull_image(&self, r: Request<PullImageRequest>) -> R<PullImageResponse> {
-        image_pull::pull_image(&self.0, r.into_inner())
-            .await
-            .map(Response::new)
+        let req = r.into_inner();
+        let ev = Event::new("PullImage").detail(image_of(&req.image));
+        let res = image_pull::pull_image(&self.0, req).await;
+        audit::lifecycle(&self.0, ev, &res);
+        res.map(Response::new)
     }
     async fn remove_image(&self, r: Request<RemoveImageRequest>) -> R<RemoveImageResponse> {
-        image_remove::remove_image(&self.0, r.into_inner())
-            .await
-            .map(Response::new)
+        let req = r.into_inner();
+        let ev = Event::new("RemoveImage").detail(image_of(&req.image));
+        let res = image_remove::remove_image(&self.0, req).await;
+        audit::lifecycle(&self.0, ev, &res);
+        res.map(Response::new)
     }
     async fn image_fs_info(&self, _: Request<ImageFsInfoRequest>) -> R<ImageFsInfoResponse> {
         image_fs_info::image_fs_info(&self.0)
             .await
             .map(Response::new)
     }
+}
+
+fn image_of(spec: &Option<ImageSpec>) -> String {
+    spec.as_ref().map(|i| i.image.clone()).unwrap_or_default()
 }

@@ -86,6 +86,7 @@ fn enforce(
     };
     let record = AuditRecord {
         time: now_ns(),
+        kind: "decision".into(),
         action: s.action.to_string(),
         namespace: ns.to_string(),
         pod: pod_name.to_string(),
@@ -95,13 +96,9 @@ fn enforce(
         rule,
         verdict: verdict.to_string(),
         reason: reason.clone(),
+        ..Default::default()
     };
-    if let Err(e) = rt
-        .store
-        .record_audit(&record, rt.config.gatekeeper.audit_max_rows)
-    {
-        tracing::error!("recording a gatekeeper decision: {e}");
-    }
+    crate::security::audit::append(rt, &record);
     if verdict == "allowed" {
         return Ok(());
     }

@@ -51,6 +51,8 @@ pub struct Runtime {
     /// Every path the daemon writes.
     pub layout: layout::Layout,
     pub store: Store,
+    /// The audit chain over the store's audit table.
+    pub audit: vordr_audit::AuditLog,
     pub netavark: Netavark,
     /// The network new pods attach to (changes with UpdateRuntimeConfig).
     network: RwLock<BridgeNetwork>,
@@ -93,6 +95,8 @@ impl Runtime {
                 .map_err(|source| crate::ServeError::Dir { path: dir, source })?;
         }
         let store = Store::open(layout.root())?;
+        let audit =
+            vordr_audit::AuditLog::open(&store, layout.root(), config.gatekeeper.audit_max_rows)?;
         let images = layout.images_dir();
         let image_err = |e: String| crate::ServeError::Images(e);
         let puller = Puller::new(
@@ -125,6 +129,7 @@ impl Runtime {
             config,
             layout,
             store,
+            audit,
             netavark,
             network: RwLock::new(network),
             pod_locks: StdMutex::new(HashMap::new()),
