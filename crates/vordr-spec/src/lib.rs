@@ -259,7 +259,6 @@ pub fn build_spec(
         .as_ref()
         .and_then(|l| l.security_context.as_ref())
         .unwrap_or(&default_sc);
-    let resources = config.linux.as_ref().and_then(|l| l.resources.as_ref());
     let privileged = sc.privileged;
     let sandbox_privileged = sandbox
         .linux
@@ -272,22 +271,93 @@ pub fn build_spec(
             "no privileged container allowed in a sandbox that is not privileged",
         ));
     }
+    let r = Request {
+        container_id,
+        config,
+        sandbox,
+        image,
+        rootfs,
+        pod,
+        opts,
+        sc,
+        privileged,
+    };
 
-    // Process.
+    let (process, caps, added_capabilities) = build_process(&r)?;
+    let (linux, mounts) = build_linux(&r, &caps)?;
+
+    let mut root = Root::default();
+    root.set_path(rootfs.to_path_buf());
+    root.set_readonly(Some(sc.readonly_rootfs).filter(|ro| *ro));
+
+    let mut spec = Spec::default();
+    spec.set_version(OCI_VERSION.to_string());
+    spec.set_root(Some(root));
+    spec.set_mounts(Some(mounts));
+    spec.set_process(Some(process));
+    // containerd leaves the hostname to the pod's UTS namespace.
+    spec.set_hostname(None);
+    spec.set_domainname(None);
+    spec.set_hooks(None);
+    spec.set_annotations(Some(build_annotations(
+        config,
+        sandbox,
+        image,
+        pod,
+        &metadata.name,
+    )));
+    spec.set_linux(Some(linux));
+    spec.set_solaris(None);
+    spec.set_windows(None);
+    spec.set_vm(None);
+    spec.set_zos(None);
+
+    let stop_signal = if image.stop_signal.is_empty() {
+        "SIGTERM".to_string()
+    } else {
+        image.stop_signal.clone()
+    };
+    Ok(Built {
+        spec,
+        stop_signal,
+        added_capabilities,
+    })
+}
+
+/// What [`build_spec`]'s steps read: its arguments, and the container's
+/// security context and whether it is privileged.
+struct Request<'a> {
+    container_id: &'a str,
+    config: &'a ContainerConfig,
+    sandbox: &'a PodSandboxConfig,
+    image: &'a ImageConfig,
+    rootfs: &'a Path,
+    pod: &'a PodPaths,
+    opts: &'a SpecOptions,
+    sc: &'a LinuxContainerSecurityContext,
+    privileged: bool,
+}
+
+/// The spec's process, with its capabilities and those the config asked
+/// to add (see [`Built::added_capabilities`]).
+fn build_process(r: &Request<'_>) -> Result<(Process, Vec<String>, Vec<String>), SpecError> {
+    let (config, image, sc) = (r.config, r.image, r.sc);
+    let resources = config.linux.as_ref().and_then(|l| l.resources.as_ref());
     let args = process::args(config, image)?;
-    let hostname = process::hostname(pod, sandbox)?;
+    let hostname = process::hostname(r.pod, r.sandbox)?;
     let env = process::env(config, image, &hostname);
     let cwd = process::cwd(config, image);
-    let user = user::resolve(rootfs, sc, image)?;
-    let caps = security::capabilities(sc, privileged)?;
+    let user = user::resolve(r.rootfs, sc, image)?;
+    let caps = security::capabilities(sc, r.privileged)?;
     let added_capabilities = security::requested_adds(sc)?;
-    let pod_sc = sandbox
+    let pod_sc = r
+        .sandbox
         .linux
         .as_ref()
         .and_then(|l| l.security_context.as_ref());
     let apparmor = security::apparmor(sc)?;
     let selinux = security::selinux_label(sc, pod_sc.and_then(|s| s.selinux_options.as_ref()))?;
-    let oom_score_adj = resources::oom_score_adj(resources, opts.restrict_oom_score_adj)?;
+    let oom_score_adj = resources::oom_score_adj(resources, r.opts.restrict_oom_score_adj)?;
 
     let cap_set = security::to_oci_caps(&caps);
     let capabilities = LinuxCapabilitiesBuilder::default()
@@ -321,7 +391,17 @@ pub fn build_spec(
     process.set_io_priority(None);
     process.set_scheduler(None);
     process.set_exec_cpu_affinity(None);
+    Ok((process, caps, added_capabilities))
+}
 
+/// The spec's Linux section (namespaces, cgroups, devices, seccomp, masked
+/// paths) and its mounts; `caps` are the process's capabilities.
+fn build_linux(
+    r: &Request<'_>,
+    caps: &[String],
+) -> Result<(Linux, Vec<oci_spec::runtime::Mount>), SpecError> {
+    let (config, sc, pod, opts, privileged) = (r.config, r.sc, r.pod, r.opts, r.privileged);
+    let resources = config.linux.as_ref().and_then(|l| l.resources.as_ref());
     // Mounts, devices and the devices cgroup.
     let plan = mounts::plan(config, sc, pod, privileged, &opts.host_paths)?;
     let mut devs = devices::cri_devices(config)?;
@@ -342,7 +422,8 @@ pub fn build_spec(
         Some((uids, gids)) => (Some(uids), Some(gids)),
         None => (None, None),
     };
-    let sysctls = sandbox
+    let sysctls = r
+        .sandbox
         .linux
         .as_ref()
         .map(|l| l.sysctls.clone())
@@ -357,11 +438,11 @@ pub fn build_spec(
     linux.set_resources(Some(resources::build(resources, opts, devs.cgroup_rules)?));
     linux.set_cgroups_path(Some(resources::cgroups_path(
         &pod.cgroup_parent,
-        container_id,
+        r.container_id,
     )));
     linux.set_namespaces(Some(ns.namespaces));
     linux.set_devices(Some(devs.devices).filter(|d| !d.is_empty()));
-    linux.set_seccomp(security::seccomp(sc, privileged, &caps, opts)?);
+    linux.set_seccomp(security::seccomp(sc, privileged, caps, opts)?);
     linux.set_rootfs_propagation(plan.rootfs_propagation);
     linux.set_masked_paths(masked_paths);
     linux.set_readonly_paths(readonly_paths);
@@ -370,43 +451,7 @@ pub fn build_spec(
     linux.set_memory_policy(None);
     linux.set_personality(None);
     linux.set_time_offsets(None);
-
-    let mut root = Root::default();
-    root.set_path(rootfs.to_path_buf());
-    root.set_readonly(Some(sc.readonly_rootfs).filter(|ro| *ro));
-
-    let mut spec = Spec::default();
-    spec.set_version(OCI_VERSION.to_string());
-    spec.set_root(Some(root));
-    spec.set_mounts(Some(plan.mounts));
-    spec.set_process(Some(process));
-    // containerd leaves the hostname to the pod's UTS namespace.
-    spec.set_hostname(None);
-    spec.set_domainname(None);
-    spec.set_hooks(None);
-    spec.set_annotations(Some(build_annotations(
-        config,
-        sandbox,
-        image,
-        pod,
-        &metadata.name,
-    )));
-    spec.set_linux(Some(linux));
-    spec.set_solaris(None);
-    spec.set_windows(None);
-    spec.set_vm(None);
-    spec.set_zos(None);
-
-    let stop_signal = if image.stop_signal.is_empty() {
-        "SIGTERM".to_string()
-    } else {
-        image.stop_signal.clone()
-    };
-    Ok(Built {
-        spec,
-        stop_signal,
-        added_capabilities,
-    })
+    Ok((linux, plan.mounts))
 }
 
 /// kubelet's masked paths for procMount Default (1.31 and later).
