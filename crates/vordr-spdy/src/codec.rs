@@ -248,7 +248,7 @@ impl Decoder for Codec {
             return Ok(None);
         }
         let head = src.split_to(8);
-        let mut p = src.split_to(len).freeze();
+        let p = src.split_to(len).freeze();
         let flags = head[4];
         if head[0] & 0x80 == 0 {
             let stream_id = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) & 0x7fff_ffff;
@@ -263,39 +263,33 @@ impl Decoder for Codec {
             return Err(SpdyError::UnsupportedVersion(version));
         }
         let kind = u16::from_be_bytes([head[2], head[3]]);
-        let need = |p: &Bytes, n: usize, frame| {
-            if p.len() < n {
-                Err(malformed(frame, "payload too short"))
-            } else {
-                Ok(())
-            }
-        };
-        let exact = |p: &Bytes, n: usize, frame| {
-            if p.len() != n {
-                Err(malformed(frame, "wrong payload length"))
-            } else {
-                Ok(())
-            }
-        };
+        self.control_frame(kind, flags, p).map(Some)
+    }
+}
+
+/// Fails unless the payload of `frame` holds at least `n` bytes.
+fn need(p: &Bytes, n: usize, frame: &'static str) -> Result<(), SpdyError> {
+    if p.len() < n {
+        Err(malformed(frame, "payload too short"))
+    } else {
+        Ok(())
+    }
+}
+
+/// Fails unless the payload of `frame` is exactly `n` bytes.
+fn exact(p: &Bytes, n: usize, frame: &'static str) -> Result<(), SpdyError> {
+    if p.len() != n {
+        Err(malformed(frame, "wrong payload length"))
+    } else {
+        Ok(())
+    }
+}
+
+impl Codec {
+    /// A control frame of type `kind` from its payload `p`.
+    fn control_frame(&mut self, kind: u16, flags: u8, mut p: Bytes) -> Result<Frame, SpdyError> {
         let frame = match kind {
-            SYN_STREAM => {
-                need(&p, 10, "SYN_STREAM")?;
-                let stream_id = stream_id(&mut p);
-                let associated_to = p.get_u32() & 0x7fff_ffff;
-                let priority = p.get_u8() >> 5;
-                let slot = p.get_u8();
-                if stream_id == 0 {
-                    return Err(malformed("SYN_STREAM", "stream id 0"));
-                }
-                Frame::SynStream {
-                    stream_id,
-                    associated_to,
-                    priority,
-                    slot,
-                    flags,
-                    headers: self.decompress_headers(&p)?,
-                }
-            }
+            SYN_STREAM => self.syn_stream(flags, p)?,
             SYN_REPLY | HEADERS => {
                 need(&p, 4, "SYN_REPLY")?;
                 let stream_id = stream_id(&mut p);
@@ -321,24 +315,7 @@ impl Decoder for Codec {
                     status: p.get_u32(),
                 }
             }
-            SETTINGS => {
-                need(&p, 4, "SETTINGS")?;
-                let n = p.get_u32() as usize;
-                if p.len() != n.saturating_mul(8) {
-                    return Err(malformed("SETTINGS", "entry count and length disagree"));
-                }
-                let entries = (0..n)
-                    .map(|_| {
-                        let word = p.get_u32();
-                        Setting {
-                            flags: (word >> 24) as u8,
-                            id: word & 0xff_ffff,
-                            value: p.get_u32(),
-                        }
-                    })
-                    .collect();
-                Frame::Settings { flags, entries }
-            }
+            SETTINGS => settings(flags, p)?,
             PING => {
                 exact(&p, 4, "PING")?;
                 Frame::Ping { id: p.get_u32() }
@@ -363,8 +340,48 @@ impl Decoder for Codec {
                 payload: p,
             },
         };
-        Ok(Some(frame))
+        Ok(frame)
     }
+
+    /// A SYN_STREAM frame: a new stream and its headers.
+    fn syn_stream(&mut self, flags: u8, mut p: Bytes) -> Result<Frame, SpdyError> {
+        need(&p, 10, "SYN_STREAM")?;
+        let stream_id = stream_id(&mut p);
+        let associated_to = p.get_u32() & 0x7fff_ffff;
+        let priority = p.get_u8() >> 5;
+        let slot = p.get_u8();
+        if stream_id == 0 {
+            return Err(malformed("SYN_STREAM", "stream id 0"));
+        }
+        Ok(Frame::SynStream {
+            stream_id,
+            associated_to,
+            priority,
+            slot,
+            flags,
+            headers: self.decompress_headers(&p)?,
+        })
+    }
+}
+
+/// A SETTINGS frame: its entries, eight bytes each.
+fn settings(flags: u8, mut p: Bytes) -> Result<Frame, SpdyError> {
+    need(&p, 4, "SETTINGS")?;
+    let n = p.get_u32() as usize;
+    if p.len() != n.saturating_mul(8) {
+        return Err(malformed("SETTINGS", "entry count and length disagree"));
+    }
+    let entries = (0..n)
+        .map(|_| {
+            let word = p.get_u32();
+            Setting {
+                flags: (word >> 24) as u8,
+                id: word & 0xff_ffff,
+                value: p.get_u32(),
+            }
+        })
+        .collect();
+    Ok(Frame::Settings { flags, entries })
 }
 
 fn control(dst: &mut BytesMut, kind: u16, flags: u8, payload: &[u8]) -> Result<(), SpdyError> {
