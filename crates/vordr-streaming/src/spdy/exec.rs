@@ -35,6 +35,8 @@ struct Inbound {
 enum Setup {
     Gone,
     Broke(String),
+    /// Not all open within the idle timeout.
+    TimedOut,
 }
 
 /// The stream ids of the channels the server writes.
@@ -76,17 +78,7 @@ pub(crate) async fn serve(
 ) {
     let (mut frames, out, writer) = crate::session::start(Framed::new(io, super::codec()));
 
-    // The streams the request asked for, opened by the client.
-    let mut wanted = vec!["error"];
-    if target.stdin {
-        wanted.push("stdin");
-    }
-    if target.stdout {
-        wanted.push("stdout");
-    }
-    if target.stderr && !target.tty {
-        wanted.push("stderr");
-    }
+    let wanted = wanted_streams(&target);
     let (input, pending) = remotecommand::streams(&target);
     let mut inb = Inbound {
         ids: HashMap::new(),
@@ -108,21 +100,12 @@ pub(crate) async fn serve(
         Ok(())
     })
     .await;
-    let container = &target.container_id;
-    match &opened {
-        Ok(Ok(())) => {}
-        Ok(Err(Setup::Gone)) => tracing::debug!("exec: the client left before opening its streams"),
-        Ok(Err(Setup::Broke(reason))) => {
-            tracing::warn!(%container, "exec: closing the session: {reason}");
-            super::goaway_protocol_error(&out, last_id(&inb));
-        }
-        Err(_) => tracing::warn!(
-            %container,
-            "exec: the client did not open its streams within {:?}",
-            limits.idle_timeout
-        ),
-    }
-    if !matches!(opened, Ok(Ok(()))) {
+    let opened = match opened {
+        Ok(r) => r,
+        Err(_) => Err(Setup::TimedOut),
+    };
+    if let Err(why) = opened {
+        report_setup(why, &target, &out, &inb, &limits);
         drop(out);
         crate::session::flush_briefly(writer).await;
         return;
@@ -177,6 +160,45 @@ pub(crate) async fn serve(
             drop(out);
             crate::session::flush_briefly(writer).await;
         }
+    }
+}
+
+/// The streams the request asked for, which the client must open.
+fn wanted_streams(target: &ExecTarget) -> Vec<&'static str> {
+    let mut wanted = vec!["error"];
+    if target.stdin {
+        wanted.push("stdin");
+    }
+    if target.stdout {
+        wanted.push("stdout");
+    }
+    if target.stderr && !target.tty {
+        wanted.push("stderr");
+    }
+    wanted
+}
+
+/// Logs why the session ended before its streams were open, and says
+/// GOAWAY to a client that broke the protocol.
+fn report_setup(
+    why: Setup,
+    target: &ExecTarget,
+    out: &mpsc::Sender<Frame>,
+    inb: &Inbound,
+    limits: &Limits,
+) {
+    let container = &target.container_id;
+    match why {
+        Setup::Gone => tracing::debug!("exec: the client left before opening its streams"),
+        Setup::Broke(reason) => {
+            tracing::warn!(%container, "exec: closing the session: {reason}");
+            super::goaway_protocol_error(out, last_id(inb));
+        }
+        Setup::TimedOut => tracing::warn!(
+            %container,
+            "exec: the client did not open its streams within {:?}",
+            limits.idle_timeout
+        ),
     }
 }
 

@@ -59,29 +59,33 @@ pub(crate) async fn serve(
     limits: Limits,
 ) {
     let (mut frames, out, writer) = crate::session::start(Framed::new(io, super::codec()));
-    let mut pending: HashMap<String, Pair> = HashMap::new();
-    // Client data for each forwarded data stream.
-    let mut inbound: HashMap<u32, mpsc::Sender<Bytes>> = HashMap::new();
-    // The forwarded connections, and each one's data stream.
-    let mut pairs = JoinSet::new();
-    let mut data_ids = HashMap::new();
+    let mut fw = Forwards {
+        pending: HashMap::new(),
+        inbound: HashMap::new(),
+        pairs: JoinSet::new(),
+        data_ids: HashMap::new(),
+        out,
+        backend,
+        target,
+        limits,
+    };
     let mut last = 0;
     let mut deadline = Instant::now() + limits.idle_timeout;
     let end = loop {
         let f = tokio::select! {
             f = frames.next() => f,
-            Some(done) = pairs.join_next_with_id(), if !pairs.is_empty() => {
+            Some(done) = fw.pairs.join_next_with_id(), if !fw.pairs.is_empty() => {
                 let id = match done {
                     Ok((id, ())) => id,
                     Err(e) => e.id(),
                 };
-                if let Some(d) = data_ids.remove(&id) {
-                    inbound.remove(&d);
+                if let Some(d) = fw.data_ids.remove(&id) {
+                    fw.inbound.remove(&d);
                 }
                 deadline = Instant::now() + limits.idle_timeout;
                 continue;
             }
-            () = tokio::time::sleep_until(deadline), if pairs.is_empty() => break End::Idle,
+            () = tokio::time::sleep_until(deadline), if fw.pairs.is_empty() => break End::Idle,
         };
         deadline = Instant::now() + limits.idle_timeout;
         let f = match f {
@@ -93,90 +97,138 @@ pub(crate) async fn serve(
             Frame::SynStream {
                 stream_id, headers, ..
             } => {
-                let open = pending.values().map(Pair::streams).sum::<usize>() + 2 * pairs.len();
-                if open >= limits.max_streams_per_session {
-                    break End::Broke(format!(
-                        "the client opened more than {} streams at once",
-                        limits.max_streams_per_session
-                    ));
+                if let Err(reason) = fw.open(stream_id, &headers, &mut last).await {
+                    break End::Broke(reason);
                 }
-                last = last.max(stream_id);
-                let _ = out.send(Frame::accept(stream_id)).await;
-                let request = headers.get("requestid").unwrap_or_default();
-                if request.len() > MAX_REQUEST_ID {
-                    break End::Broke(format!(
-                        "a requestid of {} bytes (at most {MAX_REQUEST_ID})",
-                        request.len()
-                    ));
-                }
-                let kind = headers.get("streamtype");
-                if !matches!(kind, Some("error" | "data")) {
-                    let _ = out
-                        .send(Frame::RstStream {
-                            stream_id,
-                            status: vordr_spdy::rst::PROTOCOL_ERROR,
-                        })
-                        .await;
-                    continue;
-                }
-                let port = headers.get("port").and_then(|p| p.parse::<u16>().ok());
-                let pair = pending.entry(request.to_string()).or_default();
-                if kind == Some("error") {
-                    pair.error = Some(stream_id);
-                } else {
-                    pair.data = Some(stream_id);
-                }
-                pair.port = port.unwrap_or(0);
-                let (Some(e), Some(d)) = (pair.error, pair.data) else {
-                    continue;
-                };
-                let port = pair.port;
-                pending.remove(request);
-                if pairs.len() >= limits.max_port_forward_pairs {
-                    let msg = format!(
-                        "too many forwarded connections at once in one port-forward session (at most {})",
-                        limits.max_port_forward_pairs
-                    );
-                    let _ = out.try_send(Frame::data(e, FLAG_FIN, Bytes::from(msg.clone())));
-                    break End::Broke(msg);
-                }
-                let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
-                inbound.insert(d, tx);
-                let task = pairs.spawn(forward(
-                    backend.clone(),
-                    target.clone(),
-                    port,
-                    e,
-                    d,
-                    rx,
-                    out.clone(),
-                ));
-                data_ids.insert(task.id(), d);
             }
             Frame::Data {
                 stream_id,
                 flags,
                 data,
             } => {
-                if let Some(tx) = inbound.get(&stream_id) {
+                if let Some(tx) = fw.inbound.get(&stream_id) {
                     if !data.is_empty() {
                         let _ = tx.send(data).await;
                     }
                     if flags & FLAG_FIN != 0 {
-                        inbound.remove(&stream_id);
+                        fw.inbound.remove(&stream_id);
                     }
                 }
             }
             Frame::RstStream { stream_id, .. } => {
-                inbound.remove(&stream_id);
+                fw.inbound.remove(&stream_id);
             }
-            Frame::Ping { id } => super::pong(&out, id),
+            Frame::Ping { id } => super::pong(&fw.out, id),
             Frame::GoAway { .. } => break End::Client,
             _ => {}
         }
     };
     // Every forwarded connection ends with the session.
-    pairs.shutdown().await;
+    fw.pairs.shutdown().await;
+    finish(end, fw, writer, last).await;
+}
+
+/// A session's forwarded connections: pairs waiting for their other
+/// stream, the running ones, and where the client's data for each goes.
+struct Forwards {
+    pending: HashMap<String, Pair>,
+    /// Client data for each forwarded data stream.
+    inbound: HashMap<u32, mpsc::Sender<Bytes>>,
+    /// The forwarded connections, and each one's data stream.
+    pairs: JoinSet<()>,
+    data_ids: HashMap<tokio::task::Id, u32>,
+    out: mpsc::Sender<Frame>,
+    backend: Arc<dyn Backend>,
+    target: PortForwardTarget,
+    limits: Limits,
+}
+
+impl Forwards {
+    /// A stream the client opened: answered and recorded in its pair;
+    /// once the pair has both streams, its connection starts. `last` is
+    /// the newest stream id. An error (a limit crossed) ends the session.
+    async fn open(
+        &mut self,
+        stream_id: u32,
+        headers: &vordr_spdy::Headers,
+        last: &mut u32,
+    ) -> Result<(), String> {
+        let limits = &self.limits;
+        let open = self.pending.values().map(Pair::streams).sum::<usize>() + 2 * self.pairs.len();
+        if open >= limits.max_streams_per_session {
+            return Err(format!(
+                "the client opened more than {} streams at once",
+                limits.max_streams_per_session
+            ));
+        }
+        *last = (*last).max(stream_id);
+        let _ = self.out.send(Frame::accept(stream_id)).await;
+        let request = headers.get("requestid").unwrap_or_default();
+        if request.len() > MAX_REQUEST_ID {
+            return Err(format!(
+                "a requestid of {} bytes (at most {MAX_REQUEST_ID})",
+                request.len()
+            ));
+        }
+        let kind = headers.get("streamtype");
+        if !matches!(kind, Some("error" | "data")) {
+            let _ = self
+                .out
+                .send(Frame::RstStream {
+                    stream_id,
+                    status: vordr_spdy::rst::PROTOCOL_ERROR,
+                })
+                .await;
+            return Ok(());
+        }
+        let port = headers.get("port").and_then(|p| p.parse::<u16>().ok());
+        let pair = self.pending.entry(request.to_string()).or_default();
+        if kind == Some("error") {
+            pair.error = Some(stream_id);
+        } else {
+            pair.data = Some(stream_id);
+        }
+        pair.port = port.unwrap_or(0);
+        let (Some(e), Some(d)) = (pair.error, pair.data) else {
+            return Ok(());
+        };
+        let port = pair.port;
+        self.pending.remove(request);
+        if self.pairs.len() >= limits.max_port_forward_pairs {
+            let msg = format!(
+                "too many forwarded connections at once in one port-forward session (at most {})",
+                limits.max_port_forward_pairs
+            );
+            let _ = self
+                .out
+                .try_send(Frame::data(e, FLAG_FIN, Bytes::from(msg.clone())));
+            return Err(msg);
+        }
+        let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
+        self.inbound.insert(d, tx);
+        let task = self.pairs.spawn(forward(
+            self.backend.clone(),
+            self.target.clone(),
+            port,
+            e,
+            d,
+            rx,
+            self.out.clone(),
+        ));
+        self.data_ids.insert(task.id(), d);
+        Ok(())
+    }
+}
+
+/// Ends the session as `end` says: waits for the writer when the client
+/// left, else says GOAWAY (`last` the newest stream) and flushes briefly.
+async fn finish(end: End, fw: Forwards, writer: tokio::task::JoinHandle<()>, last: u32) {
+    let Forwards {
+        out,
+        target,
+        limits,
+        ..
+    } = fw;
     let pod = &target.pod_id;
     match end {
         End::Client => {
