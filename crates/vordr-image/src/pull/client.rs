@@ -1,5 +1,4 @@
-//! The registry clients a pull uses: oci-client's for tokens and blobs,
-//! reqwest's for manifests, both with the pull's timeouts.
+//! The registry clients a pull uses: oci-client for tokens and blobs, reqwest for manifests.
 
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;

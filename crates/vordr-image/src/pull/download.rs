@@ -1,5 +1,4 @@
-//! Downloading blobs into the content store and unpacking layers as they
-//! arrive, with the progress a pull's watchdog reads.
+//! Blob downloads into the content store, layers unpacked as they land, the progress watchdog.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

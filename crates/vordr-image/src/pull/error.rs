@@ -1,5 +1,4 @@
-//! Why a pull failed: the public error, and how fetch errors are classified
-//! into it.
+//! Why a pull failed: the public error, and fetch errors classified into it.
 
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 

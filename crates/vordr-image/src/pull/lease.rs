@@ -1,5 +1,4 @@
-//! Leases that keep what a pull fetches from garbage collection, and the
-//! garbage collection of unused blobs and snapshots.
+//! Leases that keep a pull's blobs and snapshots from garbage collection, and the collection.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};

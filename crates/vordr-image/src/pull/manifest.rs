@@ -1,6 +1,4 @@
-//! Fetching an image's manifest: the reference's manifest or index, the
-//! index resolved to this platform, each read within a size cap and
-//! checked against its digest.
+//! Fetching the platform's image manifest (through an index), size-capped and digest-checked.
 
 use oci_client::errors::OciDistributionError;
 use oci_client::manifest::{
