@@ -1,5 +1,4 @@
-//! The host files the installer edits and saves (crictl.yaml, kubelet's
-//! config and kubeadm's flags), and planning their edits both ways.
+//! The host files the installer edits and saves (crictl.yaml, kubelet's), planned both ways.
 
 use std::path::{Path, PathBuf};
 

@@ -1,5 +1,4 @@
-//! The host's files as the planner reads them, and the steps that write
-//! them.
+//! The host's files as the planner reads them, and the steps that write them.
 
 use std::path::{Path, PathBuf};
 

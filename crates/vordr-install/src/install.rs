@@ -1,5 +1,4 @@
-//! Planning the install: binaries, configuration, the systemd unit,
-//! crictl.yaml and kubelet's runtime endpoint.
+//! Planning the install: binaries, configuration, unit, crictl.yaml, kubelet's endpoint.
 
 use std::path::Path;
 

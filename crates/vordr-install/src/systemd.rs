@@ -1,5 +1,4 @@
-//! Restarts through the host's systemd, or a warning naming them when it
-//! cannot be reached.
+//! Restarts through the host's systemd, or a warning naming them when it cannot be reached.
 
 use crate::hostfs::Host;
 use crate::plan::{Action, Plan};

@@ -1,5 +1,4 @@
-//! Planning the uninstall: kubelet pointed back, the unit, binaries and
-//! default configuration removed, Vordr's state left.
+//! Planning the uninstall: kubelet pointed back, unit, binaries and default config removed.
 
 use std::path::{Path, PathBuf};
 
