@@ -1,5 +1,4 @@
-//! The CRI calls a benchmark times: pod sandbox and container lifecycles,
-//! image pulls and removals.
+//! The CRI calls a benchmark times: pod and container lifecycles, image pulls and removals.
 
 use std::time::{Duration, Instant};
 

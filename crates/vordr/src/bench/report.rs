@@ -1,5 +1,4 @@
-//! What a benchmark measured: the timings per row, and the table (and
-//! JSON) that compares endpoints.
+//! What a benchmark measured: timings per row, quantiles, and the comparing table and JSON.
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -1,5 +1,4 @@
-//! Exec and port-forward round trips through a pod, over SPDY and
-//! WebSocket.
+//! Exec and port-forward round trips through a pod, over SPDY and WebSocket.
 
 use std::time::Instant;
 
