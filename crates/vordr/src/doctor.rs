@@ -81,9 +81,14 @@ fn print(report: &Report, out: &mut impl Write) -> std::io::Result<()> {
     )
 }
 
+/// Runs the checks.
+pub fn report(a: &DoctorArgs) -> Result<Report> {
+    Ok(vordr_doctor::run(&options(a)?)?)
+}
+
 /// Runs the checks and prints them; exit code 1 when anything is missing.
 pub fn cmd(a: DoctorArgs) -> Result<i32> {
-    let report = vordr_doctor::run(&options(&a)?)?;
+    let report = report(&a)?;
     let mut out = std::io::stdout().lock();
     if a.json {
         serde_json::to_writer_pretty(&mut out, &report)?;

@@ -6,6 +6,7 @@ mod bench_gatekeeper;
 mod cli;
 mod doctor;
 mod install;
+mod mcp;
 mod sd_notify;
 
 use anyhow::{Context, Result};
@@ -43,6 +44,7 @@ fn main() -> Result<()> {
         Command::Install(args) => rt.block_on(install::install(args)),
         Command::Uninstall(args) => rt.block_on(install::uninstall(args)),
         Command::Doctor(a) => cli::exit(doctor::cmd(a)),
+        Command::Mcp(a) => cli::exit(rt.block_on(mcp::serve(a))),
         Command::Config => {
             print!("{}", vordr_config::EMBEDDED_DEFAULT);
             Ok(())

@@ -64,6 +64,20 @@ pub async fn each<T: Serialize>(
     Ok(0)
 }
 
+/// The runtime's effective configuration from its verbose Status (Vordr
+/// reports it as `config`); `Null` for a runtime that does not.
+pub async fn runtime_config(c: &mut CriClient) -> serde_json::Value {
+    let info = c
+        .runtime
+        .status(cri::StatusRequest { verbose: true })
+        .await
+        .map(|r| r.into_inner().info)
+        .unwrap_or_default();
+    info.get("config")
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_default()
+}
+
 /// A failed CRI call as a sentence: the gatekeeper's denial with its rule,
 /// an unreachable runtime, or the runtime's message.
 pub fn rpc_error(what: &str, s: tonic::Status) -> anyhow::Error {

@@ -4,6 +4,7 @@
 //! (returning serde-serializable results) are separate from its `cmd`,
 //! which prints them as a table or as JSON.
 
+pub mod audit;
 pub mod common;
 pub mod exec;
 pub mod images;
@@ -82,6 +83,8 @@ pub enum Command {
     Uninstall(crate::install::UninstallArgs),
     /// Check the node for what Vordr needs: each check ok, warning or missing, with its fix.
     Doctor(crate::doctor::DoctorArgs),
+    /// Serve the Model Context Protocol on stdio: the operator verbs as tools.
+    Mcp(crate::mcp::McpArgs),
 }
 
 #[derive(Args)]
@@ -274,34 +277,18 @@ pub async fn info(a: EndpointArgs) -> Result<()> {
 }
 
 pub fn audit(a: AuditArgs) -> Result<()> {
-    let root = match a.root {
-        Some(r) => r,
-        None => Config::load(a.config.as_deref())?.server.root,
-    };
-    let db = root.join(vordr_store::DB_FILE);
-    anyhow::ensure!(
-        db.exists(),
-        "no Vordr database at {} (is --root right?)",
-        db.display()
-    );
-    let store = vordr_store::Store::open(&root).context("opening the state database")?;
-    let rows = store.audit(&vordr_store::AuditFilter {
-        limit: a.limit,
-        denied_only: a.denied,
-        namespace: a.namespace,
-    })?;
-    let time = |ns: i64| {
-        let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns.max(0) as u64);
-        humantime::format_rfc3339_seconds(t).to_string()
-    };
+    let root = audit::root_dir(a.config.as_deref(), a.root)?;
+    let rows = audit::audit(
+        &root,
+        &vordr_store::AuditFilter {
+            limit: a.limit,
+            denied_only: a.denied,
+            namespace: a.namespace,
+        },
+    )?;
     if a.json {
         for r in rows {
-            let v = serde_json::json!({
-                "time": time(r.time), "action": r.action, "namespace": r.namespace,
-                "pod": r.pod, "podId": r.pod_id, "container": r.container,
-                "profile": r.profile, "verdict": r.verdict, "rule": r.rule, "reason": r.reason,
-            });
-            println!("{v}");
+            println!("{}", serde_json::to_string(&r)?);
         }
         return Ok(());
     }
@@ -317,7 +304,7 @@ pub fn audit(a: AuditArgs) -> Result<()> {
         };
         println!(
             "{:<20} {:<8} {:<24} {:<30} {:<16} {:<10} {rule}",
-            time(r.time),
+            r.time,
             r.verdict,
             r.action,
             format!("{}/{}", r.namespace, r.pod),

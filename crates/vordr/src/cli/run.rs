@@ -222,15 +222,9 @@ fn random_hex() -> String {
 /// The runtime's pod log root (Vordr's `gatekeeper.log_root`, from its
 /// verbose Status); kubelet's /var/log/pods for other runtimes.
 async fn log_root(c: &mut CriClient) -> String {
-    let info = c
-        .runtime
-        .status(cri::StatusRequest { verbose: true })
-        .await
-        .map(|r| r.into_inner().info)
-        .unwrap_or_default();
-    info.get("config")
-        .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
-        .and_then(|v| v["gatekeeper"]["log_root"].as_str().map(String::from))
+    common::runtime_config(c).await["gatekeeper"]["log_root"]
+        .as_str()
+        .map(String::from)
         .unwrap_or_else(|| "/var/log/pods".into())
 }
 
