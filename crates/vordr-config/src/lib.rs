@@ -104,6 +104,33 @@ mod duration {
     }
 }
 
+/// An optional `address:port`, written `""` when absent.
+mod optional_socket_addr {
+    use std::net::SocketAddr;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(a: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
+        match a {
+            Some(a) => s.collect_str(a),
+            None => s.serialize_str(""),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.is_empty() {
+            return Ok(None);
+        }
+        text.parse().map(Some).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "{text:?} is not an address and port like \"127.0.0.1:9435\" or \"[::1]:9435\" \
+                 (\"\" for none)"
+            ))
+        })
+    }
+}
+
 /// The gatekeeper's profiles, least to most strict.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]
@@ -296,6 +323,10 @@ pub struct ServerConfig {
     pub run_dir: PathBuf,
     pub log_level: String,
     pub registries_config: PathBuf,
+    /// Where Prometheus metrics are served over plain HTTP (`/metrics`),
+    /// e.g. `127.0.0.1:9435`; `""` (the default) serves none.
+    #[serde(with = "optional_socket_addr")]
+    pub metrics_address: Option<std::net::SocketAddr>,
 }
 
 /// How pod and container cgroups are named and created.
@@ -644,6 +675,33 @@ mod tests {
         assert_eq!(c.server.root, PathBuf::from("/var/lib/vordr"));
         assert_eq!(c.cgroup.driver, CgroupDriver::Cgroupfs);
         assert_eq!(c.network.subnet.to_string(), "10.88.0.0/16");
+    }
+
+    #[test]
+    fn metrics_address_is_off_by_default_and_parsed_when_set() {
+        assert_eq!(Config::default().server.metrics_address, None);
+        let c = Config::from_overlay_str("[server]\nmetrics_address = \"127.0.0.1:9435\"\n", "t")
+            .unwrap();
+        let addr: std::net::SocketAddr = "127.0.0.1:9435".parse().unwrap();
+        assert_eq!(c.server.metrics_address, Some(addr));
+        // Written back as it was read, and "" for none.
+        let text = toml::to_string(&c).unwrap();
+        assert!(
+            text.contains("metrics_address = \"127.0.0.1:9435\""),
+            "{text}"
+        );
+        let off = toml::to_string(&Config::default()).unwrap();
+        assert!(off.contains("metrics_address = \"\""), "{off}");
+        for bad in ["127.0.0.1", "localhost:9435", ":9435"] {
+            let e =
+                Config::from_overlay_str(&format!("[server]\nmetrics_address = {bad:?}\n"), "t")
+                    .unwrap_err()
+                    .to_string();
+            assert!(
+                e.contains("metrics_address") && e.contains("address and port"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

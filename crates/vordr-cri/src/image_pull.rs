@@ -72,7 +72,10 @@ pub async fn pull_image(rt: &Runtime, req: PullImageRequest) -> Result<PullImage
     // progress timeout).
     let _pull = rt.lock_pull(&name).await;
     let lease = rt.puller.lease();
-    let pulled = rt.puller.pull_leased(&plan, &auth, &lease).await;
+    let pulled = rt
+        .metrics
+        .image_pull(rt.puller.pull_leased(&plan, &auth, &lease))
+        .await;
     // The pull's buffers were freed on several threads (downloads, unpacks):
     // hand the pages back instead of keeping them in malloc's arenas.
     tokio::task::spawn_blocking(release_freed_memory);

@@ -35,6 +35,7 @@ mod version;
 // What the RPCs share, by concern.
 mod container;
 mod image;
+mod metrics;
 mod net;
 mod pod;
 mod recovery;

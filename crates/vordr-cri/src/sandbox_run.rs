@@ -250,6 +250,7 @@ async fn attach_cni(
     let caps = crate::net::cni::capability_args(cfg, &net.ports, pod_cidr.as_deref())
         .map_err(|e| invalid("config.annotations", e))?;
     let a = crate::net::cni::attachment(id, cfg, netns_path, caps);
+    let _timer = rt.metrics.timer(crate::metrics::NetOp::CniAdd);
     let ips: Vec<std::net::IpAddr> = crate::net::cni::attach(cni, list, &a)
         .await
         .map_err(|e| internal("attaching the pod network", e))?;
@@ -287,6 +288,7 @@ async fn attach_netavark(
     }
     .save(rt)
     .map_err(|e| internal("recording the attachment", e))?;
+    let _timer = rt.metrics.timer(crate::metrics::NetOp::NetavarkSetup);
     rt.netavark
         .setup(&Attachment {
             pod_id: id,

@@ -40,6 +40,11 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
     #[error("{0}")]
     Streaming(#[from] vordr_streaming::ServerError),
+    #[error("metrics address {addr} (server.metrics_address): {source}")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Binds `path` with mode 0600, replacing a stale socket but never a live one.
@@ -128,6 +133,16 @@ pub async fn serve(
     let backend = Arc::new(crate::streaming::StreamingBackend(Arc::downgrade(&rt)));
     let streaming = vordr_streaming::Server::start_with(settings, backend).await?;
     let _ = rt.streaming.set(streaming);
+    let metrics = match rt.config.server.metrics_address {
+        Some(addr) => {
+            let listener = crate::metrics::http::bind(addr).await?;
+            tracing::info!(address = %listener.local_addr().unwrap_or(addr), "serving metrics at /metrics");
+            Some(crate::metrics::http::spawn(listener, Arc::downgrade(&rt)))
+        }
+        None => None,
+    };
+    // Calls are counted only when someone can scrape them.
+    let layer = crate::metrics::layer::MetricsLayer(metrics.as_ref().map(|_| rt.metrics));
     let listener = bind(&socket)?;
     tracing::info!(socket = %socket.display(), root = %rt.layout.root().display(), "vordr serving CRI v1");
     listening();
@@ -136,11 +151,15 @@ pub async fn serve(
     // HTTP/2 :authority, which hyper rejects; repair it per connection.
     let incoming = UnixListenerStream::new(listener).map(|c| c.map(AuthorityFix::new));
     let res = tonic::transport::Server::builder()
+        .layer(layer)
         .add_service(RuntimeServiceServer::new(svc.clone()).max_decoding_message_size(16 << 20))
         .add_service(ImageServiceServer::new(svc).max_decoding_message_size(16 << 20))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     let _ = std::fs::remove_file(&socket);
+    if let Some(task) = metrics {
+        task.abort();
+    }
     tracing::info!("vordr stopped; pods keep running");
     res.map_err(ServeError::from)
 }

@@ -362,6 +362,16 @@ impl Daemon {
         }
     }
 
+    /// Restarts the daemon with `lines` added to its `[server]` table
+    /// (e.g. `metrics_address = "127.0.0.1:9435"`); pods keep running.
+    pub async fn restart_with_server(&mut self, lines: &str) {
+        self.terminate();
+        let cfg = std::fs::read_to_string(&self.config).unwrap();
+        let cfg = cfg.replacen("[server]\n", &format!("[server]\n{lines}\n"), 1);
+        std::fs::write(&self.config, cfg).unwrap();
+        self.spawn().await;
+    }
+
     pub async fn client(&self) -> CriClient {
         CriClient::connect_path(&self.socket).await.unwrap()
     }

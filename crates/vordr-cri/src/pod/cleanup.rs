@@ -59,6 +59,7 @@ pub async fn teardown(rt: &Runtime, pod: &PodRecord) -> Result<(), String> {
         // CNI DEL is idempotent and works without the namespace; what ADD
         // was given comes from the attachment cache (even an ADD cut short).
         let netns = rt.layout.ns_pin(&pod.id, "net");
+        let _timer = rt.metrics.timer(crate::metrics::NetOp::CniDel);
         return match &rt.cni {
             Some(cni) => crate::net::cni::detach(cni, &pod.id, &netns).await,
             None => {
@@ -116,6 +117,7 @@ impl Attached {
 
 /// [`teardown`] from an attachment record.
 pub async fn teardown_attached(rt: &Runtime, a: &Attached) -> Result<(), String> {
+    let _timer = rt.metrics.timer(crate::metrics::NetOp::NetavarkTeardown);
     let (pod_id, ip, ip6, net) = (&a.pod_id, a.ip, a.ip6, &a.net);
     let pinned = rt.layout.ns_pin(pod_id, "net");
     let scratch_dir = rt.layout.teardown_ns_dir(pod_id);

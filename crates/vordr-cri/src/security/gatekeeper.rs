@@ -98,6 +98,7 @@ fn enforce(
         reason: reason.clone(),
         ..Default::default()
     };
+    rt.metrics.gatekeeper_decision(verdict, rule);
     crate::security::audit::append(rt, &record);
     if verdict == "allowed" {
         return Ok(());

@@ -124,6 +124,7 @@ pub async fn start_shim(
     if address.is_empty() {
         return Err(ShimError::Start("shim printed no address".into()));
     }
+    crate::metrics::Metrics::global().shim_started();
     Ok(address)
 }
 

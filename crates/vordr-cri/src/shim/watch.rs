@@ -67,6 +67,7 @@ async fn shim_died(rt: &Arc<Runtime>, id: &str) {
     if !matches!(c.state, ContainerState::Created | ContainerState::Running) {
         return;
     }
+    rt.metrics.shim_crashed();
     tracing::warn!(container = %id, "the container's shim died; killing the container through the runtime");
     crate::container::runtime_delete(rt, id).await;
     crate::container::record_lost_shim(rt, id);

@@ -82,6 +82,9 @@ pub struct Runtime {
     pub(crate) inflight: Arc<crate::state::inflight::Inflight>,
     /// The `Arc` this runtime lives in, for tasks that outlive a call.
     self_ref: std::sync::OnceLock<std::sync::Weak<Runtime>>,
+    /// Prometheus metrics (the process's one set), served when
+    /// `server.metrics_address` is set.
+    pub metrics: &'static crate::metrics::Metrics,
 }
 
 impl Runtime {
@@ -143,6 +146,7 @@ impl Runtime {
             cni,
             inflight: Arc::default(),
             self_ref: std::sync::OnceLock::new(),
+            metrics: crate::metrics::Metrics::global(),
         })
     }
 

@@ -129,6 +129,9 @@ pub struct ServeArgs {
     /// docker-style auth file for pulls without kubelet credentials
     #[arg(long)]
     pub auth_file: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDRESS/metrics, e.g. 127.0.0.1:9435 [default: none]
+    #[arg(long, value_name = "ADDRESS")]
+    pub metrics_address: Option<std::net::SocketAddr>,
     /// Gatekeeper profile of namespaces without an override (privileged, baseline, restricted)
     #[arg(long)]
     pub gatekeeper_profile: Option<vordr_config::GatekeeperProfile>,
@@ -167,6 +170,9 @@ pub fn effective_config(a: &ServeArgs) -> Result<Config> {
     }
     if let Some(p) = &a.auth_file {
         c.image.auth_file = p.clone();
+    }
+    if let Some(a) = a.metrics_address {
+        c.server.metrics_address = Some(a);
     }
     if let Some(p) = &a.gatekeeper_profile {
         c.gatekeeper.profile = *p;
