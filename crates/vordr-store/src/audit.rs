@@ -57,6 +57,8 @@ pub struct AuditFilter {
     /// Only denials and errors.
     pub denied_only: bool,
     pub namespace: Option<String>,
+    /// Only the gatekeeper's decisions (no lifecycle events).
+    pub decisions_only: bool,
 }
 
 /// How the chain's caller hashes a record and signs a checkpoint.
@@ -175,10 +177,11 @@ impl Store {
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {COLUMNS} FROM audit
              WHERE (?1 = 0 OR verdict IN ('denied', 'error')) AND (?2 IS NULL OR namespace = ?2)
+                   AND (?4 = 0 OR kind = 'decision')
              ORDER BY id DESC LIMIT ?3"
         ))?;
         let rows = stmt.query_map(
-            params![f.denied_only, f.namespace, f.limit.max(1)],
+            params![f.denied_only, f.namespace, f.limit.max(1), f.decisions_only],
             row_to_record,
         )?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -301,6 +304,7 @@ mod tests {
                 limit: 100,
                 denied_only: true,
                 namespace: Some("a".into()),
+                ..Default::default()
             })
             .unwrap();
         assert_eq!(denied.iter().map(|r| r.time).collect::<Vec<_>>(), vec![6]);

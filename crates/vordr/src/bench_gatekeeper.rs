@@ -166,9 +166,36 @@ pub fn run(a: BenchGatekeeperArgs) -> Result<()> {
                 std::hint::black_box(vordr_cri::HostPaths::resolve(&ctr.mounts).ok());
             }),
         ),
+        ("audit chain append (record)", audit_appends(a.iterations)?),
     ];
     print(&a, &rows);
     Ok(())
+}
+
+/// Records appended to an audit chain in a fresh state directory (SQLite
+/// as the daemon opens it, the head file, trimming at the default 100,000
+/// rows not reached): a pod + container lifecycle appends about a dozen.
+fn audit_appends(n: usize) -> Result<Vec<Duration>> {
+    let root = tempfile::tempdir()?;
+    let store = vordr_store::Store::open(root.path())?;
+    let log = vordr_audit::AuditLog::open(&store, root.path(), 100_000)?;
+    let record = vordr_store::AuditRecord {
+        kind: "lifecycle".into(),
+        action: "StartContainer".into(),
+        container: "c".repeat(64),
+        verdict: "ok".into(),
+        ..Default::default()
+    };
+    let mut failed = None;
+    let times = time(n.min(20_000), || {
+        if let Err(e) = log.append(&store, &record) {
+            failed = Some(e);
+        }
+    });
+    match failed {
+        Some(e) => Err(e.into()),
+        None => Ok(times),
+    }
 }
 
 /// kubelet's directory for the pod under `kubelet`, with the files its

@@ -13,6 +13,8 @@ use vordr_store::AuditFilter;
 pub struct AuditEntry {
     /// RFC 3339 (seconds).
     pub time: String,
+    /// "decision" (the gatekeeper's) or "lifecycle" (a change a call made).
+    pub kind: String,
     /// The RPC judged (RunPodSandbox, CreateContainer, ...).
     pub action: String,
     pub namespace: String,
@@ -53,6 +55,7 @@ pub fn audit(root: &Path, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
         .into_iter()
         .map(|r| AuditEntry {
             time: super::common::rfc3339(r.time),
+            kind: r.kind,
             action: r.action,
             namespace: r.namespace,
             pod: r.pod,

@@ -5,6 +5,7 @@
 //! which prints them as a table or as JSON.
 
 pub mod audit;
+pub mod audit_chain;
 pub mod common;
 pub mod exec;
 pub mod images;
@@ -90,10 +91,10 @@ pub enum Command {
 #[derive(Args)]
 pub struct AuditArgs {
     /// The daemon's TOML configuration (for its root directory).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub config: Option<PathBuf>,
     /// The daemon's state directory [default: from the config, /var/lib/vordr]
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub root: Option<PathBuf>,
     /// Rows shown.
     #[arg(long, short = 'n', default_value_t = 50)]
@@ -105,8 +106,24 @@ pub struct AuditArgs {
     #[arg(long)]
     pub namespace: Option<String>,
     /// One JSON object per line.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub json: bool,
+    /// Lifecycle events (every change a CRI call made) as well as decisions.
+    #[arg(long)]
+    pub all: bool,
+    /// Every kind of record (decisions and lifecycle events), oldest first,
+    /// with its hash and the previous record's.
+    #[arg(long)]
+    pub chain: bool,
+    #[command(subcommand)]
+    pub command: Option<AuditCommand>,
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the audit chain from its signed checkpoint and name the
+    /// first record that was edited, removed or moved (exit 1 if any).
+    Verify,
 }
 
 #[derive(Args)]
@@ -284,11 +301,19 @@ pub async fn info(a: EndpointArgs) -> Result<()> {
 
 pub fn audit(a: AuditArgs) -> Result<()> {
     let root = audit::root_dir(a.config.as_deref(), a.root)?;
+    if let Some(AuditCommand::Verify) = a.command {
+        let code = audit_chain::print_verify(&audit_chain::verify(&root)?, a.json)?;
+        std::process::exit(code);
+    }
+    if a.chain {
+        return audit_chain::print_chain(&audit_chain::chain(&root, a.limit as usize)?, a.json);
+    }
     let rows = audit::audit(
         &root,
         &vordr_store::AuditFilter {
             limit: a.limit,
             denied_only: a.denied,
+            decisions_only: !a.all,
             namespace: a.namespace,
         },
     )?;

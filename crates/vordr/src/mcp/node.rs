@@ -83,6 +83,7 @@ impl Vordr {
                     limit: p.limit,
                     denied_only: p.denied,
                     namespace: p.namespace,
+                    decisions_only: true,
                 };
                 let records =
                     tokio::task::spawn_blocking(move || audit::audit(&root, &filter)).await??;
