@@ -244,11 +244,23 @@ fn configs(
     log_directory: String,
     uid: String,
 ) -> (cri::PodSandboxConfig, cri::ContainerConfig) {
+    (
+        pod_config(spec, name, log_directory, uid),
+        container_config(spec, name),
+    )
+}
+
+/// The pod: labelled as `vordr run`'s, its ports, privileged with its container.
+fn pod_config(
+    spec: &RunSpec,
+    name: &str,
+    log_directory: String,
+    uid: String,
+) -> cri::PodSandboxConfig {
     let mut labels: std::collections::HashMap<String, String> =
         spec.labels.clone().into_iter().collect();
-    let container_labels = labels.clone();
     labels.insert(RUN_LABEL.into(), "true".into());
-    let pod = cri::PodSandboxConfig {
+    cri::PodSandboxConfig {
         metadata: Some(cri::PodSandboxMetadata {
             name: name.into(),
             uid,
@@ -285,8 +297,12 @@ fn configs(
             ..Default::default()
         }),
         ..Default::default()
-    };
-    let security = cri::LinuxContainerSecurityContext {
+    }
+}
+
+/// What kubelet sends for a container by default, or privileged.
+fn container_security(spec: &RunSpec) -> cri::LinuxContainerSecurityContext {
+    cri::LinuxContainerSecurityContext {
         privileged: spec.privileged,
         namespace_options: Some(cri::NamespaceOption {
             pid: cri::NamespaceMode::Container as i32,
@@ -314,8 +330,12 @@ fn configs(
                 .to_vec()
         },
         ..Default::default()
-    };
-    let container = cri::ContainerConfig {
+    }
+}
+
+/// The container: the image, command, environment, mounts and terminal asked for.
+fn container_config(spec: &RunSpec, name: &str) -> cri::ContainerConfig {
+    cri::ContainerConfig {
         metadata: Some(cri::ContainerMetadata {
             name: name.into(),
             attempt: 0,
@@ -344,18 +364,17 @@ fn configs(
                 ..Default::default()
             })
             .collect(),
-        labels: container_labels.into_iter().collect(),
+        labels: spec.labels.clone().into_iter().collect(),
         log_path: format!("{name}/0.log"),
         stdin: spec.stdin,
         stdin_once: spec.stdin,
         tty: spec.tty,
         linux: Some(cri::LinuxContainerConfig {
-            security_context: Some(security),
+            security_context: Some(container_security(spec)),
             ..Default::default()
         }),
         ..Default::default()
-    };
-    (pod, container)
+    }
 }
 
 /// Pulls the image if needed, runs a pod and a container in it, starts
