@@ -1,4 +1,5 @@
-//! The on-disk layout: every path the daemon writes, named in one place.
+//! The on-disk layout: every path vordr-cri writes, named in one place;
+//! the crates it drives name their own files below these (marked).
 //!
 //! Two trees: `root` (`server.root`, persistent, default `/var/lib/vordr`)
 //! survives a reboot; `run` (`server.run_dir`, default `/run/vordr`, a
@@ -6,6 +7,7 @@
 //!
 //! ```text
 //! <root>/vordr.db                       state (vordr-store)
+//! <root>/audit.{head,key}                the audit chain's head and node key (vordr-audit)
 //! <root>/images/{content,snapshots}/     image store (vordr-image)
 //! <root>/pods/<pod>/{hostname,hosts,resolv.conf}
 //! <root>/containers/<ctr>/{upper,work}/  writable layers
@@ -15,10 +17,12 @@
 //! <run>/ns/<pod>/attachment.json         what the network driver attached
 //! <run>/ns-teardown/<pod>/               scratch namespace for a late detach
 //! <run>/bundles/<ctr>/{config.json,judged.json,rootfs,exec-*}
+//!                                        (+ options.json, init.pid, exit.json, shim.log: the shim)
 //! <run>/s/                               shim and attach sockets
 //! <run>/events.sock                      TTRPC endpoint shims publish to
 //! <run>/runtime/<kind>/                  youki's or runc's state
 //! <run>/netavark/                        netavark's config directory
+//! /run/lock/vordr-netavark.lock          netavark calls serialised (vordr-net)
 //! ```
 
 use std::path::{Path, PathBuf};
