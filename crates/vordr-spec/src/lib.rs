@@ -10,6 +10,7 @@
 
 #![warn(missing_docs)]
 
+pub mod cgroup;
 mod devices;
 mod mounts;
 mod namespaces;
@@ -25,7 +26,7 @@ use std::path::{Path, PathBuf};
 use k8s_cri::v1::{ContainerConfig, LinuxContainerSecurityContext, PodSandboxConfig};
 use oci_spec::runtime::{Capabilities, Linux, LinuxCapabilitiesBuilder, Process, Root, Spec, User};
 
-pub use resources::cgroups_path;
+pub use cgroup::{cgroups_path, spec_cgroups_path, validate_unified};
 pub use seccomp_default::{default_seccomp, default_seccomp_for};
 pub use security::{
     default_capabilities, requested_adds, APPARMOR_RUNTIME_DEFAULT, MAX_SECCOMP_PROFILE,
@@ -436,7 +437,7 @@ fn build_linux(
     linux.set_gid_mappings(gid_mappings);
     linux.set_sysctl(sysctls);
     linux.set_resources(Some(resources::build(resources, opts, devs.cgroup_rules)?));
-    linux.set_cgroups_path(Some(resources::cgroups_path(
+    linux.set_cgroups_path(Some(cgroup::spec_cgroups_path(
         &pod.cgroup_parent,
         r.container_id,
     )));

@@ -1,6 +1,6 @@
 //! cgroup resources, the cgroup path and oom_score_adj.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use k8s_cri::v1::LinuxContainerResources;
 use oci_spec::runtime::{
@@ -10,12 +10,6 @@ use oci_spec::runtime::{
 use crate::{invalid, io_error, SpecError, SpecOptions};
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
-
-/// `<cgroup_parent>/vordr-<id>` (cgroupfs form); "/vordr-<id>" without a parent.
-pub fn cgroups_path(parent: &str, container_id: &str) -> PathBuf {
-    let parent = if parent.is_empty() { "/" } else { parent };
-    Path::new(parent).join(format!("vordr-{container_id}"))
-}
 
 /// The `linux.resources` section: the device rules plus whatever the CRI
 /// resources ask for, as containerd's `WithResources`.
@@ -94,6 +88,12 @@ pub(crate) fn build(
                     format!("{} is too large", h.limit),
                 )
             })?;
+            if !crate::cgroup::hugetlb_page_size_ok(&h.page_size) {
+                return Err(invalid(
+                    format!("linux.resources.hugepage_limits[{i}].page_size"),
+                    format!("{:?} is not a page size like 2MB or 1GB", h.page_size),
+                ));
+            }
             let mut l = LinuxHugepageLimit::default();
             l.set_page_size(h.page_size.clone());
             l.set_limit(limit);
@@ -103,6 +103,7 @@ pub(crate) fn build(
     }
 
     if !res.unified.is_empty() {
+        crate::cgroup::validate_unified(&res.unified)?;
         out.set_unified(Some(res.unified.clone()));
     }
     Ok(out)
@@ -204,15 +205,6 @@ mod tests {
             hugetlb_controller: Some(hugetlb),
             ..Default::default()
         }
-    }
-
-    #[test]
-    fn cgroup_path_forms() {
-        assert_eq!(
-            cgroups_path("/kubepods/besteffort/pod123", "abc"),
-            PathBuf::from("/kubepods/besteffort/pod123/vordr-abc")
-        );
-        assert_eq!(cgroups_path("", "abc"), PathBuf::from("/vordr-abc"));
     }
 
     #[test]
