@@ -3,6 +3,7 @@
 //! converted at the edge and the work is done over the store and the network.
 
 mod container_attach;
+mod container_checkpoint;
 mod container_create;
 mod container_exec;
 mod container_exec_sync;

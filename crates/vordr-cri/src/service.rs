@@ -10,9 +10,9 @@ use tonic::{Request, Response, Status};
 use crate::security::audit::{self, Event};
 use crate::state::Runtime;
 use crate::{
-    container_attach, container_create, container_exec, container_exec_sync, container_list,
-    container_remove, container_reopen_log, container_start, container_stats, container_status,
-    container_stop, container_update, image_fs_info, image_list, image_pull, image_remove,
+    container_attach, container_checkpoint, container_create, container_exec, container_exec_sync,
+    container_list, container_remove, container_reopen_log, container_start, container_stats,
+    container_status, container_stop, container_update, image_fs_info, image_list, image_pull, image_remove,
     image_status, runtime_config, runtime_status, sandbox_list, sandbox_port_forward,
     sandbox_remove, sandbox_run, sandbox_status, sandbox_stop, update_runtime_config, version,
 };
@@ -323,9 +323,16 @@ impl RuntimeService for Vordr {
     }
     async fn checkpoint_container(
         &self,
-        _: Request<CheckpointContainerRequest>,
+        r: Request<CheckpointContainerRequest>,
     ) -> R<CheckpointContainerResponse> {
-        not_yet("CheckpointContainer")
+        let req = r.into_inner();
+        let ev = Event::new("CheckpointContainer")
+            .container(&req.container_id)
+            .detail(format!("location {}", req.location));
+        audited(&self.0, ev, |rt| async move {
+            container_checkpoint::checkpoint_container(&rt, req).await
+        })
+        .await
     }
     type GetContainerEventsStream =
         tokio_stream::wrappers::ReceiverStream<Result<ContainerEventResponse, Status>>;

@@ -49,6 +49,9 @@ pub trait OciRuntime: Send + Sync {
     fn resume(&self, id: &str) -> Result<()>;
     /// Applies new resources (the JSON of an OCI `LinuxResources`).
     fn update(&self, id: &str, bundle: &Path, resources_json: &[u8]) -> Result<()>;
+    /// Dumps the running container's processes with criu into `images`
+    /// (criu's own files in `work`), leaving them running.
+    fn checkpoint(&self, id: &str, images: &Path, work: &Path) -> Result<()>;
     /// Starts `process.json` inside the running container, writing the
     /// process's own pid to `pid_file`. With `io.console_socket` (a
     /// terminal), the terminal is allocated in the container's devpts and

@@ -88,6 +88,16 @@ impl OciRuntime for Runc {
         r
     }
 
+    fn checkpoint(&self, id: &str, images: &Path, work: &Path) -> Result<()> {
+        let mut c = self.cmd();
+        c.arg("checkpoint").arg("--image-path").arg(images);
+        c.arg("--work-path")
+            .arg(work)
+            .arg("--leave-running")
+            .arg(id);
+        run_helper(c, "runc checkpoint", None)
+    }
+
     fn exec(
         &self,
         id: &str,

@@ -110,6 +110,23 @@ impl OciRuntime for Youki {
             .map_err(|e| RuntimeError(format!("update cgroup: {e}")))
     }
 
+    fn checkpoint(&self, id: &str, images: &Path, work: &Path) -> Result<()> {
+        let opts = libcontainer::container::CheckpointOptions {
+            ext_unix_sk: false,
+            file_locks: false,
+            image_path: images.to_path_buf(),
+            leave_running: true,
+            shell_job: false,
+            tcp_established: false,
+            work_path: Some(work.to_path_buf()),
+            manage_cgroups_mode: rust_criu::CgMode::SOFT,
+            link_remap: false,
+        };
+        self.load(id)?
+            .checkpoint(&opts)
+            .map_err(err("youki checkpoint"))
+    }
+
     fn exec(
         &self,
         _id: &str,

@@ -1,6 +1,7 @@
 //! The containerd task API over TTRPC: each call checked and answered by the task modules.
 
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -318,6 +319,40 @@ impl Task for TaskService {
         self.runtime()?
             .update(&req.id, &bundle, &res.value)
             .map_err(|e| internal(e.to_string()))?;
+        Ok(Empty::new())
+    }
+
+    /// Dumps the running container with criu into `req.path` (a directory
+    /// the daemon made for it), leaving it running.
+    fn checkpoint(&self, _ctx: &TtrpcContext, req: CheckpointTaskRequest) -> TtrpcResult<Empty> {
+        self.check_id(&req.id)?;
+        let images = Path::new(&req.path);
+        if !images.is_absolute() {
+            return Err(invalid(format!(
+                "checkpoint path {:?} is not absolute",
+                req.path
+            )));
+        }
+        let (bundle, running) = {
+            let st = self.lock();
+            let running = st.init.as_ref().is_some_and(|p| p.state == PState::Running);
+            (st.bundle.clone(), running)
+        };
+        if !running {
+            return Err(failed("the container is not running".to_string()));
+        }
+        let work = bundle.join("criu-work");
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&work)
+            .map_err(|e| internal(format!("{}: {e}", work.display())))?;
+        let r = self.runtime()?.checkpoint(&req.id, images, &work);
+        // criu's log of the dump goes with the images, where the daemon
+        // puts it into the archive (dump.log, as CRI-O's archives have it).
+        let _ = std::fs::copy(work.join("dump.log"), images.join("dump.log"));
+        let _ = std::fs::remove_dir_all(&work);
+        r.map_err(|e| internal(e.to_string()))?;
         Ok(Empty::new())
     }
 

@@ -2,6 +2,7 @@
 //! the teardown every failed create and every remove goes through.
 
 pub(crate) mod cgroup;
+pub(crate) mod checkpoint;
 pub(crate) mod exit;
 pub(crate) mod handler;
 pub(crate) mod judge;

@@ -308,6 +308,19 @@ impl Shim {
         Ok(())
     }
 
+    /// Dumps the running container with criu into `images`, leaving it
+    /// running; criu may take long for a big container, hence `timeout`.
+    pub async fn checkpoint(&self, images: &Path, timeout: Duration) -> Result<(), ShimError> {
+        let req = CheckpointTaskRequest {
+            id: self.id.clone(),
+            path: images.display().to_string(),
+            ..Default::default()
+        };
+        let ctx = context::with_timeout(timeout.as_nanos() as i64);
+        self.client.checkpoint(ctx, &req).await.map_err(call_err)?;
+        Ok(())
+    }
+
     /// Asks the shim to exit (it does once nothing runs).
     pub async fn shutdown(&self) -> Result<(), ShimError> {
         let req = ShutdownRequest {
