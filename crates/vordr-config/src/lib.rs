@@ -37,6 +37,34 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     pub gatekeeper: GatekeeperConfig,
     pub streaming: StreamingConfig,
+    pub stats: StatsConfig,
+    pub events: EventsConfig,
+}
+
+/// The stats cache behind ContainerStats, PodSandboxStats and
+/// ListPodSandboxMetrics.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StatsConfig {
+    /// How often the cgroup, process and network counters are sampled in
+    /// the background (CPU rates are computed between two samples).
+    #[serde(with = "duration")]
+    pub interval: Duration,
+    /// How often the writable layers are walked for their bytes and inodes.
+    #[serde(with = "duration")]
+    pub filesystem_interval: Duration,
+}
+
+/// GetContainerEvents.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EventsConfig {
+    /// Events kept while no client streams them, for the next one (the
+    /// oldest are dropped past this).
+    pub backlog: usize,
+    /// Events queued for one stream whose client reads too slowly; past
+    /// this the stream ends with ResourceExhausted.
+    pub stream_buffer: usize,
 }
 
 /// The streaming server behind Exec, Attach and PortForward (kubectl
@@ -449,6 +477,10 @@ struct PartialConfig {
     gatekeeper: toml::Table,
     #[serde(default)]
     streaming: toml::Table,
+    #[serde(default)]
+    stats: toml::Table,
+    #[serde(default)]
+    events: toml::Table,
 }
 
 impl Default for Config {
@@ -606,7 +638,32 @@ impl Config {
                 "must be empty, \"iptables\", \"nftables\" or \"firewalld\"",
             );
         }
-        self.validate_streaming()
+        self.validate_streaming()?;
+        self.validate_stats()
+    }
+
+    fn validate_stats(&self) -> Result<(), ConfigError> {
+        let invalid = |field, reason: &str| {
+            Err(ConfigError::Invalid {
+                field,
+                reason: reason.to_string(),
+            })
+        };
+        for (field, d) in [
+            ("stats.interval", self.stats.interval),
+            ("stats.filesystem_interval", self.stats.filesystem_interval),
+        ] {
+            if d < Duration::from_millis(100) || d > Duration::from_secs(3600) {
+                return invalid(field, "must be between 100ms and 1h");
+            }
+        }
+        if self.events.backlog > 1_000_000 {
+            return invalid("events.backlog", "must be at most 1000000");
+        }
+        if !(1..=1_000_000).contains(&self.events.stream_buffer) {
+            return invalid("events.stream_buffer", "must be between 1 and 1000000");
+        }
+        Ok(())
     }
 
     fn validate_streaming(&self) -> Result<(), ConfigError> {
@@ -869,6 +926,28 @@ allow_privileged = true
                 "[streaming]\ntls_cert = \"cert.pem\"\ntls_key = \"key.pem\"",
                 "streaming.tls_cert",
             ),
+        ] {
+            let e = Config::from_overlay_str(text, "t").unwrap_err();
+            assert!(e.to_string().contains(field), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn stats_and_events_settings() {
+        let c = Config::default();
+        assert_eq!(c.stats.interval, Duration::from_secs(1));
+        assert_eq!(c.stats.filesystem_interval, Duration::from_secs(10));
+        assert_eq!((c.events.backlog, c.events.stream_buffer), (1024, 4096));
+        let c = Config::from_overlay_str("[stats]\ninterval = \"250ms\"\n", "t").unwrap();
+        assert_eq!(c.stats.interval, Duration::from_millis(250));
+        for (text, field) in [
+            ("[stats]\ninterval = \"10ms\"", "stats.interval"),
+            (
+                "[stats]\nfilesystem_interval = \"2h\"",
+                "stats.filesystem_interval",
+            ),
+            ("[events]\nbacklog = 2000000", "events.backlog"),
+            ("[events]\nstream_buffer = 0", "events.stream_buffer"),
         ] {
             let e = Config::from_overlay_str(text, "t").unwrap_err();
             assert!(e.to_string().contains(field), "{text}: {e}");

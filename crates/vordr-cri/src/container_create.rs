@@ -127,6 +127,11 @@ pub async fn create_container(
                 .map_err(|e| internal("recording container", e))?;
             let name = config.metadata.as_ref().map_or("", |m| m.name.as_str());
             tracing::info!(container = %id, pod = %pod.id, name, "container created");
+            crate::container::events::emit(
+                rt,
+                &id,
+                k8s_cri::v1::ContainerEventType::ContainerCreatedEvent,
+            );
             if let Ok(shim) = crate::shim::client::Shim::connect(&id, &shim_address).await {
                 crate::shim::watch::watch(rt, &shim).await;
             }

@@ -40,5 +40,6 @@ pub async fn remove_locked(rt: &Runtime, c: &ContainerRecord) -> Result<(), Stat
         .delete_container(&c.id)
         .map_err(|e| internal("deleting container", e))?;
     tracing::info!(container = %c.id, "container removed");
+    crate::container::events::emit_deleted(rt, c);
     Ok(())
 }

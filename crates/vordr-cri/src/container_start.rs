@@ -31,5 +31,10 @@ pub async fn start_container(
         .set_container_running(&c.id, crate::state::ids::now_ns())
         .map_err(|e| internal("recording container", e))?;
     tracing::info!(container = %c.id, "container started");
+    crate::container::events::emit(
+        rt,
+        &c.id,
+        k8s_cri::v1::ContainerEventType::ContainerStartedEvent,
+    );
     Ok(StartContainerResponse {})
 }

@@ -50,7 +50,8 @@ pub fn config_of(c: &ContainerRecord) -> ContainerConfig {
     serde_json::from_str(&c.config).unwrap_or_default()
 }
 
-fn to_status(c: &ContainerRecord) -> ContainerStatus {
+/// The CRI status of `c` (also sent with container events).
+pub fn to_status(c: &ContainerRecord) -> ContainerStatus {
     let cfg = config_of(c);
     ContainerStatus {
         id: c.id.clone(),

@@ -5,6 +5,7 @@
 mod container_attach;
 mod container_checkpoint;
 mod container_create;
+mod container_events;
 mod container_exec;
 mod container_exec_sync;
 mod container_list;
@@ -23,9 +24,11 @@ mod image_status;
 mod runtime_config;
 mod runtime_status;
 mod sandbox_list;
+mod sandbox_metrics;
 mod sandbox_port_forward;
 mod sandbox_remove;
 mod sandbox_run;
+mod sandbox_stats;
 mod sandbox_status;
 mod sandbox_stop;
 mod serve;
@@ -43,6 +46,7 @@ mod recovery;
 mod security;
 mod shim;
 mod state;
+mod stats;
 mod streaming;
 
 pub use security::hostpath::HostPaths;

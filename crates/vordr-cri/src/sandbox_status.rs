@@ -63,38 +63,7 @@ pub async fn pod_sandbox_status(
 ) -> Result<PodSandboxStatusResponse, Status> {
     let pod = rt.find_pod(&req.pod_sandbox_id)?;
     let cfg = config_of(&pod)?;
-    let ns_options = cfg
-        .linux
-        .as_ref()
-        .and_then(|l| l.security_context.as_ref())
-        .and_then(|s| s.namespace_options.clone())
-        .unwrap_or_default();
-    let status = PodSandboxStatus {
-        id: pod.id.clone(),
-        metadata: Some(metadata_of(&pod)),
-        state: cri_state(pod.state) as i32,
-        created_at: pod.created_at,
-        network: Some(PodSandboxNetworkStatus {
-            ip: pod.ip.map(|ip| ip.to_string()).unwrap_or_default(),
-            // Dual-stack: the other family's addresses.
-            additional_ips: rt
-                .store
-                .pod_ips(&pod.id)
-                .map_err(|e| crate::state::errors::internal("reading the pod's addresses", e))?
-                .into_iter()
-                .filter(|ip| Some(*ip) != pod.ip)
-                .map(|ip| PodIp { ip: ip.to_string() })
-                .collect(),
-        }),
-        linux: Some(LinuxPodSandboxStatus {
-            namespaces: Some(Namespace {
-                options: Some(ns_options),
-            }),
-        }),
-        labels: map(&pod.labels),
-        annotations: map(&pod.annotations),
-        runtime_handler: pod.runtime_handler.clone(),
-    };
+    let status = status_of(rt, &pod, &cfg)?;
     let mut info = HashMap::new();
     if req.verbose {
         let network: serde_json::Value = serde_json::from_str(&pod.network).unwrap_or_default();
@@ -120,4 +89,46 @@ pub async fn pod_sandbox_status(
         containers_statuses: vec![],
         timestamp: now_ns(),
     })
+}
+
+/// The CRI status of `pod`, whose config is `cfg` (also sent with
+/// container events).
+pub fn status_of(
+    rt: &Runtime,
+    pod: &PodRecord,
+    cfg: &PodSandboxConfig,
+) -> Result<PodSandboxStatus, Status> {
+    let ns_options = cfg
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.clone())
+        .unwrap_or_default();
+    let status = PodSandboxStatus {
+        id: pod.id.clone(),
+        metadata: Some(metadata_of(pod)),
+        state: cri_state(pod.state) as i32,
+        created_at: pod.created_at,
+        network: Some(PodSandboxNetworkStatus {
+            ip: pod.ip.map(|ip| ip.to_string()).unwrap_or_default(),
+            // Dual-stack: the other family's addresses.
+            additional_ips: rt
+                .store
+                .pod_ips(&pod.id)
+                .map_err(|e| crate::state::errors::internal("reading the pod's addresses", e))?
+                .into_iter()
+                .filter(|ip| Some(*ip) != pod.ip)
+                .map(|ip| PodIp { ip: ip.to_string() })
+                .collect(),
+        }),
+        linux: Some(LinuxPodSandboxStatus {
+            namespaces: Some(Namespace {
+                options: Some(ns_options),
+            }),
+        }),
+        labels: map(&pod.labels),
+        annotations: map(&pod.annotations),
+        runtime_handler: pod.runtime_handler.clone(),
+    };
+    Ok(status)
 }

@@ -112,6 +112,7 @@ pub async fn serve(
         Err(e) => tracing::warn!("network not ready: {e}"),
     }
     crate::net::pool::spawn_refill_task(rt.clone());
+    crate::stats::spawn_refresh_task(&rt);
     let sc = &rt.config.streaming;
     let streaming_addr = std::net::SocketAddr::new(sc.address, sc.port);
     let to_usize = |n: u32| usize::try_from(n).unwrap_or(usize::MAX);

@@ -9,6 +9,7 @@ use tonic::{Request, Response, Status};
 
 use crate::security::audit::{self, Event};
 use crate::state::Runtime;
+use crate::{container_events, sandbox_metrics, sandbox_stats};
 use crate::{
     container_attach, container_checkpoint, container_create, container_exec, container_exec_sync,
     container_list, container_remove, container_reopen_log, container_start, container_stats,
@@ -292,7 +293,7 @@ impl RuntimeService for Vordr {
     ) -> R<PodSandboxStatsResponse> {
         let req = r.into_inner();
         on_own_thread(&self.0, |rt| async move {
-            container_stats::pod_sandbox_stats(&rt, req).await
+            sandbox_stats::pod_sandbox_stats(&rt, req).await
         })
         .await
     }
@@ -302,7 +303,7 @@ impl RuntimeService for Vordr {
     ) -> R<ListPodSandboxStatsResponse> {
         let req = r.into_inner();
         on_own_thread(&self.0, |rt| async move {
-            container_stats::list_pod_sandbox_stats(&rt, req).await
+            sandbox_stats::list_pod_sandbox_stats(&rt, req).await
         })
         .await
     }
@@ -338,21 +339,30 @@ impl RuntimeService for Vordr {
         tokio_stream::wrappers::ReceiverStream<Result<ContainerEventResponse, Status>>;
     async fn get_container_events(
         &self,
-        _: Request<GetEventsRequest>,
+        r: Request<GetEventsRequest>,
     ) -> R<Self::GetContainerEventsStream> {
-        not_yet("GetContainerEvents")
+        Ok(Response::new(container_events::get_container_events(
+            &self.0,
+            r.into_inner(),
+        )))
     }
     async fn list_metric_descriptors(
         &self,
-        _: Request<ListMetricDescriptorsRequest>,
+        r: Request<ListMetricDescriptorsRequest>,
     ) -> R<ListMetricDescriptorsResponse> {
-        not_yet("ListMetricDescriptors")
+        Ok(Response::new(sandbox_metrics::list_metric_descriptors(
+            r.into_inner(),
+        )))
     }
     async fn list_pod_sandbox_metrics(
         &self,
-        _: Request<ListPodSandboxMetricsRequest>,
+        r: Request<ListPodSandboxMetricsRequest>,
     ) -> R<ListPodSandboxMetricsResponse> {
-        not_yet("ListPodSandboxMetrics")
+        let req = r.into_inner();
+        on_own_thread(&self.0, |rt| async move {
+            sandbox_metrics::list_pod_sandbox_metrics(&rt, req).await
+        })
+        .await
     }
     async fn runtime_config(&self, _: Request<RuntimeConfigRequest>) -> R<RuntimeConfigResponse> {
         Ok(Response::new(runtime_config::runtime_config(&self.0)))

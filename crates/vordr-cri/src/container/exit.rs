@@ -30,7 +30,14 @@ pub fn record_exit(rt: &Runtime, id: &str, code: i32, at_ns: i64) {
         message: String::new(),
     };
     match rt.store.set_container_exited(id, &exit) {
-        Ok(true) => tracing::info!(container = %id, code, reason, "container exited"),
+        Ok(true) => {
+            tracing::info!(container = %id, code, reason, "container exited");
+            crate::container::events::emit(
+                rt,
+                id,
+                k8s_cri::v1::ContainerEventType::ContainerStoppedEvent,
+            );
+        }
         Ok(false) => {}
         Err(e) => tracing::error!(container = %id, "recording exit: {e}"),
     }

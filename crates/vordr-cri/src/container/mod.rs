@@ -3,6 +3,7 @@
 
 pub(crate) mod cgroup;
 pub(crate) mod checkpoint;
+pub(crate) mod events;
 pub(crate) mod exit;
 pub(crate) mod handler;
 pub(crate) mod judge;
@@ -191,8 +192,14 @@ pub fn record_lost_shim(rt: &Runtime, id: &str) {
                 reason: "Unknown".into(),
                 message: "the container's shim is gone".into(),
             };
-            if let Err(e) = rt.store.set_container_exited(id, &exit) {
-                tracing::error!(container = %id, "recording exit: {e}");
+            match rt.store.set_container_exited(id, &exit) {
+                Ok(true) => crate::container::events::emit(
+                    rt,
+                    id,
+                    k8s_cri::v1::ContainerEventType::ContainerStoppedEvent,
+                ),
+                Ok(false) => {}
+                Err(e) => tracing::error!(container = %id, "recording exit: {e}"),
             }
         }
     }

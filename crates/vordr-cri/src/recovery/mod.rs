@@ -176,9 +176,17 @@ async fn containers(rt: &Runtime, report: &mut Report) {
                             && c.state == ContainerState::Created =>
                     {
                         // Started just before the daemon died.
-                        let _ = rt
+                        if rt
                             .store
-                            .set_container_running(&c.id, crate::state::ids::now_ns());
+                            .set_container_running(&c.id, crate::state::ids::now_ns())
+                            .is_ok()
+                        {
+                            crate::container::events::emit(
+                                rt,
+                                &c.id,
+                                k8s_cri::v1::ContainerEventType::ContainerStartedEvent,
+                            );
+                        }
                     }
                     Some(_) => {}
                     None => {

@@ -85,6 +85,10 @@ pub struct Runtime {
     /// Prometheus metrics (the process's one set), served when
     /// `server.metrics_address` is set.
     pub metrics: &'static crate::metrics::Metrics,
+    /// Container and pod counters, refreshed in the background.
+    pub(crate) stats: crate::stats::StatsCache,
+    /// GetContainerEvents' streams and backlog.
+    pub(crate) events: crate::container::events::EventHub,
 }
 
 impl Runtime {
@@ -123,6 +127,10 @@ impl Runtime {
         let network = bridge_network(&config, pod_cidr.as_deref());
         let cni = (config.network.driver == vordr_config::NetworkDriver::Cni)
             .then(|| crate::net::cni::CniNetwork::new(&config));
+        let events = crate::container::events::EventHub::new(
+            config.events.backlog,
+            config.events.stream_buffer,
+        );
         Ok(Runtime {
             gate_node: vordr_gatekeeper::Node::new(
                 &config.gatekeeper.kubelet_root,
@@ -147,6 +155,8 @@ impl Runtime {
             inflight: Arc::default(),
             self_ref: std::sync::OnceLock::new(),
             metrics: crate::metrics::Metrics::global(),
+            stats: crate::stats::StatsCache::default(),
+            events,
         })
     }
 
