@@ -31,6 +31,7 @@ mod sandbox_run;
 mod sandbox_stats;
 mod sandbox_status;
 mod sandbox_stop;
+mod sandbox_update_resources;
 mod serve;
 mod service;
 mod update_runtime_config;

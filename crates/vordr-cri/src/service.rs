@@ -9,14 +9,15 @@ use tonic::{Request, Response, Status};
 
 use crate::security::audit::{self, Event};
 use crate::state::Runtime;
-use crate::{container_events, sandbox_metrics, sandbox_stats};
 use crate::{
     container_attach, container_checkpoint, container_create, container_exec, container_exec_sync,
     container_list, container_remove, container_reopen_log, container_start, container_stats,
-    container_status, container_stop, container_update, image_fs_info, image_list, image_pull, image_remove,
-    image_status, runtime_config, runtime_status, sandbox_list, sandbox_port_forward,
-    sandbox_remove, sandbox_run, sandbox_status, sandbox_stop, update_runtime_config, version,
+    container_status, container_stop, container_update, image_fs_info, image_list, image_pull,
+    image_remove, image_status, runtime_config, runtime_status, sandbox_list, sandbox_port_forward,
+    sandbox_remove, sandbox_run, sandbox_status, sandbox_stop, sandbox_update_resources,
+    update_runtime_config, version,
 };
+use crate::{container_events, sandbox_metrics, sandbox_stats};
 
 /// The CRI services over one shared [`Runtime`].
 #[derive(Clone)]
@@ -366,6 +367,17 @@ impl RuntimeService for Vordr {
     }
     async fn runtime_config(&self, _: Request<RuntimeConfigRequest>) -> R<RuntimeConfigResponse> {
         Ok(Response::new(runtime_config::runtime_config(&self.0)))
+    }
+    async fn update_pod_sandbox_resources(
+        &self,
+        r: Request<UpdatePodSandboxResourcesRequest>,
+    ) -> R<UpdatePodSandboxResourcesResponse> {
+        let req = r.into_inner();
+        let ev = Event::new("UpdatePodSandboxResources").pod_id(&req.pod_sandbox_id);
+        audited(&self.0, ev, |rt| async move {
+            sandbox_update_resources::update_pod_sandbox_resources(&rt, req).await
+        })
+        .await
     }
 }
 
