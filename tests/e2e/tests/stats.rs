@@ -103,7 +103,7 @@ async fn wait_stats(
     what: &str,
     ok: impl Fn(&cri::ContainerStats) -> bool,
 ) -> cri::ContainerStats {
-    let deadline = Instant::now() + scaled(Duration::from_secs(30));
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let s = stats_of(c, id).await;
         if ok(&s) {
