@@ -288,6 +288,50 @@ fn pod_userns(
     })
 }
 
+/// Mounts the container's overlay; for a pod with a user namespace, over
+/// idmapped layers (see `container::idmap`), whose namespace is returned.
+fn mount_rootfs(
+    rt: &Runtime,
+    id: &str,
+    r: &Request<'_>,
+    lowers: &[PathBuf],
+) -> Result<Option<std::fs::File>, Status> {
+    let rootfs = rt.layout.rootfs_dir(id);
+    let cdir = rt.layout.container_dir(id);
+    let (upper, work) = (cdir.join("upper"), cdir.join("work"));
+    let Some(maps) = crate::pod::validate::pod_id_maps(r.sandbox) else {
+        crate::container::rootfs::mount_overlay(lowers, &upper, &work, &rootfs)
+            .map_err(|e| internal("preparing the container rootfs", e))?;
+        return Ok(None);
+    };
+    rt.require_idmap()?;
+    let root = crate::container::idmap::host_root(&maps).ok_or_else(|| {
+        invalid(
+            "sandbox_config.linux.security_context.namespace_options.userns_options",
+            "container id 0 is not mapped",
+        )
+    })?;
+    let pin = rt.layout.ns_pin(&r.pod.id, "user");
+    let userns = std::fs::File::open(&pin).map_err(|e| {
+        internal(
+            "the pod's user namespace",
+            format!("{}: {e}", pin.display()),
+        )
+    })?;
+    use std::os::fd::AsFd;
+    crate::container::idmap::mount_overlay(
+        lowers,
+        &upper,
+        &work,
+        &rootfs,
+        userns.as_fd(),
+        root,
+        &rt.layout.idmap_dir(id),
+    )
+    .map_err(|e| internal("preparing the container's idmapped rootfs", e))?;
+    Ok(Some(userns))
+}
+
 /// Everything after the row: returns the init's pid and the stop signal.
 async fn build(
     rt: &Runtime,
@@ -298,17 +342,9 @@ async fn build(
     handler: &vordr_config::RuntimeHandler,
     shim_address: &mut String,
 ) -> Result<(u32, String), Status> {
-    let rootfs = rt.layout.rootfs_dir(id);
-    let cdir = rt.layout.container_dir(id);
-    crate::container::rootfs::mount_overlay(
-        lowers,
-        &cdir.join("upper"),
-        &cdir.join("work"),
-        &rootfs,
-    )
-    .map_err(|e| internal("preparing the container rootfs", e))?;
+    let userns = mount_rootfs(rt, id, r, lowers)?;
     crate::state::faults::point("container.rootfs-mounted");
-    let built = spec(rt, id, r, &img).await?;
+    let built = spec(rt, id, r, &img, userns.as_ref()).await?;
     let shim = start(rt, id, shim_address).await?;
     let opts = CreateOptions {
         runtime: if handler.kind == "runc" {
@@ -324,10 +360,15 @@ async fn build(
         stdin_once: r.config.stdin_once,
     };
     std::fs::create_dir_all(&opts.runtime_root).map_err(|e| internal("runtime root", e))?;
-    let pid = shim
+    let created = shim
         .create(&rt.layout.bundle_dir(id), r.config.tty, "", &opts)
-        .await
-        .map_err(|e| internal("creating the container", e))?;
+        .await;
+    if userns.is_some() {
+        // The container's mount namespace holds its own copies now.
+        crate::container::idmap::release(&rt.layout.idmap_dir(id))
+            .map_err(|e| internal("releasing the idmapped volumes", e))?;
+    }
+    let pid = created.map_err(|e| internal("creating the container", e))?;
     // Before anything in it runs: what is mounted is what was judged.
     r.host_paths.verify(pid, &built.spec)?;
     crate::state::faults::point("container.shim-created");
@@ -341,6 +382,7 @@ async fn spec(
     id: &str,
     r: &Request<'_>,
     img: &vordr_spec::ImageConfig,
+    userns: Option<&std::fs::File>,
 ) -> Result<vordr_spec::Built, Status> {
     let (config, sandbox, pod) = (r.config, r.sandbox, r.pod);
     let rootfs = rt.layout.rootfs_dir(id);
@@ -384,22 +426,24 @@ async fn spec(
     vordr_fsmode::write_private(&rt.layout.judged_spec_file(id), &judged)
         .map_err(|e| internal("writing the judged spec", e))?;
     crate::security::gatekeeper::node_supports(&mut built.spec)?;
-    if paths.userns.is_some() {
-        let points: Vec<(PathBuf, bool)> = built
-            .spec
-            .mounts()
-            .iter()
-            .flatten()
-            .map(|m| {
-                let file = m.source().as_ref().is_some_and(|s| s.is_file());
-                (m.destination().clone(), !file)
-            })
-            .collect();
-        crate::container::rootfs::create_mountpoints(&rootfs, &points)
-            .map_err(|e| internal("creating mount points in the rootfs", e))?;
+    // What the runtime gets: for a user-namespaced pod, idmapped volumes
+    // (the rootfs already is); `built.spec` stays as judged, for the check
+    // of what got mounted.
+    let mut runtime_spec = built.spec.clone();
+    if let Some(userns) = userns {
+        use std::os::fd::AsFd;
+        let staging = rt.layout.idmap_dir(id);
+        crate::container::idmap::create_staging(&staging)
+            .map_err(|e| internal("the idmap staging directory", e))?;
+        crate::container::idmap::stage_volumes(
+            &mut runtime_spec,
+            r.host_paths,
+            userns.as_fd(),
+            &staging,
+        )?;
     }
     let spec_json =
-        serde_json::to_vec_pretty(&built.spec).map_err(|e| internal("config.json", e))?;
+        serde_json::to_vec_pretty(&runtime_spec).map_err(|e| internal("config.json", e))?;
     vordr_fsmode::write_private(&rt.layout.spec_file(id), &spec_json)
         .map_err(|e| internal("writing config.json", e))?;
     Ok(built)

@@ -84,6 +84,7 @@ pub async fn status(rt: &Runtime, req: StatusRequest) -> StatusResponse {
                 "journalMode": format!("{:?}", rt.store.journal_mode()),
             },
             "streaming": rt.streaming.get().map(|s| s.addr().to_string()),
+            "idmappedMounts": match rt.idmap_support() { Ok(v) => v.clone(), Err(e) => format!("error: {e}") },
             "gatekeeper": {
                 "profile": rt.config.gatekeeper.profile.as_str(),
                 "policyVersion": vordr_gatekeeper::version(),
@@ -110,7 +111,8 @@ pub async fn status(rt: &Runtime, req: StatusRequest) -> StatusResponse {
                 name,
                 features: Some(RuntimeHandlerFeatures {
                     recursive_read_only_mounts: false,
-                    user_namespaces: true,
+                    // User-namespaced pods need idmapped layers and volumes.
+                    user_namespaces: rt.idmap_support().is_ok(),
                 }),
             })
             .collect(),

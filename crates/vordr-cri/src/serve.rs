@@ -107,6 +107,14 @@ pub async fn serve(
         tracing::error!("reconcile: {e}");
     }
     tracing::info!(?report, "reconciled state with the machine");
+    let probe_rt = rt.clone();
+    match tokio::task::spawn_blocking(move || probe_rt.idmap_support().clone()).await {
+        Ok(Ok(what)) => tracing::info!("idmapped mounts for user-namespaced pods: {what}"),
+        Ok(Err(why)) => {
+            tracing::warn!("user-namespaced pods will be refused: no idmapped mounts: {why}")
+        }
+        Err(e) => tracing::warn!("idmapped mount probe: {e}"),
+    }
     match rt.network_health().await {
         Ok(v) => tracing::info!(netavark = %v, "network plugin ready"),
         Err(e) => tracing::warn!("network not ready: {e}"),

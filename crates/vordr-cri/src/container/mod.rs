@@ -6,6 +6,7 @@ pub(crate) mod checkpoint;
 pub(crate) mod events;
 pub(crate) mod exit;
 pub(crate) mod handler;
+pub(crate) mod idmap;
 pub(crate) mod judge;
 pub(crate) mod rootfs;
 
@@ -116,7 +117,9 @@ pub async fn teardown(rt: &Runtime, c: &Gone<'_>) -> Result<(), String> {
     let layer = rt.layout.container_dir(id);
     let rootfs = rt.layout.rootfs_dir(id);
     tokio::task::spawn_blocking(move || {
+    let staging = rt.layout.idmap_dir(id);
         crate::container::cgroup::remove(&cgroup)?;
+        crate::container::idmap::release(&staging)?;
         let _ = std::fs::remove_file(socket);
         let _ = std::fs::remove_file(attach);
         crate::container::rootfs::unmount(&rootfs);

@@ -178,11 +178,10 @@ fn namespaces(linux: &k8s_cri::v1::LinuxPodSandboxConfig) -> Result<Namespaces, 
         let field = format!("{FIELD}.userns_options");
         match mode(&format!("{field}.mode"), u.mode)? {
             NamespaceMode::Node => {}
-            NamespaceMode::Pod if !u.uids.is_empty() && !u.gids.is_empty() => {
-                userns = id_maps(u);
-            }
             NamespaceMode::Pod => {
-                return Err(invalid(&field, "mode POD needs uid and gid mappings"));
+                id_mappings(&format!("{field}.uids"), &u.uids)?;
+                id_mappings(&format!("{field}.gids"), &u.gids)?;
+                userns = id_maps(u);
             }
             _ => {
                 return Err(invalid(
@@ -199,6 +198,68 @@ fn namespaces(linux: &k8s_cri::v1::LinuxPodSandboxConfig) -> Result<Namespaces, 
         host_pid,
         userns,
     })
+}
+
+/// The most ranges a user namespace's uid_map or gid_map takes (the
+/// kernel's UID_GID_MAP_MAX_EXTENTS).
+pub const MAX_ID_RANGES: usize = 340;
+
+/// Checks one list of a user namespace's mappings as the kernel would take
+/// it, and that it maps container id 0 (the container's root, which owns
+/// the image's files through the idmapped layers): not empty, at most
+/// [`MAX_ID_RANGES`] ranges, each of length > 0 and not past the last
+/// valid id (4294967294) inside or on the host, none overlapping another
+/// inside or on the host.
+pub fn id_mappings(field: &str, maps: &[k8s_cri::v1::IdMapping]) -> Result<(), Status> {
+    if maps.is_empty() {
+        return Err(invalid(field, "mode POD needs at least one mapping"));
+    }
+    if maps.len() > MAX_ID_RANGES {
+        return Err(invalid(
+            field,
+            format!("{} mappings, more than {MAX_ID_RANGES}", maps.len()),
+        ));
+    }
+    // Half-open ranges in u64: the end may be 2^32 - 1 at most (the id
+    // u32::MAX is "no id" to the kernel).
+    let end = |start: u32, len: u32| u64::from(start) + u64::from(len);
+    for (i, m) in maps.iter().enumerate() {
+        let at = format!("{field}[{i}]");
+        if m.length == 0 {
+            return Err(invalid(&format!("{at}.length"), "must be greater than 0"));
+        }
+        for (what, start) in [("container_id", m.container_id), ("host_id", m.host_id)] {
+            if end(start, m.length) > u64::from(u32::MAX) {
+                return Err(invalid(
+                    &at,
+                    format!(
+                        "{what} {start} + length {} passes the last id 4294967294",
+                        m.length
+                    ),
+                ));
+            }
+        }
+        for (j, o) in maps.iter().enumerate().take(i) {
+            let overlaps =
+                |a: u32, b: u32| u64::from(a) < end(b, o.length) && u64::from(b) < end(a, m.length);
+            if overlaps(m.container_id, o.container_id) {
+                return Err(invalid(
+                    &at,
+                    format!("its container ids overlap those of {field}[{j}]"),
+                ));
+            }
+            if overlaps(m.host_id, o.host_id) {
+                return Err(invalid(
+                    &at,
+                    format!("its host ids overlap those of {field}[{j}]"),
+                ));
+            }
+        }
+    }
+    if !maps.iter().any(|m| m.container_id == 0 && m.length > 0) {
+        return Err(invalid(field, "container id 0 is not mapped"));
+    }
+    Ok(())
 }
 
 /// The pod's own hostname; none on the host network or when not given.
@@ -336,6 +397,107 @@ mod tests {
         DnsConfig, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceOption,
         PodSandboxMetadata,
     };
+
+    fn idm(container_id: u32, host_id: u32, length: u32) -> k8s_cri::v1::IdMapping {
+        k8s_cri::v1::IdMapping {
+            container_id,
+            host_id,
+            length,
+        }
+    }
+
+    fn with_userns(
+        uids: Vec<k8s_cri::v1::IdMapping>,
+        gids: Vec<k8s_cri::v1::IdMapping>,
+    ) -> PodSandboxConfig {
+        let mut c = with_ns(0, 0, 0);
+        let ns = c.linux.as_mut().unwrap().security_context.as_mut().unwrap();
+        ns.namespace_options.as_mut().unwrap().userns_options = Some(k8s_cri::v1::UserNamespace {
+            mode: NamespaceMode::Pod as i32,
+            uids,
+            gids,
+        });
+        c
+    }
+
+    /// The message of the InvalidArgument a pod with these mappings gets.
+    fn userns_refusal(
+        uids: Vec<k8s_cri::v1::IdMapping>,
+        gids: Vec<k8s_cri::v1::IdMapping>,
+    ) -> String {
+        let err = plan(&with_userns(uids, gids), CgroupDriver::Cgroupfs).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        err.message().to_string()
+    }
+
+    #[test]
+    fn user_namespace_mappings_are_checked_as_the_kernel_would() {
+        const F: &str = "config.linux.security_context.namespace_options.userns_options";
+        let ok = plan(
+            &with_userns(vec![idm(0, 100_000, 65_536)], vec![idm(0, 100_000, 65_536)]),
+            CgroupDriver::Cgroupfs,
+        )
+        .unwrap();
+        assert_eq!(ok.userns.unwrap().uids, vec![(0, 100_000, 65_536)]);
+        // Several ranges that neither overlap inside nor on the host.
+        plan(
+            &with_userns(
+                vec![idm(0, 100_000, 1000), idm(1000, 300_000, 1000)],
+                vec![idm(0, 100_000, 65_536)],
+            ),
+            CgroupDriver::Cgroupfs,
+        )
+        .unwrap();
+        // critest: container id 0 not mapped.
+        let m = userns_refusal(vec![idm(1, 1000, 100_000)], vec![idm(1, 1000, 100_000)]);
+        assert!(
+            m.contains(&format!("{F}.uids")) && m.contains("container id 0 is not mapped"),
+            "{m}"
+        );
+        let m = userns_refusal(vec![idm(0, 1000, 100_000)], vec![idm(5, 1000, 10)]);
+        assert!(
+            m.contains(&format!("{F}.gids")) && m.contains("id 0 is not mapped"),
+            "{m}"
+        );
+        // critest: two mappings of the same container ids.
+        let m = userns_refusal(
+            vec![idm(0, 1000, 100_000), idm(0, 2000, 100_000)],
+            vec![idm(0, 1000, 100_000)],
+        );
+        assert!(
+            m.contains(&format!("{F}.uids[1]")) && m.contains("container ids overlap"),
+            "{m}"
+        );
+        let m = userns_refusal(
+            vec![idm(0, 1000, 10), idm(10, 1005, 10)],
+            vec![idm(0, 1000, 100_000)],
+        );
+        assert!(m.contains("host ids overlap"), "{m}");
+        let m = userns_refusal(vec![idm(0, 1000, 0)], vec![idm(0, 1000, 1)]);
+        assert!(m.contains(&format!("{F}.uids[0].length")), "{m}");
+        let m = userns_refusal(vec![idm(0, u32::MAX - 10, 11)], vec![idm(0, 1000, 1)]);
+        assert!(
+            m.contains("host_id") && m.contains("passes the last id"),
+            "{m}"
+        );
+        plan(
+            &with_userns(vec![idm(0, u32::MAX - 10, 10)], vec![idm(0, 1000, 1)]),
+            CgroupDriver::Cgroupfs,
+        )
+        .unwrap();
+        let m = userns_refusal(
+            vec![idm(4_000_000_000, 0, 400_000_000)],
+            vec![idm(0, 1000, 1)],
+        );
+        assert!(m.contains("container_id"), "{m}");
+        let m = userns_refusal(vec![], vec![idm(0, 1000, 1)]);
+        assert!(m.contains(&format!("{F}.uids")), "{m}");
+        let many: Vec<_> = (0..=MAX_ID_RANGES as u32)
+            .map(|i| idm(i, 10_000 + i, 1))
+            .collect();
+        let m = userns_refusal(many, vec![idm(0, 1000, 1)]);
+        assert!(m.contains("more than 340"), "{m}");
+    }
 
     fn base() -> PodSandboxConfig {
         PodSandboxConfig {

@@ -202,6 +202,17 @@ async fn pins_and_pod_files(rt: &Runtime, known: &Known<'_>, report: &mut Report
             report.errors.push(format!("scratch namespace {id}: {e}"));
         }
     }
+    // Idmap staging is released as soon as its create ends, and no create
+    // runs yet: whatever is there was left by a crash.
+    let idmap = rt.layout.idmap_root();
+    for id in names(&idmap) {
+        report.orphan_scratch += 1;
+        let dir = idmap.join(&id);
+        let r = tokio::task::spawn_blocking(move || crate::container::idmap::release(&dir)).await;
+        if let Ok(Err(e)) = r {
+            report.errors.push(format!("idmap staging {id}: {e}"));
+        }
+    }
     for id in names(&rt.layout.pods_dir()) {
         if !known.pod_ids.contains(id.as_str()) {
             report.orphan_files += 1;

@@ -62,6 +62,13 @@ impl HostPaths {
         Ok(HostPaths { held })
     }
 
+    /// Each held host path, its descriptor and real path, in the order of
+    /// the CRI mounts.
+    pub fn held(&self) -> impl Iterator<Item = (std::os::fd::BorrowedFd<'_>, &Path)> {
+        use std::os::fd::AsFd;
+        self.held.iter().map(|(fd, p)| (fd.as_fd(), p.as_path()))
+    }
+
     /// The real paths, mount by mount (what the spec names).
     pub fn real_paths(&self) -> Vec<PathBuf> {
         self.held.iter().map(|(_, p)| p.clone()).collect()

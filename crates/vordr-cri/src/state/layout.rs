@@ -18,6 +18,7 @@
 //! <run>/ns-teardown/<pod>/               scratch namespace for a late detach
 //! <run>/bundles/<ctr>/{config.json,judged.json,rootfs,exec-*}
 //!                                        (+ options.json, init.pid, exit.json, shim.log: the shim)
+//! <run>/idmap/<ctr>/                    idmapped layers and volumes while a container is created
 //! <run>/s/                               shim and attach sockets
 //! <run>/events.sock                      TTRPC endpoint shims publish to
 //! <run>/runtime/<kind>/                  youki's or runc's state
@@ -155,6 +156,17 @@ impl Layout {
     /// adjustments), kept to judge again on UpdateContainerResources.
     pub fn judged_spec_file(&self, id: &str) -> PathBuf {
         self.bundle_dir(id).join("judged.json")
+    }
+
+    /// Where idmapped copies of a user-namespaced container's layers and
+    /// volumes are attached while it is created (released after).
+    pub fn idmap_root(&self) -> PathBuf {
+        self.run.join("idmap")
+    }
+
+    /// The idmap staging directory of one container.
+    pub fn idmap_dir(&self, id: &str) -> PathBuf {
+        self.idmap_root().join(id)
     }
 
     /// Where shims put their TTRPC and attach sockets.

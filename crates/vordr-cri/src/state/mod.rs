@@ -82,6 +82,8 @@ pub struct Runtime {
     pub(crate) inflight: Arc<crate::state::inflight::Inflight>,
     /// The `Arc` this runtime lives in, for tasks that outlive a call.
     self_ref: std::sync::OnceLock<std::sync::Weak<Runtime>>,
+    /// Whether idmapped layers and volumes work here (probed once).
+    pub(crate) idmap: std::sync::OnceLock<crate::container::idmap::Support>,
     /// Prometheus metrics (the process's one set), served when
     /// `server.metrics_address` is set.
     pub metrics: &'static crate::metrics::Metrics,
@@ -154,6 +156,7 @@ impl Runtime {
             cni,
             inflight: Arc::default(),
             self_ref: std::sync::OnceLock::new(),
+            idmap: std::sync::OnceLock::new(),
             metrics: crate::metrics::Metrics::global(),
             stats: crate::stats::StatsCache::default(),
             events,
