@@ -24,45 +24,16 @@ pub fn write_record(bundle: &Path, rec: &ExitRecord) -> std::io::Result<()> {
     std::fs::File::open(bundle)?.sync_all()
 }
 
-/// Whether the memory cgroup at `cgroups_path` (cgroupfs form) OOM-killed a
-/// process: `oom_kill` in memory.oom_control (v1) or memory.events (v2).
-pub fn oom_killed(cgroups_path: &Path) -> bool {
-    let rel = cgroups_path.strip_prefix("/").unwrap_or(cgroups_path);
-    let v1 = Path::new("/sys/fs/cgroup/memory")
-        .join(rel)
-        .join("memory.oom_control");
-    let v2 = Path::new("/sys/fs/cgroup").join(rel).join("memory.events");
-    [v1, v2].iter().any(|p| {
-        std::fs::read_to_string(p)
-            .map(|s| oom_kill_count(&s) > 0)
-            .unwrap_or(false)
-    })
-}
-
-fn oom_kill_count(s: &str) -> u64 {
-    s.lines()
-        .filter_map(|l| l.strip_prefix("oom_kill "))
-        .filter_map(|v| v.trim().parse().ok())
-        .next()
-        .unwrap_or(0)
+/// Whether the container's memory cgroup (its directory below the
+/// hierarchies' root) OOM-killed a process: `oom_kill` in
+/// memory.oom_control (v1) or memory.events (v2).
+pub fn oom_killed(cgroup_dir: &Path) -> bool {
+    crate::cgroup::oom_killed_in(Path::new(crate::cgroup::ROOT), cgroup_dir)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_oom_kill() {
-        assert_eq!(
-            oom_kill_count("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n"),
-            2
-        );
-        assert_eq!(
-            oom_kill_count("low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n"),
-            0
-        );
-        assert_eq!(oom_kill_count(""), 0);
-    }
 
     #[test]
     fn record_round_trip() {

@@ -3,6 +3,7 @@
 //! container's CRI log, reaps its exit and outlives `vordr serve` restarts.
 
 mod attach;
+mod cgroup;
 mod crilog;
 mod exit;
 mod nsexec;

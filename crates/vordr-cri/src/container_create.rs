@@ -411,6 +411,9 @@ async fn spec(
         restrict_oom_score_adj: rt.config.runtime.restrict_oom_score_adj,
         seccomp_profile_root: rt.config.runtime.seccomp_profile_root.clone(),
         host_paths: r.host_paths.real_paths(),
+        cgroup_v2: Some(
+            crate::container::cgroup::mode::host() == crate::container::cgroup::mode::Mode::Unified,
+        ),
         ..Default::default()
     };
     let mut built = vordr_spec::build_spec(id, config, sandbox, img, &rootfs, &paths, &opts)
@@ -422,6 +425,11 @@ async fn spec(
             }
         })?;
     judge(rt, "CreateContainer", r, &built, &paths)?;
+    if let Some(res) = config.linux.as_ref().and_then(|l| l.resources.as_ref()) {
+        // After the gatekeeper, which names its own rule for core files.
+        vordr_spec::validate_unified(&res.unified)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    }
     let judged = serde_json::to_vec_pretty(&built.spec).map_err(|e| internal("judged spec", e))?;
     vordr_fsmode::write_private(&rt.layout.judged_spec_file(id), &judged)
         .map_err(|e| internal("writing the judged spec", e))?;

@@ -28,6 +28,8 @@ pub async fn update_container_resources(
         .map(|r| r.unified.clone())
         .unwrap_or_default();
     crate::container::judge::rejudge(rt, &c, &unified)?;
+    // After the gatekeeper, which names its own rule for core files.
+    vordr_spec::validate_unified(&unified).map_err(|e| Status::invalid_argument(e.to_string()))?;
     let Some(r) = req.linux else {
         return Ok(UpdateContainerResourcesResponse {});
     };

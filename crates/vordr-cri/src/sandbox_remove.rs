@@ -27,6 +27,10 @@ pub async fn remove_pod_sandbox(
         crate::container_remove::remove_locked(rt, &c).await?;
     }
     crate::state::faults::point("pod.containers-removed");
+    crate::container::cgroup::pod::remove_for(rt, pod)
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?;
+    crate::state::faults::point("pod.cgroup-removed");
     cleanup::remove_pod_files(rt, &pod.id).map_err(|e| internal("removing pod", e))?;
     crate::state::faults::point("pod.files-removed");
     rt.store

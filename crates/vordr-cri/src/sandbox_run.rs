@@ -41,7 +41,22 @@ pub async fn run_pod_sandbox(
 ) -> Result<RunPodSandboxResponse, Status> {
     let cfg = req.config.ok_or_else(|| invalid("config", "is required"))?;
     check_handler(rt, &req.runtime_handler)?;
-    let plan = plan(&cfg, rt.config.cgroup.driver)?;
+    let mut plan = plan(&cfg, rt.config.cgroup.driver)?;
+    if cfg
+        .linux
+        .as_ref()
+        .is_none_or(|l| l.cgroup_parent.is_empty())
+    {
+        // No parent from kubelet: a pod cgroup of Vordr's own for this pod.
+        plan.cgroup_parent = crate::container::cgroup::pod::default_parent(
+            rt.config.cgroup.driver,
+            rt.layout.root(),
+            &plan.namespace,
+            &plan.name,
+            &plan.uid,
+            plan.attempt,
+        );
+    }
     crate::security::gatekeeper::check_pod(rt, &cfg)?;
     let id = new_id();
     // With the CNI driver, the cluster's config list: a pod cannot start
@@ -156,6 +171,7 @@ async fn build(
     from_pool: bool,
     cni_list: Option<&vordr_cni::ConfList>,
 ) -> Result<(), Status> {
+    pod_cgroup(rt, cfg, plan).await?;
     let pins = pin_namespaces(rt, id, plan, from_pool).await?;
     let ip = match (&pins.net, cni_list, &rt.cni) {
         (Some(netns_path), Some(list), Some(cni)) => {
@@ -176,6 +192,29 @@ async fn build(
     rt.store
         .set_pod_state(id, PodState::Ready)
         .map_err(|e| internal("recording pod state", e))
+}
+
+/// The pod's own cgroup; when it is one of Vordr's (kubelet sent no
+/// parent, kubelet sizes its own), `linux.resources` written to it.
+async fn pod_cgroup(rt: &Runtime, cfg: &PodSandboxConfig, plan: &PodPlan) -> Result<(), Status> {
+    use crate::container::cgroup::{pod, CgroupError};
+    let driver = rt.config.cgroup.driver;
+    pod::create(driver, &plan.cgroup_parent)
+        .await
+        .map_err(|e| internal("creating the pod's cgroup", e))?;
+    crate::state::faults::point("pod.cgroup-created");
+    let Some(linux) = cfg.linux.as_ref().filter(|l| l.cgroup_parent.is_empty()) else {
+        return Ok(());
+    };
+    if let Some(res) = &linux.resources {
+        pod::apply_resources(driver, &plan.cgroup_parent, res)
+            .await
+            .map_err(|e| match e {
+                CgroupError::Invalid(m) => invalid("config.linux.resources", m),
+                e => internal("writing the pod's resources", e),
+            })?;
+    }
+    Ok(())
 }
 
 /// The pod's namespaces, pinned (the network one joined from the pool

@@ -103,7 +103,6 @@ pub(crate) fn build(
     }
 
     if !res.unified.is_empty() {
-        crate::cgroup::validate_unified(&res.unified)?;
         out.set_unified(Some(res.unified.clone()));
     }
     Ok(out)

@@ -26,11 +26,26 @@ impl Runc {
     }
 }
 
+/// Whether the bundle's spec names its cgroup in runc's systemd form.
+fn systemd_cgroup(bundle: &Path) -> bool {
+    let Ok(text) = std::fs::read(bundle.join("config.json")) else {
+        return false;
+    };
+    serde_json::from_slice::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v["linux"]["cgroupsPath"].as_str().map(str::to_string))
+        .is_some_and(|p| crate::cgroup::is_systemd(Path::new(&p)))
+}
+
 impl OciRuntime for Runc {
     fn create(&self, id: &str, bundle: &Path, io: ProcessIo) -> Result<i32> {
         let pid_file = bundle.join("init.pid");
         let err_file = bundle.join("create-error");
         let mut c = self.cmd();
+        if systemd_cgroup(bundle) {
+            // runc keeps the manager in its state: later commands follow it.
+            c.arg("--systemd-cgroup");
+        }
         c.arg("--log")
             .arg(&err_file)
             .arg("--log-format")

@@ -95,8 +95,8 @@ impl OciRuntime for Youki {
             .and_then(|l| l.cgroups_path().clone())
             .ok_or_else(|| RuntimeError("config.json has no cgroupsPath".into()))?;
         let manager = create_cgroup_manager(CgroupConfig {
+            systemd_cgroup: crate::cgroup::is_systemd(&path),
             cgroup_path: path,
-            systemd_cgroup: false,
             container_name: id.to_string(),
         })
         .map_err(|e| RuntimeError(format!("cgroup: {e}")))?;
@@ -243,6 +243,11 @@ pub fn youki_create_main(args: &[String]) -> i32 {
             .without_time()
             .try_init();
     }
+    let systemd =
+        libcontainer::oci_spec::runtime::Spec::load(Path::new(bundle).join("config.json"))
+            .ok()
+            .and_then(|s| s.linux().as_ref()?.cgroups_path().clone())
+            .is_some_and(|p| crate::cgroup::is_systemd(&p));
     let res = ContainerBuilder::new(id.clone(), SyscallType::default())
         .with_root_path(root)
         .and_then(|b| b.with_pid_file(Some(pid_file)))
@@ -250,7 +255,7 @@ pub fn youki_create_main(args: &[String]) -> i32 {
         .and_then(|b| b.validate_id())
         .and_then(|b| {
             b.as_init(bundle)
-                .with_systemd(false)
+                .with_systemd(systemd)
                 .with_detach(true)
                 .build()
         });

@@ -47,7 +47,8 @@ impl TaskService {
             let mut st = self.lock();
             st.bundle = bundle.clone();
             st.options = opts;
-            st.cgroups_path = cgroups_path;
+            // The directory, whichever form the spec names it in.
+            st.cgroups_path = crate::cgroup::fs_path(&cgroups_path);
             st.log = log;
             st.stdin = stdio.stdin;
             st.attach = stdio.attach;

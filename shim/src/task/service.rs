@@ -397,13 +397,19 @@ impl Task for TaskService {
             .ok_or_else(|| failed("container not created"))?;
         let cg = containerd_shim::cgroup::get_cgroup(pid as u32)
             .map_err(|e| internal(format!("cgroup: {e}")))?;
-        let metrics = containerd_shim::cgroup::collect_metrics(&cg)
-            .map_err(|e| internal(format!("metrics: {e}")))?;
+        let metrics = |e| internal(format!("metrics: {e}"));
         let mut any = Any::new();
-        any.type_url = "io.containerd.cgroups.v1.Metrics".to_string();
-        any.value = metrics
-            .write_to_bytes()
-            .map_err(|e| internal(e.to_string()))?;
+        // v2: cpu.stat, memory.current/stat/events, pids.current, io.stat,
+        // as containerd's v2 Metrics; v1 as its v1 Metrics.
+        let (type_url, bytes) = if cg.v2() {
+            let m = containerd_shim::cgroup::collect_metrics_v2(&cg).map_err(metrics)?;
+            ("io.containerd.cgroups.v2.Metrics", m.write_to_bytes())
+        } else {
+            let m = containerd_shim::cgroup::collect_metrics(&cg).map_err(metrics)?;
+            ("io.containerd.cgroups.v1.Metrics", m.write_to_bytes())
+        };
+        any.type_url = type_url.to_string();
+        any.value = bytes.map_err(|e| internal(e.to_string()))?;
         let mut resp = StatsResponse::new();
         resp.stats = Some(any).into();
         Ok(resp)

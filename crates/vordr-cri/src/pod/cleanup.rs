@@ -245,6 +245,7 @@ pub async fn destroy(rt: &Runtime, pod: &PodRecord) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
     }
     release_namespaces(rt, &pod.id).await?;
+    crate::container::cgroup::pod::remove_for(rt, pod).await?;
     remove_pod_files(rt, &pod.id)?;
     rt.store.delete_pod(&pod.id).map_err(|e| e.to_string())
 }

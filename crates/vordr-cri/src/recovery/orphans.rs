@@ -260,26 +260,29 @@ async fn containers_of_no_row(rt: &Runtime, known: &Known<'_>, report: &mut Repo
     }
 }
 
-/// Container cgroups under pod parents of our own (kubelet gives every
-/// pod its own parent; the shared default parent may hold other daemons'
+/// Container cgroups (`vordr-<id>`, or `cri-vordr-<id>.scope` below a
+/// slice) under pod cgroups of our own, in every hierarchy, v1 or v2
+/// (kubelet gives every pod its own parent, and so does Vordr without
+/// one; the shared default parent of older pods may hold other daemons'
 /// containers and is left alone).
 async fn container_cgroups(known: &Known<'_>, report: &mut Report) {
-    let shared = [
-        crate::container::cgroup::DEFAULT_CGROUPFS_PARENT,
-        crate::container::cgroup::DEFAULT_SYSTEMD_PARENT,
-        "",
-        "/",
-    ];
+    tracing::info!(
+        mode = crate::container::cgroup::mode::host().as_str(),
+        "cgroup mode"
+    );
     let mut stale = Vec::new();
     for pod in known
         .pods
         .iter()
-        .filter(|p| !shared.contains(&p.cgroup_parent.as_str()))
+        .filter(|p| !crate::container::cgroup::pod::is_shared(&p.cgroup_parent))
     {
         let rel = pod.cgroup_parent.trim_start_matches('/');
         for h in crate::container::cgroup::hierarchies() {
             for name in names(&h.join(rel)) {
-                let Some(id) = name.strip_prefix("vordr-") else {
+                let scope = name
+                    .strip_prefix(vordr_spec::cgroup::SCOPE_PREFIX)
+                    .and_then(|n| n.strip_prefix('-')?.strip_suffix(".scope"));
+                let Some(id) = scope.or_else(|| name.strip_prefix("vordr-")) else {
                     continue;
                 };
                 if is_id(id) && !known.container_ids.contains(id) {

@@ -12,6 +12,7 @@ pub const ENV: &str = "VORDR_CRASH_AT";
 /// Every crash point, in lifecycle order.
 pub const POINTS: &[&str] = &[
     "pod.recorded",
+    "pod.cgroup-created",
     "pod.pinned",
     "pod.ip-allocated",
     "pod.netavark-setup",
@@ -28,6 +29,7 @@ pub const POINTS: &[&str] = &[
     "pod.network-detached",
     "pod.namespaces-released",
     "pod.containers-removed",
+    "pod.cgroup-removed",
     "pod.files-removed",
     "cni.added",
 ];

@@ -1,7 +1,37 @@
-//! The pod's cgroup parent, as kubelet names it for each cgroup driver,
-//! turned into a path under the cgroup hierarchy.
+//! Cgroups: the pod's cgroup parent as kubelet names it for each driver
+//! (turned into a path under the hierarchies), the host's cgroup mode
+//! (`mode`), the pod-level cgroup made and removed with the pod and its
+//! resources (`pod`, over the files of `tree` or systemd's D-Bus API in
+//! `systemd`), and the removal of a cgroup with what still runs in it.
+
+pub mod mode;
+pub mod pod;
+pub mod systemd;
+pub mod tree;
 
 use vordr_config::CgroupDriver;
+
+/// Where the cgroup hierarchies are mounted.
+pub const ROOT: &str = "/sys/fs/cgroup";
+
+/// What can go wrong making, changing or removing a pod's cgroup.
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    /// The request asks for something no cgroup takes (a field is named).
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    /// systemd's D-Bus API refused or could not be reached.
+    #[error("systemd: {0}")]
+    Systemd(String),
+    /// A cgroup that would not empty or go away in time.
+    #[error("{0}")]
+    Busy(String),
+}
 
 /// Parent used when kubelet (or crictl) sends none.
 pub const DEFAULT_CGROUPFS_PARENT: &str = "/vordr";
@@ -125,6 +155,8 @@ pub fn remove(rel: &std::path::Path) -> Result<usize, String> {
                 // A frozen (paused) process takes no signal until thawed.
                 let _ = std::fs::write(d.join("freezer.state"), "THAWED");
                 let _ = std::fs::write(d.join("cgroup.freeze"), "0");
+                // v2 (5.14+) kills the whole subtree in one write.
+                let _ = std::fs::write(d.join("cgroup.kill"), "1");
                 let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
                 for pid in procs.lines().filter_map(|p| p.trim().parse::<i32>().ok()) {
                     alive += 1;
