@@ -1,5 +1,7 @@
-//! ContainerStatus, from the store; `verbose` adds the pid, the shim and
-//! the OCI spec, as containerd's info does.
+//! ContainerStatus, from the store (with the resources last applied, the
+//! image id and the stop signal) and the OCI spec (the user the process runs
+//! as); `verbose` adds the pid, the shim and the OCI spec, as containerd's
+//! info does.
 
 use std::collections::HashMap;
 
@@ -10,6 +12,7 @@ use k8s_cri::v1::{
 use tonic::Status;
 use vordr_store::{ContainerRecord, ContainerState};
 
+use crate::container::reported;
 use crate::state::Runtime;
 
 pub async fn container_status(
@@ -33,7 +36,7 @@ pub async fn container_status(
         info.insert("info".to_string(), v.to_string());
     }
     Ok(ContainerStatusResponse {
-        status: Some(to_status(&c)),
+        status: Some(full_status(rt, &c)),
         info,
     })
 }
@@ -50,7 +53,14 @@ pub fn config_of(c: &ContainerRecord) -> ContainerConfig {
     serde_json::from_str(&c.config).unwrap_or_default()
 }
 
-/// The CRI status of `c` (also sent with container events).
+/// [`to_status`] with the user the process runs as (from its OCI spec).
+pub fn full_status(rt: &Runtime, c: &ContainerRecord) -> ContainerStatus {
+    let mut status = to_status(c);
+    status.user = reported::user_of(&rt.layout.spec_file(&c.id));
+    status
+}
+
+/// The CRI status of `c` from its row (also sent with container events).
 pub fn to_status(c: &ContainerRecord) -> ContainerStatus {
     let cfg = config_of(c);
     ContainerStatus {
@@ -75,6 +85,9 @@ pub fn to_status(c: &ContainerRecord) -> ContainerStatus {
         annotations: cfg.annotations.clone(),
         mounts: cfg.mounts.clone(),
         log_path: c.log_path.clone(),
+        resources: reported::resources_of(&cfg),
+        image_id: c.image_id.clone(),
+        stop_signal: reported::stop_signal_of(c) as i32,
         ..Default::default()
     }
 }

@@ -1,4 +1,5 @@
-//! StopContainer: the stop signal (the image's, or SIGTERM), then SIGKILL to
+//! StopContainer: the stop signal (the config's `stop_signal`, else the
+//! image's, else SIGTERM), then SIGKILL to
 //! every process once the timeout passes. Stopping a stopped container, or
 //! an unknown one, succeeds.
 
@@ -67,21 +68,10 @@ pub async fn stop(rt: &Runtime, c: &ContainerRecord, timeout: u64) -> Result<(),
     Ok(())
 }
 
-/// A signal name ("SIGTERM", "TERM", "15") as its number; SIGTERM if unknown.
+/// A signal name ("SIGTERM", "TERM", "15", "SIGRTMIN+3") as its number;
+/// SIGTERM if unknown.
 pub fn signal_number(name: &str) -> u32 {
-    let n = name.trim();
-    if let Ok(v) = n.parse::<u32>() {
-        return v;
-    }
-    let n = n.to_ascii_uppercase();
-    let n = if n.starts_with("SIG") {
-        n
-    } else {
-        format!("SIG{n}")
-    };
-    n.parse::<nix::sys::signal::Signal>()
-        .map(|s| s as u32)
-        .unwrap_or(15)
+    vordr_spec::signal::number(name).unwrap_or(15) as u32
 }
 
 #[cfg(test)]
@@ -92,8 +82,9 @@ mod tests {
     fn signal_names() {
         assert_eq!(signal_number("SIGTERM"), 15);
         assert_eq!(signal_number("quit"), 3);
-        assert_eq!(signal_number("SIGRTMIN+3"), 15);
+        assert_eq!(signal_number("SIGRTMIN+3"), 37);
         assert_eq!(signal_number("9"), 9);
         assert_eq!(signal_number(""), 15);
+        assert_eq!(signal_number("SIGBOGUS"), 15);
     }
 }

@@ -37,6 +37,8 @@ pub async fn update_container_resources(
     shim.update(Some(oci_resources(&r)), &[])
         .await
         .map_err(|e| shim_status("updating resources", e))?;
+    // ContainerStatus reports them from now on.
+    crate::container::reported::remember_resources(rt, &c, &r)?;
     Ok(UpdateContainerResourcesResponse {})
 }
 

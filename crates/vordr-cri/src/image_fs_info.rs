@@ -1,5 +1,7 @@
 //! ImageFsInfo: bytes and inodes used under the image store directory
-//! (`<root>/images`), which kubelet's image garbage collection watches.
+//! (`<root>/images`), which kubelet's image garbage collection watches, and
+//! under the containers' writable layers (`<root>/containers`), kubelet's
+//! container filesystem (Kubernetes 1.29's split image filesystem).
 
 use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
@@ -35,23 +37,32 @@ pub fn usage(dir: &Path) -> std::io::Result<(u64, u64)> {
 }
 
 pub async fn image_fs_info(rt: &Runtime) -> Result<ImageFsInfoResponse, Status> {
-    let dir = rt.layout.images_dir();
+    let images = measured(rt.layout.images_dir(), "measuring the image filesystem").await?;
+    let containers = measured(
+        rt.layout.containers_dir(),
+        "measuring the containers' writable layers",
+    )
+    .await?;
+    Ok(ImageFsInfoResponse {
+        image_filesystems: vec![images],
+        container_filesystems: vec![containers],
+    })
+}
+
+/// The usage of `dir` as a CRI FilesystemUsage, measured off the async threads.
+async fn measured(dir: PathBuf, what: &'static str) -> Result<FilesystemUsage, Status> {
     let d = dir.clone();
     let (bytes, inodes) = tokio::task::spawn_blocking(move || usage(&d))
         .await
-        .map_err(|e| internal("measuring the image filesystem", e))?
-        .map_err(|e| internal("measuring the image filesystem", e))?;
-    let fs = FilesystemUsage {
+        .map_err(|e| internal(what, e))?
+        .map_err(|e| internal(what, e))?;
+    Ok(FilesystemUsage {
         timestamp: now_ns(),
         fs_id: Some(FilesystemIdentifier {
             mountpoint: dir.to_string_lossy().into_owned(),
         }),
         used_bytes: Some(UInt64Value { value: bytes }),
         inodes_used: Some(UInt64Value { value: inodes }),
-    };
-    Ok(ImageFsInfoResponse {
-        image_filesystems: vec![fs],
-        container_filesystems: vec![],
     })
 }
 

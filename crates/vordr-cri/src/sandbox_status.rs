@@ -86,7 +86,13 @@ pub async fn pod_sandbox_status(
     Ok(PodSandboxStatusResponse {
         status: Some(status),
         info,
-        containers_statuses: vec![],
+        containers_statuses: rt
+            .store
+            .pod_containers(&pod.id)
+            .map_err(|e| crate::state::errors::internal("reading the pod's containers", e))?
+            .iter()
+            .map(|c| crate::container_status::full_status(rt, c))
+            .collect(),
         timestamp: now_ns(),
     })
 }

@@ -18,6 +18,7 @@ mod process;
 mod resources;
 mod seccomp_default;
 mod security;
+pub mod signal;
 mod user;
 
 use std::collections::HashMap;
@@ -171,7 +172,8 @@ impl Default for SpecOptions {
 pub struct Built {
     /// The container's OCI runtime spec.
     pub spec: Spec,
-    /// Signal that stops the container: the image's `StopSignal`, or "SIGTERM".
+    /// Signal that stops the container: the config's `stop_signal`, else the
+    /// image's `StopSignal`, else "SIGTERM".
     pub stop_signal: String,
     /// The capabilities the config asked to add, normalised as they were
     /// applied ([`requested_adds`]).
@@ -313,10 +315,13 @@ pub fn build_spec(
     spec.set_vm(None);
     spec.set_zos(None);
 
-    let stop_signal = if image.stop_signal.is_empty() {
-        "SIGTERM".to_string()
-    } else {
-        image.stop_signal.clone()
+    // Kubernetes 1.33's container stop signal wins over the image's.
+    let stop_signal = match signal::requested(config.stop_signal)
+        .map_err(|m| invalid("stop_signal", m))?
+    {
+        Some(s) => s,
+        None if image.stop_signal.is_empty() => "SIGTERM".to_string(),
+        None => image.stop_signal.clone(),
     };
     Ok(Built {
         spec,

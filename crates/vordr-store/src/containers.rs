@@ -185,6 +185,16 @@ impl Store {
         Ok(())
     }
 
+    /// The container's CRI config (JSON) after a change kubelet asked for
+    /// (UpdateContainerResources' new resources).
+    pub fn set_container_config(&self, id: &str, config: &str) -> Result<()> {
+        self.lock().execute(
+            "UPDATE containers SET config = ?2 WHERE id = ?1",
+            params![id, config],
+        )?;
+        Ok(())
+    }
+
     /// StartContainer succeeded.
     pub fn set_container_running(&self, id: &str, started_at: i64) -> Result<()> {
         self.lock().execute(
@@ -334,6 +344,12 @@ mod tests {
         assert_eq!(c.state, ContainerState::Exited);
         assert_eq!((c.exit_code, c.pid, c.started_at), (137, 42, 7));
         assert_eq!(c.shim_address, "unix:///s.sock");
+        s.set_container_config("abc1", r#"{"x":1}"#).unwrap();
+        assert_eq!(
+            s.get_container("abc1").unwrap().unwrap().config,
+            r#"{"x":1}"#
+        );
+        assert_eq!(s.get_container("abd3").unwrap().unwrap().config, "{}");
         assert_eq!(s.pod_containers("pod1").unwrap().len(), 2);
         s.delete_container("abc1").unwrap();
         assert_eq!(s.list_containers().unwrap().len(), 1);

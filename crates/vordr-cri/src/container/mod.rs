@@ -8,6 +8,7 @@ pub(crate) mod exit;
 pub(crate) mod handler;
 pub(crate) mod idmap;
 pub(crate) mod judge;
+pub(crate) mod reported;
 pub(crate) mod rootfs;
 
 use tonic::Status;
