@@ -2,6 +2,7 @@
 //! serve` with its own socket, root, run dir, bridge and subnet, and every
 //! pod it made is removed when the test ends, pass or fail.
 
+pub mod cgroup;
 pub mod registry;
 pub mod setup;
 
@@ -77,6 +78,28 @@ fn newest_source(dir: &Path) -> std::time::SystemTime {
         }
     }
     newest
+}
+
+/// `d` stretched by `$VORDR_E2E_TIME_SCALE` (a factor, default 1): the
+/// harness's waits, for machines much slower than the developer's (the
+/// cgroup v2 guest under QEMU's software emulation, scripts/guest/).
+pub fn scaled(d: Duration) -> Duration {
+    let f = std::env::var("VORDR_E2E_TIME_SCALE")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|f| f.is_finite() && *f >= 1.0)
+        .unwrap_or(1.0);
+    d.mul_f64(f)
+}
+
+/// The warm pool of a test's daemon unless the test sets its own:
+/// `$VORDR_E2E_POOL_SIZE`, else 2. The cgroup v2 guest sets 0: under
+/// software emulation every pooled pod's netavark setup costs seconds.
+pub fn default_pool_size() -> u32 {
+    std::env::var("VORDR_E2E_POOL_SIZE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2)
 }
 
 /// Whether these tests can run here (root, netavark).
@@ -196,7 +219,7 @@ impl Daemon {
         let pool = if extra_network.contains("pool_size") {
             String::new()
         } else {
-            "pool_size = 2\n".to_string()
+            format!("pool_size = {}\n", default_pool_size())
         };
         std::fs::write(
             &config,
@@ -205,7 +228,9 @@ impl Daemon {
                  registries_config = {registries_conf:?}\n\
                  [network]\nbridge = {bridge:?}\nsubnet = {subnet:?}\nnetwork_name = {network_name:?}\n\
                  use_pod_cidr = false\n{pool}{extra_network}\n[gatekeeper]\n\
-                 kubelet_root = {kubelet_root:?}\nlog_root = {log_root:?}\n{gatekeeper}\n"
+                 kubelet_root = {kubelet_root:?}\nlog_root = {log_root:?}\n{gatekeeper}\n\
+                 [cgroup]\ndriver = {driver:?}\n",
+                driver = cgroup::driver(),
             ),
         )
         .unwrap();
@@ -270,7 +295,7 @@ impl Daemon {
         }
         let child = cmd.spawn().expect("starting vordr serve");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + scaled(Duration::from_secs(20));
         loop {
             if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("vordr serve exited early ({st}):\n{}", self.log());
@@ -349,7 +374,7 @@ impl Daemon {
         let mut c = self.child.take()?;
         let pid = nix::unistd::Pid::from_raw(c.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + scaled(Duration::from_secs(10));
         loop {
             if let Some(st) = c.try_wait().unwrap() {
                 return Some(st);
@@ -511,7 +536,7 @@ impl Daemon {
 
     /// Waits until `n` warm-pool slots are ready.
     pub async fn wait_pool(&self, n: usize) {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + scaled(Duration::from_secs(30));
         loop {
             let slots = self.pool_slots();
             if slots.len() == n && slots.iter().all(|(_, s)| s == "pooled") {
@@ -529,8 +554,13 @@ impl Daemon {
     /// Restarts the daemon with the warm pool turned off and waits until its
     /// slots are gone, so that `leftovers` can demand a clean machine.
     pub async fn drain_pool(&mut self) {
-        self.terminate();
         let cfg = std::fs::read_to_string(&self.config).unwrap();
+        if cfg.lines().any(|l| l == "pool_size = 0") && self.child.is_some() {
+            // No pool to drain: no restart.
+            self.wait_pool(0).await;
+            return;
+        }
+        self.terminate();
         let cfg: String = cfg
             .lines()
             .filter(|l| !l.starts_with("pool_size"))
@@ -576,7 +606,7 @@ impl Drop for Daemon {
                     .build()
                     .unwrap();
                 rt.block_on(async {
-                    tokio::time::timeout(Duration::from_secs(60), async {
+                    tokio::time::timeout(scaled(Duration::from_secs(60)), async {
                         this.remove_all_pods().await;
                         this.drain_pool().await;
                     })

@@ -73,7 +73,7 @@ impl Registry {
             .stderr(Stdio::null())
             .spawn()
             .expect("docker-registry (scripts/setup.sh installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + crate::scaled(Duration::from_secs(10));
         while std::net::TcpStream::connect(&addr).is_err() {
             assert!(Instant::now() < deadline, "registry did not start");
             std::thread::sleep(Duration::from_millis(20));

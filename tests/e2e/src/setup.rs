@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::registry::Registry;
-use crate::{cri, daemon_with_busybox_full, pod_config, run_pod_with, CriClient, Daemon};
+use crate::{cri, daemon_with_busybox_full, pod_config, run_pod_with, scaled, CriClient, Daemon};
 
 pub struct Setup {
     pub reg: Registry,
@@ -195,7 +195,7 @@ impl Setup {
     }
 
     pub async fn wait_exit(&mut self, id: &str) -> cri::ContainerStatus {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + scaled(Duration::from_secs(20));
         loop {
             let s = self.status(id).await;
             if s.state == cri::ContainerState::ContainerExited as i32 {
@@ -248,7 +248,7 @@ impl Setup {
     }
 
     pub async fn wait_log(&self, pod: &str, name: &str, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + scaled(Duration::from_secs(10));
         loop {
             let l = self.log_of(pod, name);
             if l.contains(needle) {

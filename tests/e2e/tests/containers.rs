@@ -272,33 +272,20 @@ async fn oom_and_limits() {
         })
         .await;
     let r = s
-        .exec(
-            &id,
-            &["cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes"],
-            10,
-        )
+        .exec(&id, &["sh", "-c", cgroup::MEMORY_LIMIT_IN_CONTAINER], 10)
         .await
         .unwrap();
     let seen = String::from_utf8_lossy(&r.stdout).trim().to_string();
-    // Without a cgroup namespace the container sees the host's hierarchy; find ours.
-    let v = container_info(&mut s.c, &id).await;
-    let cg = v["runtimeSpec"]["linux"]["cgroupsPath"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let limit = |p: &str| {
-        std::fs::read_to_string(format!("/sys/fs/cgroup/memory{p}/memory.limit_in_bytes"))
-            .unwrap()
-            .trim()
-            .to_string()
-    };
+    // The host's view of the container's own cgroup (v1 or v2, either
+    // driver), found from its init's /proc/PID/cgroup.
+    let pid = container_info(&mut s.c, &id).await["pid"].as_u64().unwrap() as u32;
     assert_eq!(
-        limit(&cg),
-        (64u64 << 20).to_string(),
+        cgroup::memory_limit(pid),
+        Some(64 << 20),
         "container saw {seen}"
     );
     s.set_memory_limit(&id, 96 << 20).await.unwrap();
-    assert_eq!(limit(&cg), (96u64 << 20).to_string());
+    assert_eq!(cgroup::memory_limit(pid), Some(96 << 20));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -497,10 +497,11 @@ async fn version_status_runtime_config_and_socket() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(
-        rc.linux.unwrap().cgroup_driver,
-        cri::CgroupDriver::Cgroupfs as i32
-    );
+    let driver = match cgroup::driver().as_str() {
+        "systemd" => cri::CgroupDriver::Systemd,
+        _ => cri::CgroupDriver::Cgroupfs,
+    };
+    assert_eq!(rc.linux.unwrap().cgroup_driver, driver as i32);
 
     // A stale socket is replaced; a live one is not taken over.
     d.kill9();

@@ -119,19 +119,13 @@ async fn task_api_on_a_live_container() {
     .await
     .unwrap();
     assert_eq!(state(&shim).await, Status::PAUSED);
-    let proc_state = || {
-        std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .unwrap()
-            .lines()
-            .find(|l| l.starts_with("State:"))
-            .unwrap()
-            .to_string()
-    };
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !proc_state().contains("D") && !proc_state().contains("frozen") {
-        // cgroup v1 freezer: the task sleeps uninterruptibly.
+    while !cgroup::is_frozen(pid) {
         if Instant::now() > deadline {
-            panic!("not frozen: {}", proc_state());
+            panic!(
+                "not frozen: {}",
+                std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default()
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
