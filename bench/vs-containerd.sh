@@ -8,6 +8,10 @@
 # served by a private docker-registry on 127.0.0.1. Everything lives in a
 # temporary directory and is removed on exit.
 # NETWORK=cni puts Vordr on its CNI driver with containerd's config list.
+# With HOLD pods held (default 20), kubelet's stats poll (ListContainerStats,
+# ListPodSandboxStats) is timed too; STATS_ONLY=1 runs just that part (and
+# the container lifecycles it needs): HOLD=100 STATS_ONLY=1 for the issue's
+# 100-container figure.
 #
 # usage: [POOL_SIZE=n] bench/vs-containerd.sh [ITERATIONS]   (as root, after scripts/setup.sh)
 # POOL_SIZE sets Vordr's warm pool (default 4; 0 measures netavark on every pod).
@@ -32,6 +36,8 @@ cleanup() {
   # The bench removes its pods; shims of any a failed run left behind:
   pkill -f "containerd-shim-runc-v2 -namespace k8s.io -id .* -address $RUN/containerd.sock" 2>/dev/null
   grep " $RUN\| $WORK" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
+  # The held pods' cgroup parent (vordr bench names it after its pid).
+  find /sys/fs/cgroup -maxdepth 3 -depth -type d -name 'vordr-bench-*' -exec rmdir {} \; 2>/dev/null
   ip link del vbench0 2>/dev/null
   ip link del cbench0 2>/dev/null
   rm -rf "$WORK" "$RUN"
@@ -89,6 +95,7 @@ echo 'root:x:0:' > "$WORK/bundle/rootfs/etc/group"
 umoci repack --image "$WORK/oci:busybox" "$WORK/bundle" >/dev/null
 umoci config --image "$WORK/oci:busybox" --config.cmd /bin/sh >/dev/null
 skopeo copy -q --dest-tls-verify=false "oci:$WORK/oci:busybox" "docker://$REG/vordr-bench/busybox:1"
+if [ "${STATS_ONLY:-0}" != 1 ]; then
 log "building the pull images"
 image_with_layers pull-1mb 1 1
 image_with_layers pull-50mb 5 10
@@ -102,6 +109,7 @@ for i in $(seq 0 99); do
   umoci config --image "$WORK/oci:list" --config.label "index=$i" --tag "list$i" >/dev/null
   skopeo copy -q --dest-tls-verify=false "oci:$WORK/oci:list$i" "docker://$REG/vordr-bench/list:$i"
 done
+fi
 
 # 2. containerd 1.6 with CNI bridge networking on its own subnet.
 cat > "$WORK/cni/10-bench.conflist" <<JSON
@@ -175,11 +183,18 @@ for s in vordr.sock containerd.sock; do
 done
 
 log "running $ITERATIONS iterations of each benchmark on each runtime"
+if [ "${STATS_ONLY:-0}" = 1 ]; then
+  "$VORDR" bench -r "unix://$RUN/vordr.sock" --compare "unix://$RUN/containerd.sock" \
+    -n "$ITERATIONS" --warmup 1 --no-pods \
+    --container "$REG/vordr-bench/busybox:1" --hold "${HOLD:-20}" --stats \
+    --daemon-pid "${PIDS[2]}" --compare-daemon-pid "${PIDS[1]}"
+  exit 0
+fi
 "$VORDR" bench -r "unix://$RUN/vordr.sock" --compare "unix://$RUN/containerd.sock" \
   -n "$ITERATIONS" --warmup 3 \
   --pull "$REG/vordr-bench/pull-1mb:1" --pull "$REG/vordr-bench/pull-50mb:1" \
   --list-prefix "$REG/vordr-bench/list:" --list-count 100 \
-  --container "$REG/vordr-bench/busybox:1" --hold "${HOLD:-20}" --streaming \
+  --container "$REG/vordr-bench/busybox:1" --hold "${HOLD:-20}" --stats --streaming \
   --daemon-pid "${PIDS[2]}" --compare-daemon-pid "${PIDS[1]}"
 
 rss() { ps -o rss= -p "$1" | awk '{printf "%.1f MB", $1/1024}'; }

@@ -45,6 +45,10 @@ pub struct BenchArgs {
     /// daemons' RSS (idle and holding) and the RSS and PSS per shim
     #[arg(long, default_value_t = 0)]
     pub hold: usize,
+    /// With --hold: also time ListContainerStats and ListPodSandboxStats
+    /// (kubelet's stats poll) while the held pods run
+    #[arg(long)]
+    pub stats: bool,
     /// With --container: also time Exec of `echo` (RPC, SPDY upgrade,
     /// streams, exit status) and a 64 MiB download through PortForward from
     /// a web server in the pod

@@ -153,9 +153,13 @@ pub(super) async fn start_pod_with_container(
     image_name: &str,
     tag: &str,
     i: usize,
+    cgroup_parent: &str,
 ) -> Result<(String, String, Vec<Duration>)> {
     let mut pod = pod_config(tag, i);
     pod.log_directory = format!("/tmp/vordr-bench-logs/{tag}-{i}");
+    if let Some(l) = pod.linux.as_mut() {
+        l.cgroup_parent = cgroup_parent.to_string();
+    }
     let mut times = Vec::with_capacity(3);
     let pod_id = timed(
         &mut times,
@@ -221,7 +225,7 @@ pub(super) async fn container_lifecycle(
     s: Option<&mut Samples>,
 ) -> Result<()> {
     let whole = Instant::now();
-    let (pod_id, id, mut times) = start_pod_with_container(c, image_name, tag, i).await?;
+    let (pod_id, id, mut times) = start_pod_with_container(c, image_name, tag, i, "").await?;
     times.extend(tear_down(c, &pod_id, &id).await?);
     times.push(whole.elapsed());
     if let Some(s) = s {

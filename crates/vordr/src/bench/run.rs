@@ -34,7 +34,7 @@ async fn bench_one(endpoint: &str, a: &BenchArgs, daemon_pid: Option<u32>) -> Re
     if let Some(img) = &a.container {
         containers(&mut c, endpoint, img, a, &mut s).await?;
         if a.hold > 0 {
-            s.memory = Some(hold(&mut c, endpoint, img, a, idle, daemon_pid).await?);
+            s.memory = Some(hold(&mut c, endpoint, img, a, (idle, daemon_pid), &mut s).await?);
         }
     }
     if let (true, Some(img)) = (a.streaming, &a.container) {
@@ -95,19 +95,23 @@ async fn containers(
 }
 
 /// Keeps `a.hold` pods with a container of `img` running and measures the
-/// daemon (idle at `idle` KiB) and its shims, then removes them.
+/// daemon (idle at `idle` KiB) and its shims, and with `a.stats` the stats
+/// calls, then removes them.
 async fn hold(
     c: &mut CriClient,
     endpoint: &str,
     img: &str,
     a: &BenchArgs,
-    idle: u64,
-    daemon_pid: Option<u32>,
+    (idle, daemon_pid): (u64, Option<u32>),
+    s: &mut Samples,
 ) -> Result<Memory> {
     let tag = format!("c{}", std::process::id());
+    // A cgroup parent, as kubelet always sends (containerd's pod stats
+    // need one); the bench script removes it.
+    let parent = format!("/vordr-bench-{}", std::process::id());
     let mut held = Vec::new();
     for i in 0..a.hold {
-        let (p, id, _) = start_pod_with_container(c, img, &format!("h{tag}"), i).await?;
+        let (p, id, _) = start_pod_with_container(c, img, &format!("h{tag}"), i, &parent).await?;
         held.push((p, id));
     }
     // Let the daemon and the shims settle (shims trim when idle).
@@ -121,10 +125,56 @@ async fn hold(
         shim_pss: median(mem.iter().map(|m| m.1).collect()),
         shims: mem.len(),
     };
+    if a.stats {
+        stats_queries(c, endpoint, a, s).await?;
+    }
     for (p, id) in held {
         tear_down(c, &p, &id).await?;
     }
     Ok(memory)
+}
+
+/// ListContainerStats and ListPodSandboxStats, unfiltered, with `a.hold`
+/// pods of one running container each: what kubelet polls.
+async fn stats_queries(
+    c: &mut CriClient,
+    endpoint: &str,
+    a: &BenchArgs,
+    s: &mut Samples,
+) -> Result<()> {
+    let containers = format!("ListContainerStats ({} containers)", a.hold);
+    let pods = format!("ListPodSandboxStats ({} pods)", a.hold);
+    for _ in 0..a.iterations.max(1) * 3 {
+        let t = Instant::now();
+        let listed = c
+            .runtime
+            .list_container_stats(cri::ListContainerStatsRequest { filter: None })
+            .await
+            .context("ListContainerStats")?
+            .into_inner()
+            .stats;
+        s.add(&containers, t.elapsed());
+        anyhow::ensure!(
+            listed.len() >= a.hold,
+            "{endpoint} lists stats of {} containers",
+            listed.len()
+        );
+        let t = Instant::now();
+        let listed = c
+            .runtime
+            .list_pod_sandbox_stats(cri::ListPodSandboxStatsRequest { filter: None })
+            .await
+            .context("ListPodSandboxStats")?
+            .into_inner()
+            .stats;
+        s.add(&pods, t.elapsed());
+        anyhow::ensure!(
+            listed.len() >= a.hold,
+            "{endpoint} lists stats of {} pods",
+            listed.len()
+        );
+    }
+    Ok(())
 }
 
 /// PullImage then RemoveImage of `name`, timed, starting from nothing.

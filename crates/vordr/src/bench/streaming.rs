@@ -21,7 +21,7 @@ pub(super) async fn streaming(
     s: &mut Samples,
 ) -> Result<()> {
     let tag = format!("s{}", std::process::id());
-    let (pod_id, id, _) = start_pod_with_container(c, img, &tag, 0).await?;
+    let (pod_id, id, _) = start_pod_with_container(c, img, &tag, 0, "").await?;
     exec_round_trips(c, &id, a, s).await?;
     port_forward_downloads(c, &pod_id, &id, a, s).await?;
     tear_down(c, &pod_id, &id).await?;
