@@ -449,6 +449,13 @@ async fn spec(
             userns.as_fd(),
             &staging,
         )?;
+        crate::container::idmap::stage_pod_files(
+            &mut runtime_spec,
+            &rt.layout.pod_dir(&pod.id),
+            userns.as_fd(),
+            &staging,
+        )
+        .map_err(|e| internal("idmapping the pod's files", e))?;
     }
     let spec_json =
         serde_json::to_vec_pretty(&runtime_spec).map_err(|e| internal("config.json", e))?;

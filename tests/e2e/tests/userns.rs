@@ -79,7 +79,8 @@ async fn idmapped_rootfs_and_volume(handler: &str, host: u32) {
     let (code, out) = sh(
         &mut s,
         &id,
-        "stat -c '%u:%g %n' / /bin/busybox /etc /data /data/owned-by-root",
+        "stat -c '%u:%g %n' / /bin/busybox /etc /data /data/owned-by-root \
+         /etc/hostname /etc/hosts /etc/resolv.conf",
     )
     .await;
     assert_eq!(code, 0, "{out}");

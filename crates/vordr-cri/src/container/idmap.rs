@@ -292,6 +292,36 @@ pub fn stage_volumes(
     Ok(())
 }
 
+/// Stages an idmapped copy of each file or directory under `pod_dir` (the
+/// daemon's own files of the pod: hostname, hosts, resolv.conf) that `spec`
+/// bind-mounts (`p0`, `p1`, ... in `staging`), and points those mounts at
+/// the copies, so that they are root's inside as they are on the host.
+pub fn stage_pod_files(
+    spec: &mut oci_spec::runtime::Spec,
+    pod_dir: &Path,
+    userns: BorrowedFd<'_>,
+    staging: &Path,
+) -> io::Result<()> {
+    let Some(mut mounts) = spec.mounts().clone() else {
+        return Ok(());
+    };
+    for (i, m) in mounts.iter_mut().enumerate() {
+        let Some(source) = m.source().clone() else {
+            continue;
+        };
+        if !source.starts_with(pod_dir) || m.typ().as_deref() != Some("bind") {
+            continue;
+        }
+        let target = staging.join(format!("p{i}"));
+        let fd = open_path(&source)?;
+        stage(fd.as_fd(), userns, false, &target)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", source.display())))?;
+        m.set_source(Some(target));
+    }
+    spec.set_mounts(Some(mounts));
+    Ok(())
+}
+
 /// Mounts the container's overlay at `target` over idmapped copies of
 /// `lowers` (bottom layer first), the upper directory owned by `root`
 /// (host uid, gid of the container's root). The staging mounts are
