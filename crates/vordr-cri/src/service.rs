@@ -60,12 +60,6 @@ where
     .await
 }
 
-fn not_yet<T>(rpc: &str) -> R<T> {
-    Err(Status::unimplemented(format!(
-        "{rpc} is not implemented by this vordr yet"
-    )))
-}
-
 #[tonic::async_trait]
 impl RuntimeService for Vordr {
     async fn version(&self, r: Request<VersionRequest>) -> R<VersionResponse> {
