@@ -2,8 +2,10 @@
 //! signal used by StopContainer and reported, ContainerStatus's user,
 //! image id and resources (after UpdateContainerResources too),
 //! PodSandboxStatus's containers' statuses, ImageFsInfo's container
-//! filesystem and UpdatePodSandboxResources.
+//! filesystem and UpdatePodSandboxResources (in-place pod resize) on the
+//! pod's cgroup.
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tonic::Code;
@@ -151,5 +153,131 @@ async fn stop_signal_user_resources_and_pod_views() {
 
     s.stop_remove(&plain).await;
     s.stop_remove(&id).await;
+    s.d.remove_all_pods().await;
+}
+
+const ROOT: &str = "/sys/fs/cgroup";
+
+fn unified() -> bool {
+    nix::sys::statfs::statfs(ROOT)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+}
+
+/// The directory of the memory cgroup holding `pid`'s cgroup (its pod's).
+fn pod_memory_dir(pid: u32) -> PathBuf {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    for line in text.lines() {
+        let mut f = line.splitn(3, ':');
+        let (_, ctrls, path) = (f.next(), f.next().unwrap_or(""), f.next().unwrap_or(""));
+        let root = if unified() && ctrls.is_empty() {
+            PathBuf::from(ROOT)
+        } else if !unified() && ctrls.split(',').any(|c| c == "memory") {
+            Path::new(ROOT).join(ctrls)
+        } else {
+            continue;
+        };
+        let leaf = root.join(path.trim_start_matches('/'));
+        return leaf.parent().unwrap().to_path_buf();
+    }
+    panic!("no memory cgroup for {pid}:\n{text}");
+}
+
+fn memory_limit(pod_dir: &Path) -> String {
+    let file = if unified() {
+        "memory.max"
+    } else {
+        "memory.limit_in_bytes"
+    };
+    let p = pod_dir.join(file);
+    std::fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .trim()
+        .to_string()
+}
+
+async fn pid_of(s: &mut Setup, id: &str) -> u32 {
+    container_info(&mut s.c, id).await["pid"].as_u64().unwrap() as u32
+}
+
+/// Removes the test's kubelet-style parent cgroup when the test ends.
+struct Parent(Vec<PathBuf>);
+
+impl Drop for Parent {
+    fn drop(&mut self) {
+        for d in &self.0 {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+async fn resize(
+    s: &mut Setup,
+    id: &str,
+    overhead: i64,
+    memory: i64,
+) -> Result<cri::UpdatePodSandboxResourcesResponse, tonic::Status> {
+    let mem = |m: i64| cri::LinuxContainerResources {
+        memory_limit_in_bytes: m,
+        ..Default::default()
+    };
+    s.c.runtime
+        .update_pod_sandbox_resources(cri::UpdatePodSandboxResourcesRequest {
+            pod_sandbox_id: id.into(),
+            overhead: Some(mem(overhead)),
+            resources: Some(mem(memory)),
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pod_resize_sizes_vordrs_pod_cgroup_and_leaves_kubelets() {
+    if std::env::var("VORDR_E2E_CGROUP_DRIVER").is_ok_and(|d| d == "systemd") {
+        return; // the kubelet-style parent below is a cgroupfs path
+    }
+    let Some(mut s) = setup("k135rs").await else {
+        return;
+    };
+    // No parent given: Vordr's own pod cgroup, sized by the call with the
+    // resources plus the overhead.
+    let own = s.pod("k135-own", "").await;
+    let c = s.run(&own, s.config("c", &["sleep", "300"])).await;
+    let dir = pod_memory_dir(pid_of(&mut s, &c).await);
+    resize(&mut s, &own.0, 8 << 20, 200 << 20).await.unwrap();
+    assert_eq!(
+        memory_limit(&dir),
+        ((208u64) << 20).to_string(),
+        "{}",
+        s.d.log()
+    );
+    resize(&mut s, &own.0, 8 << 20, 100 << 20).await.unwrap();
+    assert_eq!(memory_limit(&dir), ((108u64) << 20).to_string());
+
+    // A parent kubelet named: kubelet sized it, the call only tells.
+    let given = format!("/vordr-e2e-k135-{}", s.d.bridge);
+    let mut cfg = s.pod_config("k135-kubelet");
+    cfg.linux.get_or_insert_with(Default::default).cgroup_parent = given.clone();
+    let kpod = s.run_pod(cfg, "").await;
+    let kc = s.run(&kpod, s.config("c", &["sleep", "300"])).await;
+    let kdir = pod_memory_dir(pid_of(&mut s, &kc).await);
+    let _cleanup = Parent(vec![kdir.clone()]);
+    assert!(
+        kdir.ends_with(given.trim_start_matches('/')),
+        "{}",
+        kdir.display()
+    );
+    let before = memory_limit(&kdir);
+    resize(&mut s, &kpod.0, 8 << 20, 64 << 20).await.unwrap();
+    assert_eq!(memory_limit(&kdir), before);
+
+    // A stopped pod: FailedPrecondition.
+    s.c.runtime
+        .stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: own.0.clone(),
+        })
+        .await
+        .unwrap();
+    let e = resize(&mut s, &own.0, 0, 64 << 20).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e}");
     s.d.remove_all_pods().await;
 }
