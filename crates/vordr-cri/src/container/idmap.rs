@@ -68,12 +68,15 @@ fn clone_tree(fd: BorrowedFd<'_>, recursive: bool) -> io::Result<OwnedFd> {
 }
 
 /// Idmaps the detached mount `mnt` (and its submounts when `recursive`)
-/// with the mappings of the user namespace `userns`.
+/// with the mappings of the user namespace `userns`, and makes it a slave
+/// of the source's peer group: mounts made on the host still reach it, but
+/// nothing done to it (its release included: unmounting a peer's submount
+/// would unmount the host's) propagates back.
 fn set_idmap(mnt: BorrowedFd<'_>, userns: BorrowedFd<'_>, recursive: bool) -> io::Result<()> {
     let attr = MountAttr {
         attr_set: MOUNT_ATTR_IDMAP,
         attr_clr: 0,
-        propagation: 0,
+        propagation: libc::MS_SLAVE,
         userns_fd: userns.as_raw_fd() as u64,
     };
     let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
@@ -566,6 +569,89 @@ mod tests {
         assert!(res.is_ok(), "{res:?}");
         assert_eq!(std::fs::read_dir(&layers).unwrap().count(), 0);
         assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0);
+    }
+
+    /// A shared host mount with a submount, staged and released: the
+    /// host's submount stays (a peer's umount would propagate to it), and
+    /// what is mounted on the host meanwhile still reaches the copy.
+    #[test]
+    fn staging_a_shared_volume_and_releasing_it_leaves_the_host_alone() {
+        std::thread::spawn(|| {
+            use nix::mount::{mount, MsFlags};
+            nix::sched::unshare(
+                nix::sched::CloneFlags::CLONE_FS | nix::sched::CloneFlags::CLONE_NEWNS,
+            )
+            .unwrap();
+            mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                None::<&str>,
+            )
+            .unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let (src, staging) = (dir.path().join("src"), dir.path().join("staging"));
+            for d in [src.join("sub"), src.join("later")] {
+                std::fs::create_dir_all(d).unwrap();
+            }
+            mount(
+                Some(&src),
+                &src,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .unwrap();
+            mount(
+                None::<&str>,
+                &src,
+                None::<&str>,
+                MsFlags::MS_SHARED,
+                None::<&str>,
+            )
+            .unwrap();
+            mount(
+                Some("tmpfs"),
+                &src.join("sub"),
+                Some("tmpfs"),
+                MsFlags::empty(),
+                None::<&str>,
+            )
+            .unwrap();
+            std::fs::write(src.join("sub/marker"), b"x").unwrap();
+            let userns = probe_userns().unwrap();
+            create_staging(&staging).unwrap();
+            let fd = open_path(&src).unwrap();
+            stage(fd.as_fd(), userns.as_fd(), true, &staging.join("v0")).unwrap();
+            assert!(staging.join("v0/sub/marker").exists());
+            let meta = std::fs::metadata(staging.join("v0/sub/marker")).unwrap();
+            // Seen from the host through the idmap, host root's file is
+            // owned by the host id of the namespace's root (submount too).
+            assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), PROBE_HOST_ID);
+            mount(
+                Some("tmpfs"),
+                &src.join("later"),
+                Some("tmpfs"),
+                MsFlags::empty(),
+                None::<&str>,
+            )
+            .unwrap();
+            std::fs::write(src.join("later/marker"), b"x").unwrap();
+            assert!(
+                staging.join("v0/later/marker").exists(),
+                "host mounts reach the copy"
+            );
+            release(&staging).unwrap();
+            assert!(!staging.exists());
+            assert!(
+                src.join("sub/marker").exists(),
+                "the host's submount was unmounted"
+            );
+            assert!(src.join("later/marker").exists());
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]
