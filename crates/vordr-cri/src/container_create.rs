@@ -95,9 +95,19 @@ pub async fn create_container(
     let handler = crate::container::handler::for_container(rt, &pod, &config)?;
     let lowers = image_lowers(rt, &image)?;
     let img = image_config(rt, &image)?;
-    let (host_paths, log_file) = resolve_paths(&config, &sandbox).await?;
-
     let id = new_id();
+    // Image volumes mounted read-only, as binds of Vordr's staged paths.
+    let (mounted, image_volumes) = match crate::container::image_volume::stage(rt, &id, &config) {
+        Ok(Some((mounted, staged))) => (Some(mounted), staged),
+        Ok(None) => (None, Vec::new()),
+        Err(e) => {
+            release_image_volumes(rt, &id);
+            return Err(e);
+        }
+    };
+    let resolved = resolve_paths(mounted.as_ref().unwrap_or(&config), &sandbox).await;
+    let (host_paths, log_file) = resolved.inspect_err(|_| release_image_volumes(rt, &id))?;
+
     record(
         rt,
         &id,
@@ -106,15 +116,17 @@ pub async fn create_container(
         &image,
         &handler,
         log_file.as_deref(),
-    )?;
+    )
+    .inspect_err(|_| release_image_volumes(rt, &id))?;
     crate::state::faults::point("container.recorded");
     let mut shim_address = String::new();
     let request = Request {
-        config: &config,
+        config: mounted.as_ref().unwrap_or(&config),
         sandbox: &sandbox,
         pod: &pod,
         host_paths: &host_paths,
         log_file: log_file.as_deref(),
+        image_volumes: &image_volumes,
     };
     let res = build(rt, &id, &request, &lowers, img, &handler, &mut shim_address).await;
     match res {
@@ -141,6 +153,15 @@ pub async fn create_container(
             undo(rt, &id, &shim_address, &pod.cgroup_parent).await;
             Err(status)
         }
+    }
+}
+
+/// Detaches the image volumes staged for a create that failed before its
+/// row was recorded (after, the undo's teardown does it).
+fn release_image_volumes(rt: &Runtime, id: &str) {
+    let dir = rt.layout.image_volumes_dir(id);
+    if let Err(e) = crate::container::image_volume::release(&dir) {
+        tracing::error!(container = %id, "releasing image volumes: {e}");
     }
 }
 

@@ -281,3 +281,194 @@ async fn pod_resize_sizes_vordrs_pod_cgroup_and_leaves_kubelets() {
     assert_eq!(e.code(), Code::FailedPrecondition, "{e}");
     s.d.remove_all_pods().await;
 }
+
+/// A two-layer image of data files with symlinks: one relative, one
+/// absolute (`/etc`) and one climbing out of the image (`../..`).
+fn data_layers() -> Vec<(Vec<u8>, &'static str)> {
+    use oci_client::manifest::IMAGE_LAYER_GZIP_MEDIA_TYPE;
+    let first = registry::tar(&[
+        ("data/", None),
+        ("data/a.txt", Some(b"one")),
+        ("data/dir/", None),
+        ("data/dir/c.txt", Some(b"three")),
+    ]);
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(0o644);
+    h.set_size(3);
+    h.set_mtime(1_600_000_000);
+    h.set_cksum();
+    b.append_data(&mut h, "data/b.txt", &b"two"[..]).unwrap();
+    for (name, target) in [
+        ("data/rel", "a.txt"),
+        ("data/abs", "/etc"),
+        ("data/up", "../.."),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_mode(0o777);
+        h.set_size(0);
+        h.set_mtime(1_600_000_000);
+        b.append_link(&mut h, name, target).unwrap();
+    }
+    let second = b.into_inner().unwrap();
+    vec![
+        (first, IMAGE_LAYER_GZIP_MEDIA_TYPE),
+        (second, IMAGE_LAYER_GZIP_MEDIA_TYPE),
+    ]
+}
+
+fn image_mount(container_path: &str, image: &str, sub: &str) -> cri::Mount {
+    cri::Mount {
+        container_path: container_path.into(),
+        image: Some(cri::ImageSpec {
+            image: image.into(),
+            ..Default::default()
+        }),
+        image_sub_path: sub.into(),
+        ..Default::default()
+    }
+}
+
+/// Mounts of this daemon's image volumes still attached.
+fn image_volume_mounts(s: &Setup) -> Vec<String> {
+    s.d.mounts()
+        .into_iter()
+        .filter(|m| m.contains("/image-volumes/"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn image_volumes_are_mounted_read_only_with_sub_paths() {
+    let Some(mut s) = setup("k135iv").await else {
+        return;
+    };
+    let data = format!("{}/e2e/data:1", s.reg.addr);
+    registry::push(&data, &data_layers(), "amd64").await;
+    let data_ref =
+        s.c.image
+            .pull_image(cri::PullImageRequest {
+                image: Some(cri::ImageSpec {
+                    image: data.clone(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .image_ref;
+    let pod = s.pod("k135-iv", "").await;
+
+    // Refusals: an image not pulled, sub paths that leave the image or are
+    // not in it. Nothing stays mounted after them.
+    let refused = [
+        (
+            image_mount("/v", &format!("{}/e2e/absent:1", s.reg.addr), ""),
+            Code::NotFound,
+            "mounts[0].image",
+        ),
+        (
+            image_mount("/v", &data_ref, "data/abs"),
+            Code::InvalidArgument,
+            "mounts[0].image_sub_path",
+        ),
+        (
+            image_mount("/v", &data_ref, "data/up"),
+            Code::InvalidArgument,
+            "mounts[0].image_sub_path",
+        ),
+        (
+            image_mount("/v", &data_ref, "data/abs/passwd"),
+            Code::InvalidArgument,
+            "mounts[0].image_sub_path",
+        ),
+        (
+            image_mount("/v", &data_ref, "../etc"),
+            Code::InvalidArgument,
+            "mounts[0].image_sub_path",
+        ),
+        (
+            image_mount("/v", &data_ref, "data/missing"),
+            Code::NotFound,
+            "mounts[0].image_sub_path",
+        ),
+    ];
+    for (i, (m, code, field)) in refused.into_iter().enumerate() {
+        let mut cfg = s.config(&format!("bad{i}"), &["sleep", "100"]);
+        cfg.mounts = vec![m];
+        let e = s.create(&pod, cfg).await.unwrap_err();
+        assert_eq!(e.code(), code, "{i}: {e}");
+        assert!(e.message().contains(field), "{i}: {e}");
+    }
+    assert_eq!(image_volume_mounts(&s), Vec::<String>::new());
+    assert!(list_containers(&mut s.c).await.is_empty());
+
+    // The whole image (two layers: an overlay), a directory of it, and a
+    // file of the one-layer busybox image (a bind).
+    let mut cfg = s.config("iv", &["sleep", "1000"]);
+    cfg.mounts = vec![
+        image_mount("/vol", &data_ref, ""),
+        image_mount("/sub", &data_ref, "data/dir"),
+        image_mount("/one", &s.image.clone(), "etc/passwd"),
+    ];
+    let id = s.run(&pod, cfg).await;
+    let out = |r: cri::ExecSyncResponse| {
+        (
+            r.exit_code,
+            String::from_utf8_lossy(&r.stdout).into_owned(),
+            String::from_utf8_lossy(&r.stderr).into_owned(),
+        )
+    };
+    let r = s
+        .exec(
+            &id,
+            &[
+                "cat",
+                "/vol/data/a.txt",
+                "/vol/data/b.txt",
+                "/sub/c.txt",
+                "/vol/data/rel",
+            ],
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out(r).1, "onetwothreeone");
+    let r = s.exec(&id, &["cat", "/one"], 10).await.unwrap();
+    assert!(out(r).1.starts_with("root:x:0:0:"));
+    for target in ["/vol/data/new", "/sub/new", "/one"] {
+        let r = s
+            .exec(&id, &["sh", "-c", &format!("echo x > {target}")], 10)
+            .await
+            .unwrap();
+        let (code, _, err) = out(r);
+        assert_ne!(code, 0, "{target} is writable");
+        assert!(err.contains("Read-only file system"), "{target}: {err}");
+    }
+    let r = s
+        .exec(&id, &["grep", " /vol ", "/proc/mounts"], 10)
+        .await
+        .unwrap();
+    let line = out(r).1;
+    assert!(line.contains(" ro,") || line.contains(" ro "), "{line}");
+    // ContainerStatus shows the mounts kubelet asked for.
+    let st = s.status(&id).await;
+    assert_eq!(st.mounts.len(), 3);
+    assert_eq!(st.mounts[1].image_sub_path, "data/dir");
+    assert_eq!(
+        image_volume_mounts(&s).len(),
+        3,
+        "{:?}",
+        image_volume_mounts(&s)
+    );
+
+    s.stop_remove(&id).await;
+    assert_eq!(image_volume_mounts(&s), Vec::<String>::new());
+    s.d.remove_all_pods().await;
+}

@@ -18,6 +18,9 @@ pub struct Request<'a> {
     pub pod: &'a vordr_store::PodRecord,
     pub host_paths: &'a HostPaths,
     pub log_file: Option<&'a Path>,
+    /// The container's staged image volumes (container::image_volume):
+    /// Vordr's own read-only mounts, not host paths.
+    pub image_volumes: &'a [PathBuf],
 }
 
 /// The pod's files every container of it mounts.
@@ -46,7 +49,8 @@ pub fn judge(
         .and_then(|l| l.security_context.as_ref());
     let added = vordr_gatekeeper::CapSet::of(&built.added_capabilities)
         .map_err(|c| internal("judging capabilities", format!("unknown capability {c}")))?;
-    let pod_files = pod_files(paths);
+    let mut pod_files = pod_files(paths);
+    pod_files.extend(r.image_volumes.iter().cloned());
     let name = r.config.metadata.as_ref().map_or("", |m| m.name.as_str());
     crate::security::gatekeeper::check_container(
         rt,
@@ -131,6 +135,7 @@ pub fn rejudge(
         pod: &pod,
         host_paths: &host_paths,
         log_file: log_file.as_deref(),
+        image_volumes: &crate::container::image_volume::staged_paths(rt, &c.id),
     };
     let built = vordr_spec::Built {
         spec,

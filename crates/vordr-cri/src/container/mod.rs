@@ -7,6 +7,7 @@ pub(crate) mod events;
 pub(crate) mod exit;
 pub(crate) mod handler;
 pub(crate) mod idmap;
+pub(crate) mod image_volume;
 pub(crate) mod judge;
 pub(crate) mod reported;
 pub(crate) mod rootfs;
@@ -117,10 +118,12 @@ pub async fn teardown(rt: &Runtime, c: &Gone<'_>) -> Result<(), String> {
     let attach = rt.layout.attach_socket(id);
     let layer = rt.layout.container_dir(id);
     let rootfs = rt.layout.rootfs_dir(id);
-    tokio::task::spawn_blocking(move || {
     let staging = rt.layout.idmap_dir(id);
-        crate::container::cgroup::remove(&cgroup)?;
+    let image_volumes = rt.layout.image_volumes_dir(id);
+    tokio::task::spawn_blocking(move || {
         crate::container::idmap::release(&staging)?;
+        crate::container::image_volume::release(&image_volumes)?;
+        crate::container::cgroup::remove(&cgroup)?;
         let _ = std::fs::remove_file(socket);
         let _ = std::fs::remove_file(attach);
         crate::container::rootfs::unmount(&rootfs);

@@ -19,6 +19,7 @@
 //! <run>/bundles/<ctr>/{config.json,judged.json,rootfs,exec-*}
 //!                                        (+ options.json, init.pid, exit.json, shim.log: the shim)
 //! <run>/idmap/<ctr>/                    idmapped layers and volumes while a container is created
+//! <run>/image-volumes/<ctr>/            the container's image volumes, read-only mounts
 //! <run>/s/                               shim and attach sockets
 //! <run>/events.sock                      TTRPC endpoint shims publish to
 //! <run>/runtime/<kind>/                  youki's or runc's state
@@ -167,6 +168,17 @@ impl Layout {
     /// The idmap staging directory of one container.
     pub fn idmap_dir(&self, id: &str) -> PathBuf {
         self.idmap_root().join(id)
+    }
+
+    /// Where containers' image volumes are mounted (read-only) before
+    /// being bound into them.
+    pub fn image_volumes_root(&self) -> PathBuf {
+        self.run.join("image-volumes")
+    }
+
+    /// The image volumes of one container: `<i>`, and `<i>.sub` for a sub path.
+    pub fn image_volumes_dir(&self, id: &str) -> PathBuf {
+        self.image_volumes_root().join(id)
     }
 
     /// Where shims put their TTRPC and attach sockets.
