@@ -5,6 +5,10 @@
 //! in whichever layout.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
 /// Where the cgroup hierarchies are mounted.
 pub const ROOT: &str = "/sys/fs/cgroup";
@@ -83,6 +87,75 @@ pub fn oom_killed_in(root: &Path, rel: &Path) -> bool {
     })
 }
 
+/// On cgroup v2, watches the container's `memory.events` (the kernel
+/// notifies every change) and sets `seen` once `oom_kill` is above zero, as
+/// containerd's shim does: with the systemd driver the scope's cgroup is
+/// gone as soon as its last process died, so reading it at exit is too late.
+/// The thread ends with the cgroup (or the first OOM kill). Nothing to watch
+/// on v1 (the cgroup stays until the runtime deletes it): `Ok(false)`.
+pub fn watch_oom(rel: &Path, seen: Arc<AtomicBool>) -> std::io::Result<bool> {
+    watch_oom_in(PathBuf::from(ROOT), rel, seen)
+}
+
+fn watch_oom_in(root: PathBuf, rel: &Path, seen: Arc<AtomicBool>) -> std::io::Result<bool> {
+    let events = root
+        .join(rel.strip_prefix("/").unwrap_or(rel))
+        .join("memory.events");
+    if !events.exists() {
+        return Ok(false);
+    }
+    let inotify = Inotify::init(InitFlags::IN_CLOEXEC)?;
+    inotify.add_watch(&events, AddWatchFlags::IN_MODIFY)?;
+    let rel = rel.to_path_buf();
+    std::thread::Builder::new()
+        .name("oom-watch".into())
+        .spawn(move || oom_watch_loop(&inotify, &root, &rel, &seen))?;
+    Ok(true)
+}
+
+/// Whether the init that exited with `code` was OOM-killed: the watcher
+/// saw it, or the cgroup's files say so. When the cgroup is already gone
+/// (a systemd scope) after a SIGKILL, the watcher gets a moment to catch up.
+pub fn oom_at_exit(rel: &Path, seen: &AtomicBool, watched: bool, code: i32) -> bool {
+    let gone = || {
+        !Path::new(ROOT)
+            .join(rel.strip_prefix("/").unwrap_or(rel))
+            .join("memory.events")
+            .exists()
+    };
+    if watched && code == 128 + 9 && !seen.load(Ordering::SeqCst) && gone() {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(100);
+        while !seen.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+    seen.load(Ordering::SeqCst) || oom_killed_in(Path::new(ROOT), rel)
+}
+
+fn oom_watch_loop(inotify: &Inotify, root: &Path, rel: &Path, seen: &AtomicBool) {
+    // A kill before the watch was added.
+    if oom_killed_in(root, rel) {
+        seen.store(true, Ordering::SeqCst);
+        return;
+    }
+    loop {
+        let Ok(events) = inotify.read_events() else {
+            return;
+        };
+        if oom_killed_in(root, rel) {
+            seen.store(true, Ordering::SeqCst);
+            return;
+        }
+        // IN_IGNORED: the file (the cgroup) is gone.
+        if events
+            .iter()
+            .any(|e| e.mask.contains(AddWatchFlags::IN_IGNORED))
+        {
+            return;
+        }
+    }
+}
+
 fn oom_kill_count(s: &str) -> u64 {
     s.lines()
         .filter_map(|l| l.strip_prefix("oom_kill "))
@@ -144,5 +217,30 @@ mod tests {
         .unwrap();
         assert!(oom_killed_in(d.path(), Path::new("/pod/c2")));
         assert!(!oom_killed_in(d.path(), Path::new("/pod/none")));
+    }
+
+    #[test]
+    fn the_watcher_sees_an_oom_kill_as_it_is_written() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("pod/c1");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("memory.events"), "oom 0\noom_kill 0\n").unwrap();
+        let seen = Arc::new(AtomicBool::new(false));
+        let rel = Path::new("/pod/c1");
+        assert!(watch_oom_in(d.path().to_path_buf(), rel, seen.clone()).unwrap());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!seen.load(Ordering::SeqCst));
+        std::fs::write(dir.join("memory.events"), "oom 1\noom_kill 1\n").unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !seen.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(seen.load(Ordering::SeqCst));
+        // The cgroup gone: the record comes from the watcher.
+        std::fs::remove_file(dir.join("memory.events")).unwrap();
+        assert!(seen.load(Ordering::SeqCst));
+        // No memory.events (v1): nothing is watched.
+        let none = Arc::new(AtomicBool::new(false));
+        assert!(!watch_oom_in(d.path().to_path_buf(), Path::new("/pod/c2"), none).unwrap());
     }
 }

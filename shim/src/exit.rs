@@ -24,13 +24,6 @@ pub fn write_record(bundle: &Path, rec: &ExitRecord) -> std::io::Result<()> {
     std::fs::File::open(bundle)?.sync_all()
 }
 
-/// Whether the container's memory cgroup (its directory below the
-/// hierarchies' root) OOM-killed a process: `oom_kill` in
-/// memory.oom_control (v1) or memory.events (v2).
-pub fn oom_killed(cgroup_dir: &Path) -> bool {
-    crate::cgroup::oom_killed_in(Path::new(crate::cgroup::ROOT), cgroup_dir)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

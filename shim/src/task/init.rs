@@ -64,6 +64,10 @@ impl TaskService {
         p.pid = pid;
         p.reaped_pid = pid;
         let mut st = self.lock();
+        match crate::cgroup::watch_oom(&st.cgroups_path, st.oom_seen.clone()) {
+            Ok(watched) => st.oom_watched = watched,
+            Err(e) => eprintln!("vordr shim: watching for OOM kills: {e}"),
+        }
         st.copiers = stdio.copiers;
         st.init = Some(p);
         let early = st.early.remove(&pid).map(|(code, _)| code);

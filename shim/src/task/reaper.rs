@@ -14,7 +14,7 @@ use vordr_shim_api::ExitRecord;
 
 use super::reply::protobuf_timestamp;
 use super::state::{lock, PState, Shared, State, TaskService, EARLY_KEEP};
-use crate::exit::{now_ns, oom_killed, write_record};
+use crate::exit::{now_ns, write_record};
 
 /// How often an idle shim trims its working set.
 const TRIM_EVERY: Duration = Duration::from_secs(10);
@@ -147,7 +147,8 @@ fn init_exited<'a>(
 ) -> MutexGuard<'a, State> {
     let bundle = st.bundle.clone();
     let cgroups = st.cgroups_path.clone();
-    let oom = oom_killed(&cgroups);
+    let seen = st.oom_seen.clone();
+    let oom = crate::cgroup::oom_at_exit(&cgroups, &seen, st.oom_watched, code);
     let rec = ExitRecord {
         pid: pid as u32,
         exit_code: code,

@@ -67,6 +67,10 @@ pub(super) struct State {
     pub bundle: PathBuf,
     pub options: CreateOptions,
     pub cgroups_path: PathBuf,
+    /// Set by the v2 OOM watcher (`crate::cgroup::watch_oom`).
+    pub oom_seen: Arc<std::sync::atomic::AtomicBool>,
+    /// Whether that watcher runs (cgroup v2).
+    pub oom_watched: bool,
     pub init: Option<Proc>,
     pub execs: HashMap<String, Proc>,
     /// Exits the reaper saw before the pid was recorded (code, when). Most
