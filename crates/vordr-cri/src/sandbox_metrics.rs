@@ -1,8 +1,6 @@
 //! ListMetricDescriptors and ListPodSandboxMetrics: cAdvisor's metrics of
 //! every pod and container, from the stats cache (see `stats::cadvisor`).
 
-use std::sync::Arc;
-
 use k8s_cri::v1::*;
 use tonic::Status;
 
@@ -21,17 +19,12 @@ pub async fn list_pod_sandbox_metrics(
     let snap = rt.stats.snapshot();
     let mount = crate::container_stats::fs_mount(rt);
     let pods = crate::sandbox_stats::selected_pods(rt, &snap, "", &Default::default())?;
+    let by_pod = snap.by_pod();
     let pod_metrics = pods
         .iter()
         .map(|p| {
-            let mut cs: Vec<_> = snap
-                .containers
-                .values()
-                .filter(|c| c.pod_id == p.pod.id)
-                .map(Arc::as_ref)
-                .collect();
-            cs.sort_by(|a, b| a.id.cmp(&b.id));
-            crate::stats::cadvisor::pod_metrics(p, &cs, &mount)
+            let cs = by_pod.get(p.pod.id.as_str()).map_or(&[][..], Vec::as_slice);
+            crate::stats::cadvisor::pod_metrics(p, cs, &mount)
         })
         .collect();
     Ok(ListPodSandboxMetricsResponse { pod_metrics })

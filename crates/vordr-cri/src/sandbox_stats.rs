@@ -1,6 +1,7 @@
 //! PodSandboxStats and ListPodSandboxStats, answered from the stats cache:
 //! the pod's containers, their sums, the pod's network and processes.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use k8s_cri::v1::*;
@@ -10,7 +11,7 @@ use vordr_store::PodRecord;
 use crate::container_stats::{fs_mount, selected};
 use crate::state::errors::internal;
 use crate::state::Runtime;
-use crate::stats::{PodEntry, Snapshot};
+use crate::stats::{ContainerEntry, PodEntry, Snapshot};
 
 /// The cached entry of `pod`, or one made now for a pod the cache has not
 /// seen yet (its network read through a running container, if any).
@@ -27,15 +28,13 @@ fn entry_of(snap: &Snapshot, pod: PodRecord) -> Arc<PodEntry> {
     }
 }
 
-fn stats_of(snap: &Snapshot, p: &PodEntry, mount: &str) -> PodSandboxStats {
-    let mut containers: Vec<_> = snap
-        .containers
-        .values()
-        .filter(|c| c.pod_id == p.pod.id)
-        .map(Arc::as_ref)
-        .collect();
-    containers.sort_by(|a, b| a.id.cmp(&b.id));
-    crate::stats::cri::pod_stats(p, &containers, mount)
+fn stats_of(
+    by_pod: &HashMap<&str, Vec<&ContainerEntry>>,
+    p: &PodEntry,
+    mount: &str,
+) -> PodSandboxStats {
+    let containers = by_pod.get(p.pod.id.as_str()).map_or(&[][..], Vec::as_slice);
+    crate::stats::cri::pod_stats(p, containers, mount)
 }
 
 pub async fn pod_sandbox_stats(
@@ -46,7 +45,7 @@ pub async fn pod_sandbox_stats(
     let snap = rt.stats.snapshot();
     let p = entry_of(&snap, pod);
     Ok(PodSandboxStatsResponse {
-        stats: Some(stats_of(&snap, &p, &fs_mount(rt))),
+        stats: Some(stats_of(&snap.by_pod(), &p, &fs_mount(rt))),
     })
 }
 
@@ -77,9 +76,10 @@ pub async fn list_pod_sandbox_stats(
     let f = req.filter.unwrap_or_default();
     let snap = rt.stats.snapshot();
     let mount = fs_mount(rt);
+    let by_pod = snap.by_pod();
     let stats = selected_pods(rt, &snap, &f.id, &f.label_selector)?
         .iter()
-        .map(|p| stats_of(&snap, p, &mount))
+        .map(|p| stats_of(&by_pod, p, &mount))
         .collect();
     Ok(ListPodSandboxStatsResponse { stats })
 }

@@ -84,6 +84,13 @@ fn no_group_or_world_write() {
     umask(old | Mode::from_bits_truncate(0o022));
 }
 
+/// `shutdown`, then the container event streams ended: they never end on
+/// their own, and a graceful stop waits for every open call.
+async fn end_streams(rt: Arc<Runtime>, shutdown: impl Future<Output = ()>) {
+    shutdown.await;
+    rt.events.close_all();
+}
+
 /// Runs the CRI server until `shutdown` resolves; `listening` is called
 /// once the CRI socket accepts connections (systemd's READY=1).
 pub async fn serve(
@@ -163,7 +170,7 @@ pub async fn serve(
         .layer(layer)
         .add_service(RuntimeServiceServer::new(svc.clone()).max_decoding_message_size(16 << 20))
         .add_service(ImageServiceServer::new(svc).max_decoding_message_size(16 << 20))
-        .serve_with_incoming_shutdown(incoming, shutdown)
+        .serve_with_incoming_shutdown(incoming, end_streams(rt.clone(), shutdown))
         .await;
     let _ = std::fs::remove_file(&socket);
     if let Some(task) = metrics {

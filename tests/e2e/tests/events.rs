@@ -160,7 +160,7 @@ async fn a_reconnecting_stream_gets_what_it_missed() {
     s.d.remove_all_pods().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exits_during_a_restart_are_emitted() {
     let Some(mut s) = setup("evrestart").await else {
         return;
@@ -198,4 +198,20 @@ async fn exits_during_a_restart_are_emitted() {
     s.stop_remove(&stays).await;
     s.stop_remove(&quits).await;
     s.d.remove_all_pods().await;
+    // An open stream does not hold up a stop: it ends.
+    let t = Instant::now();
+    // The client's connection is served meanwhile (the stop is graceful).
+    let st = tokio::task::block_in_place(|| s.d.terminate()).expect("the daemon ran");
+    assert!(st.success(), "{st:?}");
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "stopping took {:?} with a stream open",
+        t.elapsed()
+    );
+    // What was queued for it still comes, then its end.
+    let drained = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Ok(Some(_)) = events.message().await {}
+    })
+    .await;
+    assert!(drained.is_ok(), "the stream did not end");
 }

@@ -68,6 +68,15 @@ impl EventHub {
         }
     }
 
+    /// Ends every open stream (the daemon is stopping).
+    pub fn close_all(&self) {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .streams
+            .clear();
+    }
+
     /// Opens a stream: the backlog first, then every new event.
     pub fn subscribe(&self) -> mpsc::Receiver<Item> {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -196,5 +205,10 @@ mod tests {
         // With no stream left and no backlog configured, nothing is kept.
         let mut next = hub.subscribe();
         assert!(ids(&mut next).is_empty());
+        hub.close_all();
+        assert!(matches!(
+            next.try_recv(),
+            Err(mpsc::error::TryRecvError::Disconnected)
+        ));
     }
 }

@@ -73,6 +73,20 @@ pub struct Snapshot {
     pub pods: HashMap<String, Arc<PodEntry>>,
 }
 
+impl Snapshot {
+    /// The containers of each pod, by id.
+    pub fn by_pod(&self) -> HashMap<&str, Vec<&ContainerEntry>> {
+        let mut out: HashMap<&str, Vec<&ContainerEntry>> = HashMap::new();
+        for c in self.containers.values() {
+            out.entry(c.pod_id.as_str()).or_default().push(c);
+        }
+        for cs in out.values_mut() {
+            cs.sort_by(|a, b| a.id.cmp(&b.id));
+        }
+        out
+    }
+}
+
 /// The cache the RPCs read.
 pub struct StatsCache {
     snapshot: RwLock<Arc<Snapshot>>,
