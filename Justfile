@@ -19,6 +19,18 @@ test:
 fuzz SECONDS="60":
     ./scripts/fuzz.sh {{SECONDS}}
 
+# Needs root; the first run fetches QEMU and debootstraps the guest into
+# target/guest/ (docs/testing-cgroup2.md). The plan lists the tests run.
+# The cgroup e2e tests in a pure cgroup v2 QEMU guest (systemd PID 1), both drivers.
+test-cgroup2 PLAN="scripts/guest/cgroup2.txt":
+    ./scripts/guest/e2e.sh {{PLAN}}
+
+# The checks are in scripts/guest/jobs/systemd.sh; a stand-in kubelet.service
+# and kubelet config give the installer's switch something real to act on.
+# vordr install / uninstall --host-root / under a real systemd, in the same guest.
+test-systemd DRIVER="systemd":
+    ./scripts/guest/systemd.sh {{DRIVER}}
+
 # Formatting and lints, as CI runs them; the deploy/k8s manifests against
 # the Kubernetes 1.35 schemas.
 check:
