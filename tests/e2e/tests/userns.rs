@@ -283,3 +283,60 @@ async fn bad_mappings_are_refused() {
     let left = s.d.leftovers();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// A daemon killed while a user-namespaced container's volume is staged
+/// (crash point `container.shim-started`: after the spec, before the
+/// runtime's create): the restart releases the staging mounts without
+/// touching the host's files, and the container can then be created.
+#[tokio::test(flavor = "multi_thread")]
+async fn crash_with_volumes_staged_is_reconciled() {
+    let Some(mut s) = setup("userns-crash").await else {
+        return;
+    };
+    let cfg = s.userns_pod_config("crash", 480_000);
+    let uid = cfg.metadata.as_ref().unwrap().uid.clone();
+    let vol = s.d.pod_volume_dir(&uid).join("volumes/data");
+    std::fs::create_dir_all(&vol).unwrap();
+    std::fs::write(vol.join("keep"), b"host\n").unwrap();
+    let pod = s.run_pod(cfg, "").await;
+    let mut c = s.config("app", &["sleep", "1000"]);
+    c.mounts = vec![cri::Mount {
+        container_path: "/data".into(),
+        host_path: vol.display().to_string(),
+        ..Default::default()
+    }];
+
+    s.d.terminate();
+    s.d.env = vec![(
+        vordr_cri::faults::ENV.to_string(),
+        "container.shim-started".to_string(),
+    )];
+    s.d.spawn().await;
+    s.c = s.d.client().await;
+    assert!(s.create(&pod, c.clone()).await.is_err());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !s.d.exited() {
+        assert!(Instant::now() < deadline, "the daemon did not crash");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        !staging_mounts(&s).is_empty(),
+        "nothing was staged before the crash point"
+    );
+
+    s.d.kill9();
+    s.d.env.clear();
+    s.d.spawn().await;
+    s.c = s.d.client().await;
+    assert!(staging_mounts(&s).is_empty(), "{:?}", staging_mounts(&s));
+    let left: Vec<_> = std::fs::read_dir(s.d.run_dir.join("idmap"))
+        .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "staging dirs left: {left:?}");
+    assert_eq!(std::fs::read(vol.join("keep")).unwrap(), b"host\n");
+    let id = s.run(&pod, c).await;
+    let (code, out) = sh(&mut s, &id, "stat -c %u /data/keep").await;
+    assert_eq!((code, out.trim()), (0, "0"), "{out}");
+    s.stop_remove(&id).await;
+    s.d.remove_all_pods().await;
+}
