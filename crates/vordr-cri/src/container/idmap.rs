@@ -411,7 +411,8 @@ fn probe_thread(layers_dir: &Path, scratch: &Path) -> Support {
     .map_err(|e| format!("making the probe's mounts private: {e}"))?;
     let userns = probe_userns()?;
     std::fs::create_dir_all(layers_dir).map_err(|e| format!("{}: {e}", layers_dir.display()))?;
-    let dir = layers_dir.join(format!(".idmap-probe-{}", std::process::id()));
+    // "tmp-": what the image store removes at start, should a crash leave it.
+    let dir = layers_dir.join(format!("tmp-idmap-probe-{}", std::process::id()));
     release(&dir)?;
     std::fs::create_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let res = probe_overlay(&dir, userns.as_fd(), scratch);
