@@ -30,6 +30,7 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 const OPEN_TREE_CLONE: libc::c_uint = 1;
@@ -146,8 +147,6 @@ pub fn stage(
     }
     attach(mnt.as_fd(), target)
 }
-
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 
 /// Opens a directory or file as an O_PATH descriptor (no symlink at the end).
 pub fn open_path(p: &Path) -> io::Result<OwnedFd> {
