@@ -248,7 +248,7 @@ fn cri_binds(
         if m.image.as_ref().is_some_and(|img| !img.image.is_empty()) {
             return Err(invalid(
                 format!("mounts[{i}].image"),
-                "image volume mounts are not supported",
+                "must be staged by the runtime first (as a read-only host path)",
             ));
         }
         if !m.container_path.starts_with('/') {

@@ -472,3 +472,36 @@ async fn image_volumes_are_mounted_read_only_with_sub_paths() {
     assert_eq!(image_volume_mounts(&s), Vec::<String>::new());
     s.d.remove_all_pods().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn image_volumes_left_without_a_row_are_released_at_start() {
+    let Some(mut s) = setup("k135ivr").await else {
+        return;
+    };
+    // What a crash between staging and the container's row leaves: a
+    // read-only mount under <run>/image-volumes/<id>/ that no row names.
+    s.d.terminate();
+    let id = "ab".repeat(32);
+    let dir = s.d.run_dir.join("image-volumes").join(&id);
+    let staged = dir.join("0");
+    std::fs::create_dir_all(&staged).unwrap();
+    let source = tempfile::tempdir().unwrap();
+    nix::mount::mount(
+        Some(source.path()),
+        &staged,
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .unwrap();
+    assert_eq!(image_volume_mounts(&s).len(), 1);
+    s.d.spawn().await;
+    s.c = s.d.client().await;
+    assert_eq!(
+        image_volume_mounts(&s),
+        Vec::<String>::new(),
+        "{}",
+        s.d.log()
+    );
+    assert!(!dir.exists(), "{} left", dir.display());
+}

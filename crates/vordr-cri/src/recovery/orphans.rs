@@ -224,7 +224,8 @@ async fn pins_and_pod_files(rt: &Runtime, known: &Known<'_>, report: &mut Report
 }
 
 /// Containers: shims (working in a bundle of ours), bundles with their
-/// rootfs mounts, writable layers.
+/// rootfs mounts, writable layers, image volumes (staged before the row is
+/// written, so a crash can leave them alone).
 async fn containers_of_no_row(rt: &Runtime, known: &Known<'_>, report: &mut Report) {
     let bundles = rt.layout.bundles_dir();
     let mut orphans: HashSet<String> = HashSet::new();
@@ -240,7 +241,11 @@ async fn containers_of_no_row(rt: &Runtime, known: &Known<'_>, report: &mut Repo
             }
         }
     }
-    for dir in [bundles.clone(), rt.layout.containers_dir()] {
+    for dir in [
+        bundles.clone(),
+        rt.layout.containers_dir(),
+        rt.layout.image_volumes_root(),
+    ] {
         orphans.extend(
             names(&dir)
                 .into_iter()
