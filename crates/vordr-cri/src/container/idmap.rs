@@ -365,7 +365,11 @@ impl crate::state::Runtime {
             if let Err(e) = vordr_fsmode::ensure_dir(&root, vordr_fsmode::TRAVERSE_DIR) {
                 return Err(format!("{}: {e}", root.display()));
             }
-            probe(&self.layout.images_dir().join("snapshots"), &root)
+            probe(
+                &self.layout.images_dir().join("snapshots"),
+                &root,
+                std::slice::from_ref(&self.config.gatekeeper.kubelet_root),
+            )
         })
     }
 
@@ -387,16 +391,19 @@ pub type Support = Result<String, String>;
 
 /// Probes, in a mount namespace of its own (on a thread of its own), that
 /// an overlay over an idmapped layer of the filesystem holding `layers_dir`
-/// works, and that a tmpfs (the filesystem of secrets and memory volumes)
-/// takes an idmap. Scratch files go under `scratch` (removed after).
-pub fn probe(layers_dir: &Path, scratch: &Path) -> Support {
+/// works, that a tmpfs (the filesystem of secrets and memory volumes) takes
+/// an idmap, and so does the filesystem of each of `volume_dirs` that
+/// exists (kubelet's root, where its volumes live). Scratch files go under
+/// `scratch` (removed after).
+pub fn probe(layers_dir: &Path, scratch: &Path, volume_dirs: &[PathBuf]) -> Support {
     let (layers_dir, scratch) = (layers_dir.to_path_buf(), scratch.to_path_buf());
-    std::thread::spawn(move || probe_thread(&layers_dir, &scratch))
+    let volume_dirs = volume_dirs.to_vec();
+    std::thread::spawn(move || probe_thread(&layers_dir, &scratch, &volume_dirs))
         .join()
         .unwrap_or_else(|_| Err("the idmap probe's thread panicked".into()))
 }
 
-fn probe_thread(layers_dir: &Path, scratch: &Path) -> Support {
+fn probe_thread(layers_dir: &Path, scratch: &Path, volume_dirs: &[PathBuf]) -> Support {
     use nix::sched::{unshare, CloneFlags};
     unshare(CloneFlags::CLONE_FS | CloneFlags::CLONE_NEWNS)
         .map_err(|e| format!("unshare(CLONE_NEWNS): {e}"))?;
@@ -419,10 +426,18 @@ fn probe_thread(layers_dir: &Path, scratch: &Path) -> Support {
     release(&dir)?;
     res?;
     probe_tmpfs(userns.as_fd(), &scratch.join("probe-tmpfs"))?;
-    Ok(format!(
+    let mut tried = format!(
         "an overlay over an idmapped layer of {} and an idmapped tmpfs",
         layers_dir.display()
-    ))
+    );
+    for dir in volume_dirs.iter().filter(|d| d.is_dir()) {
+        open_path(dir)
+            .and_then(|fd| clone_tree(fd.as_fd(), false))
+            .and_then(|mnt| set_idmap(mnt.as_fd(), userns.as_fd(), false))
+            .map_err(|e| format!("idmapping {} (volumes live there): {e}", dir.display()))?;
+        tried.push_str(&format!(", an idmapped {}", dir.display()));
+    }
+    Ok(tried)
 }
 
 fn probe_overlay(dir: &Path, userns: BorrowedFd<'_>, scratch: &Path) -> Result<(), String> {
@@ -565,8 +580,19 @@ mod tests {
         let layers = dir.path().join("snapshots");
         let scratch = dir.path().join("run");
         std::fs::create_dir_all(&scratch).unwrap();
-        let res = probe(&layers, &scratch);
+        let res = probe(&layers, &scratch, &[dir.path().to_path_buf()]);
         assert!(res.is_ok(), "{res:?}");
+        assert!(
+            res.unwrap()
+                .contains(&format!("an idmapped {}", dir.path().display())),
+            "the volume directory was not tried"
+        );
+        // A directory on a filesystem without idmap support: procfs.
+        let res = probe(&layers, &scratch, &[PathBuf::from("/proc/sys")]);
+        assert!(
+            res.as_ref().is_err_and(|e| e.contains("/proc/sys")),
+            "{res:?}"
+        );
         assert_eq!(std::fs::read_dir(&layers).unwrap().count(), 0);
         assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0);
     }
