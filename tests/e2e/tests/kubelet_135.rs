@@ -345,7 +345,17 @@ fn image_volume_mounts(s: &Setup) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn image_volumes_are_mounted_read_only_with_sub_paths() {
-    let Some(mut s) = setup("k135iv").await else {
+    image_volumes("k135iv", "").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn image_volumes_with_runc() {
+    image_volumes("k135ivc", "runc").await;
+}
+
+/// Image volumes in a container run by `handler` ("" for youki).
+async fn image_volumes(tag: &str, handler: &str) {
+    let Some(mut s) = setup(tag).await else {
         return;
     };
     let data = format!("{}/e2e/data:1", s.reg.addr);
@@ -363,7 +373,7 @@ async fn image_volumes_are_mounted_read_only_with_sub_paths() {
             .unwrap()
             .into_inner()
             .image_ref;
-    let pod = s.pod("k135-iv", "").await;
+    let pod = s.pod(&format!("{tag}-pod"), handler).await;
 
     // Refusals: an image not pulled, sub paths that leave the image or are
     // not in it. Nothing stays mounted after them.
