@@ -515,3 +515,36 @@ async fn image_volumes_left_without_a_row_are_released_at_start() {
     );
     assert!(!dir.exists(), "{} left", dir.display());
 }
+
+/// An image volume in a user-namespaced pod: its files keep their owners
+/// (root's are root's inside) through the idmapped staging.
+#[tokio::test(flavor = "multi_thread")]
+async fn image_volume_in_a_user_namespaced_pod() {
+    let Some(mut s) = setup("k135ivu").await else {
+        return;
+    };
+    let cfg = s.userns_pod_config("k135-ivu", 460_000);
+    let pod = s.run_pod(cfg, "").await;
+    let mut c = s.config("app", &["sleep", "1000"]);
+    c.mounts = vec![image_mount("/one", &s.image.clone(), "etc")];
+    let id = match s.create(&pod, c).await {
+        Ok(id) => id,
+        Err(e) => panic!("create: {e}\n{}", s.d.log()),
+    };
+    s.c.runtime
+        .start_container(cri::StartContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("start: {e}\n{}", s.d.log()));
+    let r = s
+        .exec(&id, &["busybox", "stat", "-c", "%u:%g", "/one/passwd"], 10)
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&r.stdout).trim(), "0:0", "{r:?}");
+    let r = s.exec(&id, &["cat", "/one/passwd"], 10).await.unwrap();
+    assert!(String::from_utf8_lossy(&r.stdout).starts_with("root:x:0:0:"));
+    s.stop_remove(&id).await;
+    assert_eq!(image_volume_mounts(&s), Vec::<String>::new());
+    s.d.remove_all_pods().await;
+}
