@@ -151,6 +151,24 @@ async fn pod_cgroup_holds_containers_and_goes_with_the_pod() {
             .unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
     assert!(e.message().contains("unified[\"memory.stat\"]"), "{e:?}");
+    if unified() {
+        // v2 keys and shares reach the container's own v2 files.
+        s.c.runtime
+            .update_container_resources(cri::UpdateContainerResourcesRequest {
+                container_id: a.clone(),
+                linux: Some(cri::LinuxContainerResources {
+                    cpu_shares: 1024,
+                    unified: [("memory.high".to_string(), "200003584".to_string())].into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("update: {e}\n{}", s.d.log()));
+        let own = mem_root.join(a_rel.trim_start_matches('/'));
+        assert_eq!(read(&own.join("memory.high")), "200003584");
+        assert_eq!(read(&own.join("cpu.weight")), "39");
+    }
 
     // Stopping the pod leaves it; removing the pod removes it everywhere.
     s.c.runtime
