@@ -548,3 +548,57 @@ async fn image_volume_in_a_user_namespaced_pod() {
     assert_eq!(image_volume_mounts(&s), Vec::<String>::new());
     s.d.remove_all_pods().await;
 }
+
+/// Under the restricted profile an image volume is admitted (Vordr's own
+/// read-only mount), while a host path at the same place is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn restricted_profile_admits_image_volumes_not_host_paths() {
+    let Some(mut s) = setup_with("k135ivg", "profile = \"restricted\"").await else {
+        return;
+    };
+    let pod = s.pod("k135-ivg", "").await;
+    let restricted = |s: &Setup, name: &str, m: cri::Mount| {
+        let mut cfg = s.config(name, &["sleep", "300"]);
+        let sc = cfg
+            .linux
+            .as_mut()
+            .unwrap()
+            .security_context
+            .as_mut()
+            .unwrap();
+        sc.run_as_user = Some(cri::Int64Value { value: 1000 });
+        sc.no_new_privs = true;
+        sc.capabilities = Some(cri::Capability {
+            drop_capabilities: vec!["ALL".into()],
+            ..Default::default()
+        });
+        cfg.mounts = vec![m];
+        cfg
+    };
+    let host = cri::Mount {
+        container_path: "/one".into(),
+        host_path: "/etc".into(),
+        readonly: true,
+        ..Default::default()
+    };
+    let e = s
+        .create(&pod, restricted(&s, "host", host))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e}");
+    assert!(e.message().contains("mounts host path /etc"), "{e}");
+    let image = s.image.clone();
+    let id = s
+        .run(
+            &pod,
+            restricted(&s, "img", image_mount("/one", &image, "etc")),
+        )
+        .await;
+    let r = s.exec(&id, &["cat", "/one/group"], 10).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&r.stdout).starts_with("root:x:0:"),
+        "{r:?}"
+    );
+    s.stop_remove(&id).await;
+    s.d.remove_all_pods().await;
+}
