@@ -94,6 +94,7 @@ pub async fn run_pod_sandbox(
     match build(rt, &id, &cfg, &plan, &net, from_pool, cni_list.as_deref()).await {
         Ok(()) => {
             tracing::info!(pod = %id, name = %plan.name, namespace = %plan.namespace, "pod sandbox ready");
+            rt.stats.pod_changed(rt, &id);
             Ok(RunPodSandboxResponse { pod_sandbox_id: id })
         }
         Err(status) => {
@@ -201,7 +202,10 @@ async fn pod_cgroup(rt: &Runtime, cfg: &PodSandboxConfig, plan: &PodPlan) -> Res
     let driver = rt.config.cgroup.driver;
     pod::create(driver, &plan.cgroup_parent)
         .await
-        .map_err(|e| internal("creating the pod's cgroup", e))?;
+        .map_err(|e| match e {
+            CgroupError::Unavailable(m) => Status::failed_precondition(m),
+            e => internal("creating the pod's cgroup", e),
+        })?;
     crate::state::faults::point("pod.cgroup-created");
     let Some(linux) = cfg.linux.as_ref().filter(|l| l.cgroup_parent.is_empty()) else {
         return Ok(());

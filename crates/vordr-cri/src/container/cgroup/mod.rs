@@ -28,6 +28,9 @@ pub enum CgroupError {
     /// systemd's D-Bus API refused or could not be reached.
     #[error("systemd: {0}")]
     Systemd(String),
+    /// The configured driver cannot work on this host.
+    #[error("{0}")]
+    Unavailable(String),
     /// A cgroup that would not empty or go away in time.
     #[error("{0}")]
     Busy(String),
