@@ -18,10 +18,10 @@ pub async fn list_pod_sandbox_metrics(
 ) -> Result<ListPodSandboxMetricsResponse, Status> {
     let snap = rt.stats.snapshot();
     let mount = crate::container_stats::fs_mount(rt);
-    let pods = crate::sandbox_stats::selected_pods(rt, &snap, "", &Default::default())?;
+    let pods = crate::sandbox_stats::selected_pods(&snap, "", &Default::default());
     let by_pod = snap.by_pod();
     let pod_metrics = pods
-        .iter()
+        .into_iter()
         .map(|p| {
             let cs = by_pod.get(p.pod.id.as_str()).map_or(&[][..], Vec::as_slice);
             crate::stats::cadvisor::pod_metrics(p, cs, &mount)

@@ -37,5 +37,6 @@ pub async fn remove_pod_sandbox(
         .delete_pod(&pod.id)
         .map_err(|e| internal("removing pod record", e))?;
     tracing::info!(pod = %pod.id, "pod sandbox removed");
+    rt.stats.pod_changed(rt, &pod.id);
     Ok(RemovePodSandboxResponse {})
 }

@@ -94,6 +94,7 @@ pub async fn run_pod_sandbox(
     match build(rt, &id, &cfg, &plan, &net, from_pool, cni_list.as_deref()).await {
         Ok(()) => {
             tracing::info!(pod = %id, name = %plan.name, namespace = %plan.namespace, "pod sandbox ready");
+            rt.stats.pod_changed(rt, &id);
             Ok(RunPodSandboxResponse { pod_sandbox_id: id })
         }
         Err(status) => {

@@ -9,7 +9,6 @@ use tonic::Status;
 use vordr_store::PodRecord;
 
 use crate::container_stats::{fs_mount, selected};
-use crate::state::errors::internal;
 use crate::state::Runtime;
 use crate::stats::{ContainerEntry, PodEntry, Snapshot};
 
@@ -49,24 +48,20 @@ pub async fn pod_sandbox_stats(
     })
 }
 
-/// The pods `f` selects, current ones from the store (a pod removed since
-/// the last refresh is not listed, a new one is), with their cached entries.
-pub fn selected_pods(
-    rt: &Runtime,
-    snap: &Snapshot,
+/// The cached pods `f` selects (the cache adds and drops pods as they are
+/// run and removed), by id.
+pub fn selected_pods<'a>(
+    snap: &'a Snapshot,
     id: &str,
-    labels: &std::collections::HashMap<String, String>,
-) -> Result<Vec<Arc<PodEntry>>, Status> {
-    let pods = rt
-        .store
-        .list_pods()
-        .map_err(|e| internal("listing pods", e))?;
-    Ok(pods
-        .into_iter()
-        .filter(|p| !p.state.is_pool() && p.id.starts_with(id))
-        .map(|p| entry_of(snap, p))
-        .filter(|e| selected(&e.labels, labels))
-        .collect())
+    labels: &HashMap<String, String>,
+) -> Vec<&'a Arc<PodEntry>> {
+    let mut out: Vec<&Arc<PodEntry>> = snap
+        .pods
+        .values()
+        .filter(|p| p.pod.id.starts_with(id) && selected(&p.labels, labels))
+        .collect();
+    out.sort_by(|a, b| a.pod.id.cmp(&b.pod.id));
+    out
 }
 
 pub async fn list_pod_sandbox_stats(
@@ -77,8 +72,8 @@ pub async fn list_pod_sandbox_stats(
     let snap = rt.stats.snapshot();
     let mount = fs_mount(rt);
     let by_pod = snap.by_pod();
-    let stats = selected_pods(rt, &snap, &f.id, &f.label_selector)?
-        .iter()
+    let stats = selected_pods(&snap, &f.id, &f.label_selector)
+        .into_iter()
         .map(|p| stats_of(&by_pod, p, &mount))
         .collect();
     Ok(ListPodSandboxStatsResponse { stats })

@@ -124,6 +124,8 @@ async fn stats_match_the_cgroup_files() {
         return;
     };
     let pod = s.pod("stats", "").await;
+    // Listed at once, not at the cache's next refresh.
+    assert_eq!(listed_pods(&mut s.c).await, [pod.0.as_str()]);
     // 64 MiB in /dev/shm (charged to the container, never inactive file),
     // 8 MiB in the writable layer.
     let mem = s
@@ -363,4 +365,18 @@ async fn stats_match_the_cgroup_files() {
     assert_eq!(list(Default::default()).await, [mem.as_str()]);
     s.stop_remove(&mem).await;
     s.d.remove_all_pods().await;
+    assert!(listed_pods(&mut s.c).await.is_empty());
+}
+
+/// The pods ListPodSandboxStats lists.
+async fn listed_pods(c: &mut CriClient) -> Vec<String> {
+    c.runtime
+        .list_pod_sandbox_stats(cri::ListPodSandboxStatsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .stats
+        .into_iter()
+        .map(|s| s.attributes.unwrap().id)
+        .collect()
 }

@@ -247,5 +247,7 @@ pub async fn destroy(rt: &Runtime, pod: &PodRecord) -> Result<(), String> {
     release_namespaces(rt, &pod.id).await?;
     crate::container::cgroup::pod::remove_for(rt, pod).await?;
     remove_pod_files(rt, &pod.id)?;
-    rt.store.delete_pod(&pod.id).map_err(|e| e.to_string())
+    rt.store.delete_pod(&pod.id).map_err(|e| e.to_string())?;
+    rt.stats.pod_changed(rt, &pod.id);
+    Ok(())
 }

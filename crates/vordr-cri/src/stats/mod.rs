@@ -93,8 +93,27 @@ pub struct StatsCache {
     /// Entries changed by lifecycle events since the running refresh
     /// started, applied over its result (it may have read the store
     /// before them). Written under `snapshot`'s write lock.
-    pending: StdMutex<Vec<(String, Option<Arc<ContainerEntry>>)>>,
+    pending: StdMutex<Vec<Change>>,
     cgroup_root: PathBuf,
+}
+
+/// An entry replaced (`Some`) or dropped (`None`) outside a refresh.
+#[derive(Debug, Clone)]
+enum Change {
+    Container(String, Option<Arc<ContainerEntry>>),
+    Pod(String, Option<Arc<PodEntry>>),
+}
+
+impl Snapshot {
+    /// Applies `change`.
+    fn apply(&mut self, change: Change) {
+        match change {
+            Change::Container(id, Some(e)) => drop(self.containers.insert(id, e)),
+            Change::Container(id, None) => drop(self.containers.remove(&id)),
+            Change::Pod(id, Some(e)) => drop(self.pods.insert(id, e)),
+            Change::Pod(id, None) => drop(self.pods.remove(&id)),
+        }
+    }
 }
 
 impl Default for StatsCache {
@@ -149,23 +168,48 @@ impl StatsCache {
             .clone()
     }
 
-    /// Replaces (`Some`) or drops (`None`) the entry of container `id`.
-    fn put_container(&self, id: &str, e: Option<ContainerEntry>) {
-        let e = e.map(Arc::new);
+    /// Applies `change` to the snapshot now and to the result of a
+    /// refresh under way.
+    fn put(&self, change: Change) {
         let mut guard = self.snapshot.write().unwrap_or_else(|e| e.into_inner());
-        let mut containers = guard.containers.clone();
-        match &e {
-            Some(e) => containers.insert(id.to_string(), e.clone()),
-            None => containers.remove(id),
+        let mut next = Snapshot {
+            containers: guard.containers.clone(),
+            pods: guard.pods.clone(),
         };
+        next.apply(change.clone());
         self.pending
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push((id.to_string(), e));
-        *guard = Arc::new(Snapshot {
-            containers,
-            pods: guard.pods.clone(),
+            .push(change);
+        *guard = Arc::new(next);
+    }
+
+    fn put_container(&self, id: &str, e: Option<ContainerEntry>) {
+        self.put(Change::Container(id.to_string(), e.map(Arc::new)));
+    }
+
+    /// Adds pod `id` after RunPodSandbox (its network read at the next
+    /// refresh), or drops it when its row is gone, so ListPodSandboxStats
+    /// lists pods without reading the store.
+    pub fn pod_changed(&self, rt: &Runtime, id: &str) {
+        let row = match rt.store.get_pod(id) {
+            Ok(row) => row.filter(|p| !p.state.is_pool()),
+            Err(e) => {
+                tracing::warn!(pod = %id, "stats: reading the pod: {e}");
+                return;
+            }
+        };
+        let e = row.map(|p| {
+            let net = self.snapshot().pods.get(id).and_then(|e| e.net.clone());
+            Arc::new(PodEntry {
+                labels: json_map(&p.labels),
+                annotations: json_map(&p.annotations),
+                at: crate::state::ids::now_ns(),
+                net,
+                pod: Arc::new(p),
+            })
         });
+        self.put(Change::Pod(id.to_string(), e));
     }
 
     /// Samples container `id` again after its state changed (created,
@@ -308,16 +352,13 @@ impl StatsCache {
             next.pods.insert(e.pod.id.clone(), Arc::new(e));
         }
         let mut guard = self.snapshot.write().unwrap_or_else(|e| e.into_inner());
-        for (id, e) in self
+        for change in self
             .pending
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .drain(..)
         {
-            match e {
-                Some(e) => next.containers.insert(id, e),
-                None => next.containers.remove(&id),
-            };
+            next.apply(change);
         }
         *guard = Arc::new(next);
         Ok(())
