@@ -1,8 +1,8 @@
 //! RemoveImage: by id, tag or digest, the whole image goes (as the CRI
 //! says), then blobs and snapshots no image (and no pull in progress) uses
-//! are freed. A missing image is success. An image a container uses is
-//! refused, as CRI-O does. Pulls in progress never make it wait for the
-//! network.
+//! are freed. A missing image is success. An image a container uses (or
+//! mounts as an image volume) is refused, as CRI-O does. Pulls in progress
+//! never make it wait for the network.
 
 use k8s_cri::v1::{RemoveImageRequest, RemoveImageResponse};
 use tonic::Status;
@@ -26,6 +26,13 @@ pub async fn remove_image(
         if used.contains(&img.id) {
             return Err(Status::failed_precondition(format!(
                 "image {} is in use by a container",
+                img.id
+            )));
+        }
+        // An image volume's layers are mounted too.
+        if crate::container::image_volume::images_in_use(rt)?.contains(&img.id) {
+            return Err(Status::failed_precondition(format!(
+                "image {} is in use by a container as an image volume",
                 img.id
             )));
         }

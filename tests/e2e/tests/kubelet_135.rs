@@ -478,8 +478,20 @@ async fn image_volumes(tag: &str, handler: &str) {
         image_volume_mounts(&s)
     );
 
+    // The mounted image stays until its container goes.
+    let remove = |r: &str| cri::RemoveImageRequest {
+        image: Some(cri::ImageSpec {
+            image: r.into(),
+            ..Default::default()
+        }),
+    };
+    let e = s.c.image.remove_image(remove(&data_ref)).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e}");
+    assert!(e.message().contains("image volume"), "{e}");
+
     s.stop_remove(&id).await;
     assert_eq!(image_volume_mounts(&s), Vec::<String>::new());
+    s.c.image.remove_image(remove(&data_ref)).await.unwrap();
     s.d.remove_all_pods().await;
 }
 

@@ -235,6 +235,30 @@ fn remount_ro(target: &Path) -> nix::Result<()> {
     )
 }
 
+/// The ids of the images some container mounts as a volume (RemoveImage
+/// keeps them: their snapshots are mounted). The references are resolved
+/// as CreateContainer resolved them; kubelet gives the image id.
+pub fn images_in_use(rt: &Runtime) -> Result<std::collections::HashSet<String>, Status> {
+    let mut ids = std::collections::HashSet::new();
+    let rows = rt
+        .store
+        .list_containers()
+        .map_err(|e| internal("reading containers", e))?;
+    for c in rows {
+        let cfg: ContainerConfig = serde_json::from_str(&c.config).unwrap_or_default();
+        for m in cfg.mounts.iter().filter(|m| is_image(m)) {
+            let image = m.image.as_ref().map_or("", |i| i.image.as_str());
+            let Ok(name) = parse_name(image) else {
+                continue;
+            };
+            if let Some(img) = find(rt, &name).map_err(|e| internal("reading images", e))? {
+                ids.insert(img.id);
+            }
+        }
+    }
+    Ok(ids)
+}
+
 /// The staged paths of container `id` (for the gatekeeper's judgement on
 /// UpdateContainerResources).
 pub fn staged_paths(rt: &Runtime, id: &str) -> Vec<PathBuf> {
