@@ -42,6 +42,14 @@ pub async fn update_container_resources(
     Ok(UpdateContainerResourcesResponse {})
 }
 
+/// Whether this host has the hugetlb controller (kubelet sends hugepage
+/// limits for every page size; without the controller they are dropped, as
+/// at create).
+fn hugetlb_present() -> bool {
+    use crate::container::cgroup::{mode, ROOT};
+    mode::has_controller(std::path::Path::new(ROOT), mode::host(), "hugetlb")
+}
+
 /// The OCI `LinuxResources` JSON for CRI resources (zero means unset).
 pub fn oci_resources(r: &LinuxContainerResources) -> Vec<u8> {
     let mut cpu = serde_json::Map::new();
@@ -71,7 +79,19 @@ pub fn oci_resources(r: &LinuxContainerResources) -> Vec<u8> {
         // above the old memory+swap limit is refused by the kernel).
         memory.insert("swap".into(), r.memory_limit_in_bytes.into());
     }
-    let v = serde_json::json!({ "cpu": cpu, "memory": memory });
+    let mut v = serde_json::json!({ "cpu": cpu, "memory": memory });
+    if !r.hugepage_limits.is_empty() && hugetlb_present() {
+        let limits: Vec<serde_json::Value> = r
+            .hugepage_limits
+            .iter()
+            .map(|h| serde_json::json!({ "pageSize": h.page_size, "limit": h.limit }))
+            .collect();
+        v["hugepageLimits"] = limits.into();
+    }
+    if !r.unified.is_empty() {
+        // v2 files (memory.high, io.weight, pids.max...), checked before.
+        v["unified"] = serde_json::json!(r.unified);
+    }
     serde_json::to_vec(&v).expect("JSON serialises")
 }
 
@@ -92,5 +112,24 @@ mod tests {
         assert_eq!(v["cpu"]["period"], 100_000);
         assert!(v["cpu"].get("shares").is_none());
         assert_eq!(v["memory"]["limit"], 64 << 20);
+        assert!(v.get("unified").is_none() && v.get("hugepageLimits").is_none());
+        let r = LinuxContainerResources {
+            hugepage_limits: vec![k8s_cri::v1::HugepageLimit {
+                page_size: "2MB".into(),
+                limit: 4 << 20,
+            }],
+            unified: [("memory.high".to_string(), "1000000".to_string())].into(),
+            ..Default::default()
+        };
+        let v: serde_json::Value = serde_json::from_slice(&oci_resources(&r)).unwrap();
+        assert_eq!(v["unified"]["memory.high"], "1000000");
+        if hugetlb_present() {
+            assert_eq!(v["hugepageLimits"][0]["pageSize"], "2MB");
+            assert_eq!(v["hugepageLimits"][0]["limit"], 4 << 20);
+        } else {
+            assert!(v.get("hugepageLimits").is_none());
+        }
+        // What the runtimes parse.
+        let _: oci_spec::runtime::LinuxResources = serde_json::from_value(v).unwrap();
     }
 }

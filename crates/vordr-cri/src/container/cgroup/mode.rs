@@ -46,6 +46,16 @@ pub fn host() -> Mode {
     *MODE.get_or_init(|| detect(Path::new(super::ROOT)))
 }
 
+/// Whether the host's cgroups have `controller`: listed in the v2 root's
+/// `cgroup.controllers`, or mounted as a v1 hierarchy.
+pub fn has_controller(root: &Path, mode: Mode, controller: &str) -> bool {
+    match mode {
+        Mode::Unified => std::fs::read_to_string(root.join("cgroup.controllers"))
+            .is_ok_and(|c| c.split_whitespace().any(|w| w == controller)),
+        Mode::V1 | Mode::Hybrid => root.join(controller).is_dir(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,5 +67,16 @@ mod tests {
         // Whatever this machine runs, detection agrees with itself.
         assert_eq!(host(), detect(Path::new("/sys/fs/cgroup")));
         assert!(["v1", "hybrid", "unified"].contains(&host().as_str()));
+    }
+
+    #[test]
+    fn controllers_in_either_layout() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("cgroup.controllers"), "cpu memory pids\n").unwrap();
+        assert!(has_controller(d.path(), Mode::Unified, "memory"));
+        assert!(!has_controller(d.path(), Mode::Unified, "hugetlb"));
+        std::fs::create_dir(d.path().join("hugetlb")).unwrap();
+        assert!(has_controller(d.path(), Mode::Hybrid, "hugetlb"));
+        assert!(!has_controller(d.path(), Mode::V1, "memory"));
     }
 }
