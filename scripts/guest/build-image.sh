@@ -17,6 +17,8 @@ PACKAGES=(
   # what the daemon and the e2e harness run
   runc netavark iproute2 iptables nftables busybox-static docker-registry
   ca-certificates util-linux procps iputils-ping libseccomp2 catatonit
+  # the systemd scenario: its test image into the local registry
+  skopeo
 )
 STAMP_INPUT="$(cat "$0" "$(dirname "$0")/lib.sh" "$(dirname "$0")/guest-job.sh" "$(dirname "$0")/vordr-guest-job.service")"
 STAMP="$(printf '%s' "$STAMP_INPUT" | sha256sum | cut -c1-16)"

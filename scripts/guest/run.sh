@@ -32,6 +32,8 @@ CMDLINE="root=/dev/vda rw console=ttyS0 panic=-1 mitigations=off vordr.job=1 cgr
 t0=$(guest_now)
 guest_log "booting ($(basename "$JOB"), limit ${LIMIT}s; console: $OUT/console.log)"
 set +e
+# In the background so that a TERM or INT to this script (an outer
+# timeout, ^C) reaches QEMU: timeout(1) passes it on to its command.
 timeout --kill-after=15 "$LIMIT" "$QEMU" \
   -accel tcg,thread=multi -cpu max -smp 2 -m 2048 \
   -nodefaults -no-user-config -display none -no-reboot \
@@ -40,8 +42,12 @@ timeout --kill-after=15 "$LIMIT" "$QEMU" \
   -drive "file=$GUEST_DIR/rootfs.img,format=raw,if=virtio,snapshot=on,cache=unsafe" \
   -virtfs "local,path=$IN,mount_tag=in,security_model=none,readonly=on,id=in" \
   -virtfs "local,path=$OUT,mount_tag=out,security_model=none,id=out" \
-  -nic none </dev/null >"$OUT/qemu.log" 2>&1
+  -nic none </dev/null >"$OUT/qemu.log" 2>&1 &
+qpid=$!
+trap 'kill -TERM "$qpid" 2>/dev/null; wait "$qpid"; guest_log "stopped: QEMU terminated"; exit 143' TERM INT HUP
+wait "$qpid"
 qrc=$?
+trap - TERM INT HUP
 set -e
 elapsed=$(guest_since "$t0")
 if [ "$qrc" -eq 124 ] || [ "$qrc" -eq 137 ]; then
