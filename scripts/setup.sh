@@ -17,6 +17,9 @@ PACKAGES=(
   binutils systemd
   # a third-party WebSocket streaming client (run by Debian's /usr/bin/python3)
   python3-kubernetes
+  # the cgroup v2 / systemd test guest (scripts/guest/: debootstrap builds
+  # its disk, mkfs.ext4 -d fills it; QEMU itself is unpacked, not installed)
+  debootstrap e2fsprogs bsdextrautils
 )
 
 if [ "$(id -u)" -ne 0 ]; then

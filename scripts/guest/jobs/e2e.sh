@@ -47,8 +47,9 @@ while read -r driver exe test; do
   fi
   printf '%s\t%s\t%s\t%s\t%s\n' "$driver" "$exe" "$test" "$result" "$secs" >>"$OUT/results.tsv"
   echo "$driver $exe::$test $result ${secs}s"
-  # Leftovers a test left behind would spoil the next: list them.
+  # Leftovers a test left behind would spoil the next: list them (the
+  # cgroups named *vordr* and everything below them).
   find /sys/fs/cgroup -name '*vordr*' -type d 2>/dev/null | grep -v vordr-guest-job |
-    head -n 20 | sed 's/^/  left: /'
+    while read -r d; do find "$d" -type d; done | sort -u | head -n 20 | sed 's/^/  left: /'
 done <"$IN/plan.txt"
 exit $failed

@@ -93,7 +93,7 @@ check kubelet-switched grep -q "^containerRuntimeEndpoint: $SOCK" /var/lib/kubel
 check kubelet-comment-kept grep -q "a comment the installer must keep" /var/lib/kubelet/config.yaml
 check kubelet-restarted sh -c "[ \"$(started kubelet.service)\" != \"$kubelet_before\" ] && systemctl is-active kubelet.service"
 check socket-answers vordr_cli version
-check runtime-config-driver sh -c "timeout 60 $VORDR info -r $SOCK | grep -A3 '\"cgroup\"' | grep '\"driver\": \"$DRIVER\"'"
+check status-config-driver sh -c "timeout 60 $VORDR info -r $SOCK | grep -A3 '\"cgroup\"' | grep '\"driver\": \"$DRIVER\"'"
 check install-again-changes-nothing timeout 300 "$VORDR" install --host-root / --source-dir "$IN/bin" --check
 
 # --- A detached container survives a restart of the daemon.
