@@ -54,10 +54,11 @@ pub fn filtered<'a>(
     out
 }
 
-pub async fn list_container_stats(
+/// From the cache alone: no blocking call.
+pub fn list_container_stats(
     rt: &Runtime,
     req: ListContainerStatsRequest,
-) -> Result<ListContainerStatsResponse, Status> {
+) -> ListContainerStatsResponse {
     let f = req.filter.unwrap_or_default();
     let snap = rt.stats.snapshot();
     let mount = fs_mount(rt);
@@ -65,5 +66,5 @@ pub async fn list_container_stats(
         .into_iter()
         .map(|c| crate::stats::cri::container_stats(c, &mount))
         .collect();
-    Ok(ListContainerStatsResponse { stats })
+    ListContainerStatsResponse { stats }
 }

@@ -2,7 +2,6 @@
 //! every pod and container, from the stats cache (see `stats::cadvisor`).
 
 use k8s_cri::v1::*;
-use tonic::Status;
 
 use crate::state::Runtime;
 
@@ -12,10 +11,11 @@ pub fn list_metric_descriptors(_: ListMetricDescriptorsRequest) -> ListMetricDes
     }
 }
 
-pub async fn list_pod_sandbox_metrics(
+/// From the cache alone: no blocking call.
+pub fn list_pod_sandbox_metrics(
     rt: &Runtime,
     _: ListPodSandboxMetricsRequest,
-) -> Result<ListPodSandboxMetricsResponse, Status> {
+) -> ListPodSandboxMetricsResponse {
     let snap = rt.stats.snapshot();
     let mount = crate::container_stats::fs_mount(rt);
     let pods = crate::sandbox_stats::selected_pods(&snap, "", &Default::default());
@@ -27,5 +27,5 @@ pub async fn list_pod_sandbox_metrics(
             crate::stats::cadvisor::pod_metrics(p, cs, &mount)
         })
         .collect();
-    Ok(ListPodSandboxMetricsResponse { pod_metrics })
+    ListPodSandboxMetricsResponse { pod_metrics }
 }

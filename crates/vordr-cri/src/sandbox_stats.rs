@@ -13,7 +13,7 @@ use crate::state::Runtime;
 use crate::stats::{ContainerEntry, PodEntry, Snapshot};
 
 /// The cached entry of `pod`, or one made now for a pod the cache has not
-/// seen yet (its network read through a running container, if any).
+/// seen yet (its network comes with the next refresh).
 fn entry_of(snap: &Snapshot, pod: PodRecord) -> Arc<PodEntry> {
     match snap.pods.get(&pod.id) {
         Some(e) => e.clone(),
@@ -64,10 +64,11 @@ pub fn selected_pods<'a>(
     out
 }
 
-pub async fn list_pod_sandbox_stats(
+/// From the cache alone: no blocking call.
+pub fn list_pod_sandbox_stats(
     rt: &Runtime,
     req: ListPodSandboxStatsRequest,
-) -> Result<ListPodSandboxStatsResponse, Status> {
+) -> ListPodSandboxStatsResponse {
     let f = req.filter.unwrap_or_default();
     let snap = rt.stats.snapshot();
     let mount = fs_mount(rt);
@@ -76,5 +77,5 @@ pub async fn list_pod_sandbox_stats(
         .into_iter()
         .map(|p| stats_of(&by_pod, p, &mount))
         .collect();
-    Ok(ListPodSandboxStatsResponse { stats })
+    ListPodSandboxStatsResponse { stats }
 }

@@ -276,11 +276,11 @@ impl RuntimeService for Vordr {
         &self,
         r: Request<ListContainerStatsRequest>,
     ) -> R<ListContainerStatsResponse> {
-        let req = r.into_inner();
-        on_own_thread(&self.0, |rt| async move {
-            container_stats::list_container_stats(&rt, req).await
-        })
-        .await
+        // From memory: on the async thread.
+        Ok(Response::new(container_stats::list_container_stats(
+            &self.0,
+            r.into_inner(),
+        )))
     }
     async fn pod_sandbox_stats(
         &self,
@@ -296,11 +296,10 @@ impl RuntimeService for Vordr {
         &self,
         r: Request<ListPodSandboxStatsRequest>,
     ) -> R<ListPodSandboxStatsResponse> {
-        let req = r.into_inner();
-        on_own_thread(&self.0, |rt| async move {
-            sandbox_stats::list_pod_sandbox_stats(&rt, req).await
-        })
-        .await
+        Ok(Response::new(sandbox_stats::list_pod_sandbox_stats(
+            &self.0,
+            r.into_inner(),
+        )))
     }
     async fn update_runtime_config(
         &self,
@@ -353,11 +352,10 @@ impl RuntimeService for Vordr {
         &self,
         r: Request<ListPodSandboxMetricsRequest>,
     ) -> R<ListPodSandboxMetricsResponse> {
-        let req = r.into_inner();
-        on_own_thread(&self.0, |rt| async move {
-            sandbox_metrics::list_pod_sandbox_metrics(&rt, req).await
-        })
-        .await
+        Ok(Response::new(sandbox_metrics::list_pod_sandbox_metrics(
+            &self.0,
+            r.into_inner(),
+        )))
     }
     async fn runtime_config(&self, _: Request<RuntimeConfigRequest>) -> R<RuntimeConfigResponse> {
         Ok(Response::new(runtime_config::runtime_config(&self.0)))
