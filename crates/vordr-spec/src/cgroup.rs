@@ -110,14 +110,22 @@ pub fn validate_unified(unified: &HashMap<String, String>) -> Result<(), SpecErr
     Ok(())
 }
 
-/// cgroup v1 `cpu.shares` (2..=262144) as v2 `cpu.weight` (1..=10000),
-/// the conversion runc and crun use; 0 (unset) stays 0.
+/// cgroup v1 `cpu.shares` (2..=262144) as v2 `cpu.weight` (1..=10000):
+/// the quadratic fit in log2(shares) runc uses since 1.3.2 (and crun, and
+/// youki 0.7's libcgroups, which writes the containers' weights here), so
+/// the ends map to the ends and the default 1024 to the default 100. 0
+/// (unset) stays 0.
 pub fn cpu_weight_from_shares(shares: u64) -> u64 {
-    if shares == 0 {
-        return 0;
+    match shares {
+        0 => 0,
+        ..=2 => 1,
+        262_144.. => 10_000,
+        _ => {
+            let l = (shares as f64).log2();
+            let exponent = (l * l + 125.0 * l) / 612.0 - 7.0 / 34.0;
+            (10f64.powf(exponent).ceil() as u64).clamp(1, 10_000)
+        }
     }
-    let shares = shares.clamp(2, 262_144);
-    1 + ((shares - 2) * 9999) / 262_142
 }
 
 /// CRI cpu quota and period as v2 `cpu.max` ("max" without a quota).
@@ -206,10 +214,15 @@ mod tests {
     #[test]
     fn shares_to_weight_as_runc() {
         assert_eq!(cpu_weight_from_shares(0), 0);
-        assert_eq!(cpu_weight_from_shares(2), 1);
-        assert_eq!(cpu_weight_from_shares(1024), 39);
-        assert_eq!(cpu_weight_from_shares(262_144), 10_000);
         assert_eq!(cpu_weight_from_shares(1), 1);
+        assert_eq!(cpu_weight_from_shares(2), 1);
+        assert_eq!(cpu_weight_from_shares(3), 2);
+        assert_eq!(cpu_weight_from_shares(512), 59);
+        assert_eq!(cpu_weight_from_shares(1024), 100);
+        assert_eq!(cpu_weight_from_shares(2048), 174);
+        assert_eq!(cpu_weight_from_shares(100_000), 4340);
+        assert_eq!(cpu_weight_from_shares(262_143), 10_000);
+        assert_eq!(cpu_weight_from_shares(262_144), 10_000);
         assert_eq!(cpu_weight_from_shares(10_000_000), 10_000);
     }
 

@@ -458,7 +458,7 @@ mod tests {
         };
         t.apply("/kubepods/pod1", &res).unwrap();
         for (f, v) in [
-            ("cpu.weight", "39"),
+            ("cpu.weight", "100"),
             ("cpu.max", "50000 100000"),
             ("cpuset.cpus", "0"),
             ("cpuset.mems", "0"),
