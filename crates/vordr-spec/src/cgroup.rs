@@ -118,7 +118,7 @@ pub fn validate_unified(unified: &HashMap<String, String>) -> Result<(), SpecErr
 pub fn cpu_weight_from_shares(shares: u64) -> u64 {
     match shares {
         0 => 0,
-        ..=2 => 1,
+        1..=2 => 1,
         262_144.. => 10_000,
         _ => {
             let l = (shares as f64).log2();
