@@ -18,11 +18,22 @@ rm -rf "$Q"
 mkdir -p "$Q/debs" "$Q/root"
 t0=$(guest_now)
 # The packages apt would install here, without installing them.
-mapfile -t pkgs < <(apt-get -s install --no-install-recommends qemu-system-x86 2>/dev/null |
-  awk '$1 == "Inst" { print $2 }')
-[ ${#pkgs[@]} -gt 0 ] || guest_die "apt resolves no package for qemu-system-x86 (apt-get update?)"
-(cd "$Q/debs" && timeout 600 apt-get download -q -o APT::Sandbox::User=root "${pkgs[@]}" >/dev/null) ||
-  guest_die "apt-get download ${pkgs[*]} failed"
+resolve() {
+  mapfile -t pkgs < <(apt-get -s install --no-install-recommends qemu-system-x86 2>/dev/null |
+    awk '$1 == "Inst" { print $2 }')
+}
+download() {
+  [ ${#pkgs[@]} -gt 0 ] &&
+    (cd "$Q/debs" && timeout 600 apt-get download -q -o APT::Sandbox::User=root "${pkgs[@]}" >/dev/null)
+}
+resolve
+if ! download; then
+  # Stale or missing package lists (a fresh CI machine): refresh once.
+  guest_log "refreshing apt's package lists"
+  timeout 600 apt-get update -qq || guest_die "apt-get update failed"
+  resolve
+  download || guest_die "apt-get download of qemu-system-x86 (${pkgs[*]:-nothing resolved}) failed"
+fi
 for deb in "$Q"/debs/*.deb; do
   dpkg-deb -x "$deb" "$Q/root"
 done
