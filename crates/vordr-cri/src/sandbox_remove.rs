@@ -38,5 +38,10 @@ pub async fn remove_pod_sandbox(
         .map_err(|e| internal("removing pod record", e))?;
     tracing::info!(pod = %pod.id, "pod sandbox removed");
     rt.stats.pod_changed(rt, &pod.id);
+    crate::container::events::emit_pod(
+        rt,
+        pod,
+        k8s_cri::v1::ContainerEventType::ContainerDeletedEvent,
+    );
     Ok(RemovePodSandboxResponse {})
 }

@@ -95,6 +95,12 @@ pub async fn run_pod_sandbox(
         Ok(()) => {
             tracing::info!(pod = %id, name = %plan.name, namespace = %plan.namespace, "pod sandbox ready");
             rt.stats.pod_changed(rt, &id);
+            if let Ok(Some(p)) = rt.store.get_pod(&id) {
+                use k8s_cri::v1::ContainerEventType as T;
+                for kind in [T::ContainerCreatedEvent, T::ContainerStartedEvent] {
+                    crate::container::events::emit_pod(rt, &p, kind);
+                }
+            }
             Ok(RunPodSandboxResponse { pod_sandbox_id: id })
         }
         Err(status) => {

@@ -49,6 +49,11 @@ pub async fn stop_locked(rt: &Runtime, pod: &PodRecord) -> Result<(), Status> {
             .set_pod_state(&pod.id, PodState::NotReady)
             .map_err(|e| internal("recording pod state", e))?;
         tracing::info!(pod = %pod.id, "pod sandbox stopped");
+        crate::container::events::emit_pod(
+            rt,
+            pod,
+            k8s_cri::v1::ContainerEventType::ContainerStoppedEvent,
+        );
     }
     Ok(())
 }

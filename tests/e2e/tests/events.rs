@@ -113,6 +113,19 @@ async fn lifecycle_in_order_to_every_stream() {
     }
     s.stop_remove(&other).await;
     s.d.remove_all_pods().await;
+    // The pod's own events, its id as the container id (as containerd's
+    // sandbox containers): kubelet drops the pod on its DELETED.
+    let ev = next_for(&mut a, &pod.0).await;
+    assert_eq!(kind(&ev), T::ContainerStoppedEvent, "{ev:?}");
+    let ev = next_for(&mut a, &pod.0).await;
+    assert_eq!(kind(&ev), T::ContainerDeletedEvent, "{ev:?}");
+    let ps = ev
+        .pod_sandbox_status
+        .as_ref()
+        .expect("the pod's last status");
+    assert_eq!(ps.id, pod.0);
+    assert_eq!(ps.state, cri::PodSandboxState::SandboxNotready as i32);
+    assert!(ev.containers_statuses.is_empty(), "{ev:?}");
 }
 
 #[tokio::test]
@@ -125,6 +138,14 @@ async fn a_reconnecting_stream_gets_what_it_missed() {
     {
         // A client that reads the backlog, then goes away.
         let mut gone = subscribe(&mut s.c).await;
+        assert_eq!(
+            kind(&next_for(&mut gone, &pod.0).await),
+            T::ContainerCreatedEvent
+        );
+        assert_eq!(
+            kind(&next_for(&mut gone, &pod.0).await),
+            T::ContainerStartedEvent
+        );
         assert_eq!(
             kind(&next_for(&mut gone, &first).await),
             T::ContainerCreatedEvent

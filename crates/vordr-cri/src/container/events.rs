@@ -12,7 +12,7 @@ use std::sync::Mutex as StdMutex;
 use k8s_cri::v1::{ContainerEventResponse, ContainerEventType, ContainerStatus};
 use tokio::sync::mpsc;
 use tonic::Status;
-use vordr_store::ContainerRecord;
+use vordr_store::{ContainerRecord, PodRecord};
 
 use crate::state::Runtime;
 
@@ -96,26 +96,31 @@ impl EventHub {
     }
 }
 
-/// The event of `kind` for container `c` (for a deleted one, its last
-/// row): the pod's status and its containers' as they are now.
-fn event_of(rt: &Runtime, c: &ContainerRecord, kind: ContainerEventType) -> ContainerEventResponse {
-    let pod = rt.store.get_pod(&c.pod_id).ok().flatten();
-    let pod_sandbox_status = pod.as_ref().and_then(|p| {
+/// The event of `kind` for `id`, a container of pod `pod` or the pod
+/// itself: the pod's status (from `pod`, the last row of a removed pod) and
+/// its containers' as they are now (a deleted container no longer among
+/// them).
+fn event_of(
+    rt: &Runtime,
+    id: &str,
+    pod: Option<&PodRecord>,
+    kind: ContainerEventType,
+) -> ContainerEventResponse {
+    let pod_sandbox_status = pod.and_then(|p| {
         let cfg = crate::sandbox_status::config_of(p).ok()?;
         crate::sandbox_status::status_of(rt, p, &cfg).ok()
     });
-    let mut containers_statuses: Vec<ContainerStatus> = rt
-        .store
-        .pod_containers(&c.pod_id)
+    let mut containers_statuses: Vec<ContainerStatus> = pod
+        .and_then(|p| rt.store.pod_containers(&p.id).ok())
         .unwrap_or_default()
         .iter()
         .map(crate::container_status::to_status)
         .collect();
     if kind == ContainerEventType::ContainerDeletedEvent {
-        containers_statuses.retain(|s| s.id != c.id);
+        containers_statuses.retain(|s| s.id != id);
     }
     ContainerEventResponse {
-        container_id: c.id.clone(),
+        container_id: id.to_string(),
         container_event_type: kind as i32,
         created_at: crate::state::ids::now_ns(),
         pod_sandbox_status,
@@ -123,12 +128,43 @@ fn event_of(rt: &Runtime, c: &ContainerRecord, kind: ContainerEventType) -> Cont
     }
 }
 
+fn container_event(
+    rt: &Runtime,
+    c: &ContainerRecord,
+    kind: ContainerEventType,
+) -> ContainerEventResponse {
+    let pod = rt.store.get_pod(&c.pod_id).ok().flatten();
+    event_of(rt, &c.id, pod.as_ref(), kind)
+}
+
+/// Publishes an event for pod `pod` itself, its id as the container id (as
+/// containerd does for its sandbox containers: kubelet's evented PLEG
+/// drops a pod from its cache on the DELETED event of the sandbox id).
+/// `pod` is the row as it is now, or its last one once removed.
+pub fn emit_pod(rt: &Runtime, pod: &PodRecord, kind: ContainerEventType) {
+    let row = if kind == ContainerEventType::ContainerDeletedEvent {
+        // Removed, so stopped first: not ready, whatever the row said
+        // when the removal read it.
+        PodRecord {
+            state: vordr_store::PodState::NotReady,
+            ..pod.clone()
+        }
+    } else {
+        rt.store
+            .get_pod(&pod.id)
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| pod.clone())
+    };
+    rt.events.publish(event_of(rt, &pod.id, Some(&row), kind));
+}
+
 /// Publishes a created, started or stopped event for container `id` from
 /// its row as it is now, and brings its stats up to date.
 pub fn emit(rt: &Runtime, id: &str, kind: ContainerEventType) {
     rt.stats.container_changed(rt, id);
     match rt.store.get_container(id) {
-        Ok(Some(c)) => rt.events.publish(event_of(rt, &c, kind)),
+        Ok(Some(c)) => rt.events.publish(container_event(rt, &c, kind)),
         Ok(None) => {}
         Err(e) => tracing::warn!(container = %id, "container event: reading the row: {e}"),
     }
@@ -137,8 +173,11 @@ pub fn emit(rt: &Runtime, id: &str, kind: ContainerEventType) {
 /// Publishes the deleted event of `c`, whose row is gone.
 pub fn emit_deleted(rt: &Runtime, c: &ContainerRecord) {
     rt.stats.container_changed(rt, &c.id);
-    rt.events
-        .publish(event_of(rt, c, ContainerEventType::ContainerDeletedEvent));
+    rt.events.publish(container_event(
+        rt,
+        c,
+        ContainerEventType::ContainerDeletedEvent,
+    ));
 }
 
 #[cfg(test)]
