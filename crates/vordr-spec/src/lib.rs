@@ -316,13 +316,12 @@ pub fn build_spec(
     spec.set_zos(None);
 
     // Kubernetes 1.33's container stop signal wins over the image's.
-    let stop_signal = match signal::requested(config.stop_signal)
-        .map_err(|m| invalid("stop_signal", m))?
-    {
-        Some(s) => s,
-        None if image.stop_signal.is_empty() => "SIGTERM".to_string(),
-        None => image.stop_signal.clone(),
-    };
+    let stop_signal =
+        match signal::requested(config.stop_signal).map_err(|m| invalid("stop_signal", m))? {
+            Some(s) => s,
+            None if image.stop_signal.is_empty() => "SIGTERM".to_string(),
+            None => image.stop_signal.clone(),
+        };
     Ok(Built {
         spec,
         stop_signal,
