@@ -19,6 +19,8 @@ PACKAGES=(
   ca-certificates util-linux procps iputils-ping libseccomp2 catatonit
   # the systemd scenario: its test image into the local registry
   skopeo
+  # CheckpointContainer (its e2e tests dump containers with criu here)
+  criu
 )
 STAMP_INPUT="$(cat "$0" "$(dirname "$0")/lib.sh" "$(dirname "$0")/guest-job.sh" "$(dirname "$0")/vordr-guest-job.service")"
 STAMP="$(printf '%s' "$STAMP_INPUT" | sha256sum | cut -c1-16)"

@@ -121,7 +121,9 @@ async fn checkpoint_a_running_container(handler: &str) {
         audit.contains("CheckpointContainer"),
         "not audited: {audit}"
     );
-    match criu_here() {
+    let here = criu_here();
+    eprintln!("criu check here: {here:?}");
+    match here {
         Err(why) => {
             let e = result.expect_err("criu cannot run here, yet the checkpoint succeeded");
             assert_eq!(e.code(), Code::FailedPrecondition, "{e}");
