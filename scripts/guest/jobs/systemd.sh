@@ -87,7 +87,9 @@ check unit-is-type-notify sh -c '[ "$(systemctl show -P Type vordr.service)" = n
 check unit-delegate-killmode sh -c 'systemctl show -p Delegate -p KillMode vordr.service |
   tee /dev/stderr | tr "\n" " " | grep -q "Delegate=yes KillMode=process"'
 check unit-verify systemd-analyze verify /etc/systemd/system/vordr.service
-check config-kept sh -c 'grep -q "driver = \"'"$DRIVER"'\"" /etc/vordr/config.toml && test -f /etc/vordr/config.toml.new'
+check config-kept grep -q "^driver = \"$DRIVER\"" /etc/vordr/config.toml
+# config.toml.new only beside a config that differs from the default.
+check config-new-iff-changed sh -c '"$1" config | cmp -s - /etc/vordr/config.toml && ! test -e /etc/vordr/config.toml.new || { ! "$1" config | cmp -s - /etc/vordr/config.toml && test -f /etc/vordr/config.toml.new; }' sh "$SRC_VORDR"
 check crictl-yaml grep -q "runtime-endpoint: $SOCK" /etc/crictl.yaml
 check kubelet-switched grep -q "^containerRuntimeEndpoint: $SOCK" /var/lib/kubelet/config.yaml
 check kubelet-comment-kept grep -q "a comment the installer must keep" /var/lib/kubelet/config.yaml
