@@ -96,9 +96,15 @@ pub async fn sample(c: &mut CriClient, f: &StatsFilter) -> Result<Vec<StatsRow>>
         .map(|s| {
             let attrs = s.attributes.unwrap_or_default();
             let v = |x: Option<cri::UInt64Value>| x.map(|x| x.value);
-            let (cpu_ns, ts) = match s.cpu {
-                Some(cpu) => (v(cpu.usage_core_nano_seconds), cpu.timestamp),
-                None => (None, 0),
+            // The runtime's own rate (over its last two samples) stands
+            // until two of ours, further apart in time, give one.
+            let (cpu_ns, ts, runtime_rate) = match s.cpu {
+                Some(cpu) => (
+                    v(cpu.usage_core_nano_seconds),
+                    cpu.timestamp,
+                    v(cpu.usage_nano_cores).map(|n| n as f64 / 1e7),
+                ),
+                None => (None, 0, None),
             };
             let (ws, usage) = match s.memory {
                 Some(m) => (v(m.working_set_bytes), v(m.usage_bytes)),
@@ -113,7 +119,7 @@ pub async fn sample(c: &mut CriClient, f: &StatsFilter) -> Result<Vec<StatsRow>>
                 id: attrs.id,
                 name: attrs.metadata.map(|m| m.name).unwrap_or_default(),
                 cpu_ns,
-                cpu_percent: None,
+                cpu_percent: runtime_rate,
                 memory_working_set_bytes: ws,
                 memory_usage_bytes: usage,
                 writable_layer_bytes: disk,
@@ -126,7 +132,9 @@ pub async fn sample(c: &mut CriClient, f: &StatsFilter) -> Result<Vec<StatsRow>>
     Ok(rows)
 }
 
-/// Fills in each row's CPU percentage from an earlier sample.
+/// Fills in each row's CPU percentage from an earlier sample, where the
+/// two are different samples (the runtime answers from a cache that
+/// refreshes about once a second; the same sample twice keeps its rate).
 pub fn rates(earlier: &[StatsRow], now: &mut [StatsRow]) {
     for r in now {
         let Some(e) = earlier.iter().find(|e| e.id == r.id) else {
@@ -186,7 +194,9 @@ pub async fn cmd(a: StatsArgs) -> Result<i32> {
     let mut c = a.common.connect().await?;
     let f = filter(&mut c, a.id.as_deref()).await?;
     if a.no_stream {
-        let rows = stats(&mut c, &f, Duration::from_millis(500)).await?;
+        // Longer than the runtime's default stats interval (1 s), so the
+        // two samples differ.
+        let rows = stats(&mut c, &f, Duration::from_millis(1500)).await?;
         if a.common.json {
             common::print_json(&rows)?;
         } else {
@@ -250,6 +260,11 @@ mod tests {
         assert_eq!(now[0].cpu_percent, Some(50.0));
         assert_eq!(now[1].cpu_percent, None);
         assert_eq!(now[2].cpu_percent, None);
+        // The same cached sample twice: the runtime's rate stays.
+        let mut again = [row("a", Some(501_000), 1_000_000)];
+        again[0].cpu_percent = Some(12.5);
+        rates(&now[..1], &mut again);
+        assert_eq!(again[0].cpu_percent, Some(12.5));
         let t = render(&now);
         assert!(t.starts_with("CONTAINER"), "{t}");
         assert!(t.contains("50.00") && t.contains("3.0MiB"), "{t}");
