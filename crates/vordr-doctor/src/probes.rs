@@ -140,7 +140,7 @@ fn idmap_probe() -> Probe {
     if let Err(e) = unshare(CloneFlags::CLONE_FS | CloneFlags::CLONE_NEWNS) {
         return Probe::NotProbed(format!("unshare(CLONE_NEWNS): {e} (run as root)"));
     }
-    let userns = match user_namespace() {
+    let userns = match vordr_net::netns::scratch_userns(65536, 65536) {
         Ok(fd) => fd,
         Err(why) => return Probe::NotProbed(why),
     };
@@ -202,53 +202,6 @@ fn idmap_probe() -> Probe {
         };
     }
     Probe::Yes("a detached tmpfs took MOUNT_ATTR_IDMAP in a private mount namespace".into())
-}
-
-/// A user namespace with a mapping (0 -> 65536, 65536 ids), held by a child
-/// that waits on a pipe and exits when it closes.
-fn user_namespace() -> Result<OwnedFd, String> {
-    let pipe =
-        || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"));
-    let (ready_r, ready_w) = pipe()?;
-    let (hold_r, hold_w) = pipe()?;
-    // SAFETY: the child makes only async-signal-safe calls (unshare, write,
-    // read, _exit) before exiting.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(last_err("fork").1);
-    }
-    if pid == 0 {
-        // SAFETY: raw syscalls on descriptors inherited from the parent.
-        unsafe {
-            // The parent's ends: the read below ends when the parent closes hold_w.
-            libc::close(hold_w.as_raw_fd());
-            libc::close(ready_r.as_raw_fd());
-            let ok: u8 = (libc::unshare(libc::CLONE_NEWUSER) == 0).into();
-            libc::write(ready_w.as_raw_fd(), (&ok as *const u8).cast(), 1);
-            let mut b = 0u8;
-            libc::read(hold_r.as_raw_fd(), (&mut b as *mut u8).cast(), 1);
-            libc::_exit(0);
-        }
-    }
-    drop(ready_w);
-    drop(hold_r);
-    let result = (|| {
-        let mut ok = [0u8];
-        let n = nix::unistd::read(ready_r.as_raw_fd(), &mut ok).map_err(|e| format!("{e}"))?;
-        if n != 1 || ok[0] != 1 {
-            return Err("unshare(CLONE_NEWUSER) failed in the probe's child".to_string());
-        }
-        for map in ["uid_map", "gid_map"] {
-            std::fs::write(format!("/proc/{pid}/{map}"), "0 65536 65536\n")
-                .map_err(|e| format!("writing /proc/{pid}/{map}: {e}"))?;
-        }
-        std::fs::File::open(format!("/proc/{pid}/ns/user"))
-            .map(OwnedFd::from)
-            .map_err(|e| format!("/proc/{pid}/ns/user: {e}"))
-    })();
-    drop(hold_w);
-    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
-    result
 }
 
 #[cfg(test)]

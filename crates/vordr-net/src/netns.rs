@@ -412,6 +412,57 @@ fn fs_type(s: &nix::sys::statfs::Statfs) -> i64 {
     s.filesystem_type().0 as i64
 }
 
+/// A throwaway user namespace mapping its ids 0..`count` to the host's
+/// `host_id..`, for probing what the kernel allows (idmapped mounts): made by
+/// a child that exits once its namespace is open here.
+pub fn scratch_userns(host_id: u32, count: u32) -> Result<std::os::fd::OwnedFd, String> {
+    use std::os::fd::{AsRawFd, OwnedFd};
+    let pipe =
+        || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"));
+    let (ready_r, ready_w) = pipe()?;
+    let (hold_r, hold_w) = pipe()?;
+    // SAFETY: the child makes only async-signal-safe calls (close, unshare,
+    // write, read, _exit).
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(format!("fork: {}", std::io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        // SAFETY: raw syscalls on descriptors inherited from the parent.
+        unsafe {
+            libc::close(hold_w.as_raw_fd());
+            libc::close(ready_r.as_raw_fd());
+            let ok: u8 = (libc::unshare(libc::CLONE_NEWUSER) == 0).into();
+            libc::write(ready_w.as_raw_fd(), (&ok as *const u8).cast(), 1);
+            let mut b = 0u8;
+            libc::read(hold_r.as_raw_fd(), (&mut b as *mut u8).cast(), 1);
+            libc::_exit(0);
+        }
+    }
+    drop(ready_w);
+    drop(hold_r);
+    let res = (|| {
+        let mut ok = [0u8];
+        let n = nix::unistd::read(ready_r.as_raw_fd(), &mut ok).map_err(|e| format!("{e}"))?;
+        if n != 1 || ok[0] != 1 {
+            return Err("unshare(CLONE_NEWUSER) failed in the probe's child".to_string());
+        }
+        for map in ["uid_map", "gid_map"] {
+            std::fs::write(
+                format!("/proc/{pid}/{map}"),
+                format!("0 {host_id} {count}\n"),
+            )
+            .map_err(|e| format!("writing /proc/{pid}/{map}: {e}"))?;
+        }
+        std::fs::File::open(format!("/proc/{pid}/ns/user"))
+            .map(OwnedFd::from)
+            .map_err(|e| format!("/proc/{pid}/ns/user: {e}"))
+    })();
+    drop(hold_w);
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    res
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,7 +26,6 @@
 //! through it; teardown and the start-up sweep call it.
 
 use std::ffi::CString;
-use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -415,7 +414,7 @@ fn probe_thread(layers_dir: &Path, scratch: &Path, volume_dirs: &[PathBuf]) -> S
         None::<&str>,
     )
     .map_err(|e| format!("making the probe's mounts private: {e}"))?;
-    let userns = probe_userns()?;
+    let userns = vordr_net::netns::scratch_userns(PROBE_HOST_ID, 65536)?;
     std::fs::create_dir_all(layers_dir).map_err(|e| format!("{}: {e}", layers_dir.display()))?;
     // "tmp-": what the image store removes at start, should a crash leave it.
     let dir = layers_dir.join(format!("tmp-idmap-probe-{}", std::process::id()));
@@ -507,55 +506,6 @@ fn probe_tmpfs(userns: BorrowedFd<'_>, dir: &Path) -> Result<(), String> {
 /// The host id the probe's user namespace maps its id 0 to.
 const PROBE_HOST_ID: u32 = 65536;
 
-/// A user namespace mapping 0 to [`PROBE_HOST_ID`] (65536 ids), made by a
-/// child that exits once its namespace is open here.
-fn probe_userns() -> Result<OwnedFd, String> {
-    let pipe =
-        || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"));
-    let (ready_r, ready_w) = pipe()?;
-    let (hold_r, hold_w) = pipe()?;
-    // SAFETY: the child makes only async-signal-safe calls (close, unshare,
-    // write, read, _exit).
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(format!("fork: {}", io::Error::last_os_error()));
-    }
-    if pid == 0 {
-        // SAFETY: raw syscalls on descriptors inherited from the parent.
-        unsafe {
-            libc::close(hold_w.as_raw_fd());
-            libc::close(ready_r.as_raw_fd());
-            let ok: u8 = (libc::unshare(libc::CLONE_NEWUSER) == 0).into();
-            libc::write(ready_w.as_raw_fd(), (&ok as *const u8).cast(), 1);
-            let mut b = 0u8;
-            libc::read(hold_r.as_raw_fd(), (&mut b as *mut u8).cast(), 1);
-            libc::_exit(0);
-        }
-    }
-    drop(ready_w);
-    drop(hold_r);
-    let res = (|| {
-        let mut ok = [0u8];
-        let n = nix::unistd::read(ready_r.as_raw_fd(), &mut ok).map_err(|e| format!("{e}"))?;
-        if n != 1 || ok[0] != 1 {
-            return Err("unshare(CLONE_NEWUSER) failed in the probe's child".to_string());
-        }
-        for map in ["uid_map", "gid_map"] {
-            std::fs::write(
-                format!("/proc/{pid}/{map}"),
-                format!("0 {PROBE_HOST_ID} 65536\n"),
-            )
-            .map_err(|e| format!("writing /proc/{pid}/{map}: {e}"))?;
-        }
-        File::open(format!("/proc/{pid}/ns/user"))
-            .map(OwnedFd::from)
-            .map_err(|e| format!("/proc/{pid}/ns/user: {e}"))
-    })();
-    drop(hold_w);
-    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
-    res
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -646,7 +596,7 @@ mod tests {
             )
             .unwrap();
             std::fs::write(src.join("sub/marker"), b"x").unwrap();
-            let userns = probe_userns().unwrap();
+            let userns = vordr_net::netns::scratch_userns(PROBE_HOST_ID, 65536).unwrap();
             create_staging(&staging).unwrap();
             let fd = open_path(&src).unwrap();
             stage(fd.as_fd(), userns.as_fd(), true, &staging.join("v0")).unwrap();
