@@ -108,10 +108,15 @@ fn check(spec: &Spec, req: &CreateContainerRequest, rootfs: &Path, parent: &str)
             "{first:?}"
         );
     }
-    assert_eq!(
-        linux.cgroups_path().as_deref(),
-        Some(vordr_spec::cgroups_path(parent, ID).as_path())
-    );
+    // A slice parent (the systemd driver) gives runc's systemd form
+    // `<slice>:cri-vordr:<id>`; any other parent `<parent>/vordr-<id>`.
+    let last = parent.rsplit('/').next().unwrap_or_default();
+    let want = if last.ends_with(".slice") {
+        PathBuf::from(format!("{last}:cri-vordr:{ID}"))
+    } else {
+        Path::new(if parent.is_empty() { "/" } else { parent }).join(format!("vordr-{ID}"))
+    };
+    assert_eq!(linux.cgroups_path().as_deref(), Some(want.as_path()));
     let a = spec.annotations().as_ref().expect("annotations");
     assert_eq!(
         a.get(annotations::CONTAINER_NAME).map(String::as_str),
