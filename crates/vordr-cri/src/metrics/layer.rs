@@ -6,8 +6,10 @@
 //! counted as `Canceled`. Nothing is held across an await: a clock read at
 //! the call and two map lookups at its answer.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::LazyLock;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -35,22 +37,43 @@ const CODES: [&str; 17] = [
     "Unauthenticated",
 ];
 
-/// The gRPC method a request path names (`/runtime.v1.RuntimeService/Version`
-/// gives `Version`); `unknown` for a path that names none, so that a
-/// client's odd paths add one label value at most.
-pub(crate) fn rpc_name(path: &str) -> &str {
-    let mut parts = path.strip_prefix('/').unwrap_or("").split('/');
-    match (parts.next(), parts.next(), parts.next()) {
-        (Some(service), Some(method), None)
-            if !service.is_empty()
-                && !method.is_empty()
-                && method.len() <= 64
-                && method
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
-        {
-            method
+/// The gRPC paths the server answers, `/runtime.v1.RuntimeService/Version`
+/// and the like: every `rpc` of every `service` in the CRI proto the
+/// bindings are generated from.
+static METHODS: LazyLock<HashSet<String>> =
+    LazyLock::new(|| proto_methods(include_str!("../../../../proto/api.proto")));
+
+/// The `/package.Service/Method` paths a proto file declares.
+fn proto_methods(proto: &str) -> HashSet<String> {
+    let mut package = "";
+    let mut service = None;
+    let mut out = HashSet::new();
+    for line in proto.lines().map(str::trim) {
+        let word = |prefix: &str| {
+            line.strip_prefix(prefix).map(|rest| {
+                rest.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+                    .next()
+                    .unwrap_or("")
+            })
+        };
+        if let Some(p) = word("package ") {
+            package = p;
+        } else if let Some(s) = word("service ") {
+            service = Some(s);
+        } else if let (Some(m), Some(s)) = (word("rpc "), service) {
+            out.insert(format!("/{package}.{s}/{m}"));
         }
+    }
+    out
+}
+
+/// The gRPC method a request path names (`/runtime.v1.RuntimeService/Version`
+/// gives `Version`) when it is one the server answers; `unknown` for any
+/// other path, so that a client calling made-up methods adds one label
+/// value at most.
+pub(crate) fn rpc_name(path: &str) -> &str {
+    match path.rsplit_once('/') {
+        Some((_, method)) if METHODS.contains(path) => method,
         _ => "unknown",
     }
 }
@@ -186,9 +209,41 @@ mod tests {
             "/svc/Ver sion",
             "/svc/a\u{e9}",
             &format!("/svc/{}", "x".repeat(65)),
+            "/runtime.v1.RuntimeService/MadeUp",
+            "/runtime.v1.ImageService/RunPodSandbox",
+            "/runtime.v1.RuntimeService/RunPodSandbox/",
+            "/grpc.health.v1.Health/Check",
         ] {
             assert_eq!(rpc_name(odd), "unknown", "{odd:?}");
         }
+    }
+
+    #[test]
+    fn every_cri_method_is_known_and_only_those() {
+        // CRI 1.35: RuntimeService's and ImageService's rpcs.
+        let runtime = METHODS
+            .iter()
+            .filter(|m| m.starts_with("/runtime.v1.RuntimeService/"))
+            .count();
+        let image = METHODS
+            .iter()
+            .filter(|m| m.starts_with("/runtime.v1.ImageService/"))
+            .count();
+        assert_eq!(runtime, 30, "{METHODS:?}");
+        assert_eq!(image, 5, "{METHODS:?}");
+        assert_eq!(METHODS.len(), runtime + image, "{METHODS:?}");
+        for m in [
+            "/runtime.v1.RuntimeService/GetContainerEvents",
+            "/runtime.v1.RuntimeService/UpdatePodSandboxResources",
+            "/runtime.v1.RuntimeService/ListPodSandboxMetrics",
+            "/runtime.v1.ImageService/ImageFsInfo",
+        ] {
+            assert!(METHODS.contains(m), "{m}");
+        }
+        assert_eq!(
+            rpc_name("/runtime.v1.ImageService/ImageFsInfo"),
+            "ImageFsInfo"
+        );
     }
 
     #[test]
@@ -220,7 +275,7 @@ mod tests {
         );
     }
 
-    /// A service answering each path with the status its path names.
+    /// A service denying RunPodSandbox and answering anything else.
     #[derive(Clone)]
     struct Answer;
 
@@ -233,7 +288,7 @@ mod tests {
         }
         fn call(&mut self, req: http::Request<()>) -> Self::Future {
             let mut r = http::Response::new(());
-            if req.uri().path().ends_with("Denied") {
+            if req.uri().path().ends_with("/RunPodSandbox") {
                 r.headers_mut()
                     .insert("grpc-status", http::HeaderValue::from_static("7"));
             }
@@ -257,7 +312,10 @@ mod tests {
             svc.call(req("/runtime.v1.RuntimeService/Version"))
                 .await
                 .unwrap();
-            svc.call(req("/runtime.v1.RuntimeService/Denied"))
+            svc.call(req("/runtime.v1.RuntimeService/RunPodSandbox"))
+                .await
+                .unwrap();
+            svc.call(req("/runtime.v1.RuntimeService/MadeUp"))
                 .await
                 .unwrap();
         });
@@ -265,7 +323,8 @@ mod tests {
         let text = metrics.encode(&Default::default(), super::super::Format::Prometheus);
         for line in [
             "vordr_cri_requests_total{rpc=\"Version\",code=\"OK\"} 2",
-            "vordr_cri_requests_total{rpc=\"Denied\",code=\"PermissionDenied\"} 1",
+            "vordr_cri_requests_total{rpc=\"RunPodSandbox\",code=\"PermissionDenied\"} 1",
+            "vordr_cri_requests_total{rpc=\"unknown\",code=\"OK\"} 1",
             "vordr_cri_requests_total{rpc=\"PullImage\",code=\"Canceled\"} 1",
             "vordr_cri_request_duration_seconds_count{rpc=\"Version\"} 2",
         ] {
