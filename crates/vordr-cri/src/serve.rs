@@ -36,6 +36,8 @@ pub enum ServeError {
     Audit(#[from] vordr_audit::AuditError),
     #[error("images: {0}")]
     Images(String),
+    #[error("[cgroup] driver: {0}")]
+    CgroupDriver(#[from] crate::container::cgroup::CgroupError),
     #[error("serving gRPC: {0}")]
     Transport(#[from] tonic::transport::Error),
     #[error("{0}")]
@@ -100,6 +102,9 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let socket = opts.config.server.socket.clone();
     no_group_or_world_write();
+    if opts.config.cgroup.driver == vordr_config::CgroupDriver::Systemd {
+        crate::container::cgroup::systemd::available()?;
+    }
     let rt = Arc::new(Runtime::open(opts)?);
     rt.set_arc();
     // Shims publish exits here; it must be up before any shim is asked.

@@ -387,6 +387,38 @@ impl Daemon {
         }
     }
 
+    /// Runs `vordr serve` on this daemon's config with `args` added, where
+    /// it must refuse to start: waits for its exit, asserts it failed and
+    /// bound no CRI socket, and returns what it wrote to stderr.
+    pub async fn serve_must_fail(&self, args: &[&str]) -> String {
+        let mut child = std::process::Command::new(vordr_bin())
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + scaled(Duration::from_secs(30));
+        let status = loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                break st;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("vordr serve {args:?} started; it should have refused");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert!(!status.success(), "{stderr}");
+        assert!(!self.socket.exists(), "the CRI socket was bound: {stderr}");
+        stderr
+    }
+
     /// Restarts the daemon with `lines` added to its `[server]` table
     /// (e.g. `metrics_address = "127.0.0.1:9435"`); pods keep running.
     pub async fn restart_with_server(&mut self, lines: &str) {

@@ -231,3 +231,31 @@ async fn a_parent_two_pods_share_stays_until_the_last_goes() {
     remove_pod(&mut s, &pods[1]).await;
     assert_eq!(existing(&rel), Vec::<PathBuf>::new());
 }
+
+/// Without systemd as PID 1 (this host), a daemon configured with the
+/// systemd driver does not start, and says what to set instead; it does not
+/// wait for the first RunPodSandbox to fail.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_systemd_driver_without_systemd_stops_the_start() {
+    if !can_run() {
+        eprintln!("skipped: needs root and netavark");
+        return;
+    }
+    if Path::new("/run/systemd/system").is_dir() {
+        eprintln!("skipped: systemd is the init system here");
+        return;
+    }
+    let mut d = Daemon::start("nosystemd").await;
+    d.terminate();
+    let cfg = std::fs::read_to_string(&d.config).unwrap();
+    let driver = format!("[cgroup]\ndriver = {:?}\n", cgroup::driver());
+    assert!(cfg.contains(&driver), "{cfg}");
+    let cfg = cfg.replace(&driver, "[cgroup]\ndriver = \"systemd\"\n");
+    std::fs::write(&d.config, cfg).unwrap();
+    let stderr = d.serve_must_fail(&[]).await;
+    assert!(
+        stderr.contains("[cgroup] driver: the systemd cgroup driver needs systemd")
+            && stderr.contains("set [cgroup] driver = \"cgroupfs\""),
+        "{stderr}"
+    );
+}

@@ -316,38 +316,10 @@ async fn no_metrics_without_the_key_and_a_taken_address_stops_the_start() {
     d.terminate();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let mut child = std::process::Command::new(vordr_bin())
-        .args(["serve", "--config"])
-        .arg(&d.config)
-        .args(["--metrics-address", &addr])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("vordr serve started with its metrics address taken");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    assert!(!status.success());
+    let stderr = d.serve_must_fail(&["--metrics-address", &addr]).await;
     assert!(
         stderr.contains(&format!("metrics address {addr} (server.metrics_address)")),
         "{stderr}"
     );
-    assert!(!d.socket.exists(), "the CRI socket was bound: {stderr}");
     drop(taken);
 }

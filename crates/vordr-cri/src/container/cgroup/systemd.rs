@@ -34,13 +34,20 @@ fn error_name(e: &zbus::Error) -> Option<String> {
 /// Where systemd says it is the init system (as sd_booted(3) checks).
 const BOOTED: &str = "/run/systemd/system";
 
-async fn connect() -> Result<zbus::Connection, CgroupError> {
-    if !Path::new(BOOTED).is_dir() {
-        return Err(CgroupError::Unavailable(format!(
-            "the systemd cgroup driver needs systemd as the init system ({BOOTED} is missing): \
-             set [cgroup] driver = \"cgroupfs\""
-        )));
+/// Whether the systemd driver can work here: systemd must be the init
+/// system. Checked when the daemon starts, and again before each call.
+pub fn available() -> Result<(), CgroupError> {
+    if Path::new(BOOTED).is_dir() {
+        return Ok(());
     }
+    Err(CgroupError::Unavailable(format!(
+        "the systemd cgroup driver needs systemd as the init system ({BOOTED} is missing): \
+         set [cgroup] driver = \"cgroupfs\""
+    )))
+}
+
+async fn connect() -> Result<zbus::Connection, CgroupError> {
+    available()?;
     tokio::time::timeout(CALL_TIMEOUT, zbus::Connection::system())
         .await
         .map_err(|_| CgroupError::Systemd("connecting to the system bus timed out".into()))?
