@@ -61,6 +61,13 @@ pub fn resolve_parent(driver: CgroupDriver, parent: &str) -> Result<String, Stri
                 return Err(format!("{p:?} must not contain '.' or '..' components"));
             }
             let trimmed = p.trim_end_matches('/');
+            // Containers below a `.slice` are systemd scopes (`is_slice`);
+            // with cgroupfs they would be named one way and made another.
+            if vordr_spec::cgroup::is_slice(trimmed) {
+                return Err(format!(
+                    "{p:?} names a systemd slice, which needs [cgroup] driver = \"systemd\""
+                ));
+            }
             Ok(if trimmed.is_empty() {
                 "/".into()
             } else {
@@ -223,6 +230,12 @@ mod tests {
         assert!(resolve_parent(d, "kubepods").is_err());
         assert!(resolve_parent(d, "/kubepods/../../etc").is_err());
         assert!(resolve_parent(d, "kubepods-burstable.slice").is_err());
+        let e = resolve_parent(d, "/kubepods.slice/pod1.slice/").unwrap_err();
+        assert!(e.contains("driver = \"systemd\""), "{e}");
+        assert_eq!(
+            resolve_parent(d, "/system.slice/kubepods").unwrap(),
+            "/system.slice/kubepods"
+        );
     }
 
     #[test]
