@@ -1,5 +1,5 @@
 //! PodSandboxStats and ListPodSandboxStats, answered from the stats cache:
-//! the pod's containers, their sums, the pod's network and processes.
+//! the pod's own cgroup (else its containers' sums), its containers, network and processes.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,6 +22,8 @@ fn entry_of(snap: &Snapshot, pod: PodRecord) -> Arc<PodEntry> {
             annotations: serde_json::from_str(&pod.annotations).unwrap_or_default(),
             at: crate::state::ids::now_ns(),
             net: None,
+            cgroup: None,
+            nano_cores: None,
             pod: Arc::new(pod),
         }),
     }

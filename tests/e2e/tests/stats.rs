@@ -152,6 +152,20 @@ async fn stats_match_the_cgroup_files() {
         .as_u64()
         .unwrap() as u32;
 
+    // The writable layer: the 8 MiB file, counted in the background.
+    let st = wait_stats(&mut s.c, &mem, "the 8 MiB layer file", |st| {
+        st.writable_layer
+            .as_ref()
+            .is_some_and(|w| v(&w.used_bytes) >= 8 << 20)
+    })
+    .await;
+    let w = st.writable_layer.unwrap();
+    assert!(v(&w.inodes_used) >= 1, "{w:?}");
+    assert!(!w.fs_id.unwrap().mountpoint.is_empty());
+    // The shell has written both files and sleeps: a few refreshes later
+    // its memory holds still.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
     // Memory: usage and working set as the files say, within what a
     // sleeping shell's page cache moves in a second.
     let st = wait_stats(&mut s.c, &mem, "64 MiB never showed", |st| {
@@ -187,17 +201,6 @@ async fn stats_match_the_cgroup_files() {
         Some("mem")
     );
 
-    // The writable layer: the 8 MiB file, counted in the background.
-    let st = wait_stats(&mut s.c, &mem, "the 8 MiB layer file", |st| {
-        st.writable_layer
-            .as_ref()
-            .is_some_and(|w| v(&w.used_bytes) >= 8 << 20)
-    })
-    .await;
-    let w = st.writable_layer.unwrap();
-    assert!(v(&w.inodes_used) >= 1, "{w:?}");
-    assert!(!w.fs_id.unwrap().mountpoint.is_empty());
-
     // CPU: the busy loop's rate between two samples, and its total.
     let st = wait_stats(&mut s.c, &busy, "a CPU rate", |st| {
         st.cpu
@@ -223,7 +226,7 @@ async fn stats_match_the_cgroup_files() {
     );
     assert!(total > v(&st.cpu.unwrap().usage_core_nano_seconds));
 
-    // The pod: sums, network, processes.
+    // The pod: its own cgroup (the containers' parent), network, processes.
     let ps =
         s.c.runtime
             .pod_sandbox_stats(cri::PodSandboxStatsRequest {
@@ -238,7 +241,20 @@ async fn stats_match_the_cgroup_files() {
     assert_eq!(linux.containers.len(), 2);
     let pm = linux.memory.unwrap();
     assert!(v(&pm.working_set_bytes) >= 64 << 20, "{pm:?}");
-    assert!(v(&linux.cpu.unwrap().usage_core_nano_seconds) >= total);
+    let (pod_usage, _) = memory_files(mem_dir.parent().unwrap());
+    assert!(
+        near(v(&pm.usage_bytes), pod_usage),
+        "{pm:?} vs pod usage {pod_usage}"
+    );
+    let pod_cpu = cpu_file(cpu_dir.parent().unwrap());
+    let pc = linux.cpu.unwrap();
+    let pod_total = v(&pc.usage_core_nano_seconds);
+    assert!(pod_total >= total);
+    assert!(
+        pod_total <= pod_cpu && pod_cpu - pod_total < 3_000_000_000,
+        "pod stats {pod_total} vs the pod cgroup's {pod_cpu}"
+    );
+    assert!(pc.usage_nano_cores.is_some(), "{pc:?}");
     assert!(v(&linux.process.unwrap().process_count) >= 2);
     let net = linux.network.expect("the pod's network");
     let eth0 = net.default_interface.expect("a default interface");

@@ -328,7 +328,7 @@ pub fn pod_metrics(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::HashMap;
     use std::sync::Arc;
 
@@ -337,7 +337,8 @@ mod tests {
     use crate::stats::net::IfaceSample;
     use crate::stats::FsSample;
 
-    fn pod() -> PodEntry {
+    /// A pod with one interface and no cgroup of its own.
+    pub(crate) fn pod() -> PodEntry {
         PodEntry {
             pod: Arc::new(vordr_store::PodRecord {
                 id: "p1".into(),
@@ -368,10 +369,13 @@ mod tests {
                 rx_bytes: 10,
                 ..Default::default()
             }]),
+            cgroup: None,
+            nano_cores: None,
         }
     }
 
-    fn container() -> ContainerEntry {
+    /// A running container of `pod()`.
+    pub(crate) fn container() -> ContainerEntry {
         ContainerEntry {
             id: "c1".into(),
             pod_id: "p1".into(),

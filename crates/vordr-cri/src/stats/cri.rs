@@ -2,6 +2,7 @@
 
 use k8s_cri::v1::*;
 
+use super::cgroup::CgroupSample;
 use super::{ContainerEntry, PodEntry};
 
 fn v(value: u64) -> Option<UInt64Value> {
@@ -88,17 +89,45 @@ fn net_usage(p: &PodEntry) -> Option<NetworkUsage> {
     })
 }
 
-/// The CRI stats of one pod: its containers' own and their sums, its
-/// network, its processes.
-pub fn pod_stats(p: &PodEntry, containers: &[&ContainerEntry], fs_mount: &str) -> PodSandboxStats {
+/// CPU, memory and process counts of a pod from its own cgroup.
+fn pod_usage_from_cgroup(
+    p: &PodEntry,
+    s: &CgroupSample,
+) -> (Option<CpuUsage>, Option<MemoryUsage>, Option<ProcessUsage>) {
+    let cpu = CpuUsage {
+        timestamp: p.at,
+        usage_core_nano_seconds: v(s.cpu_ns),
+        usage_nano_cores: p.nano_cores.and_then(v),
+        ..Default::default()
+    };
+    let memory = MemoryUsage {
+        timestamp: p.at,
+        working_set_bytes: v(s.working_set),
+        available_bytes: s.available().and_then(v),
+        usage_bytes: v(s.memory_usage),
+        rss_bytes: v(s.rss),
+        page_faults: v(s.page_faults),
+        major_page_faults: v(s.major_page_faults),
+        ..Default::default()
+    };
+    let process = ProcessUsage {
+        timestamp: p.at,
+        process_count: v(s.pids.unwrap_or(0)),
+    };
+    (Some(cpu), Some(memory), Some(process))
+}
+
+/// CPU, memory and process counts of a pod as its running containers' sums.
+fn pod_usage_summed(
+    p: &PodEntry,
+    containers: &[&ContainerEntry],
+) -> (Option<CpuUsage>, Option<MemoryUsage>, Option<ProcessUsage>) {
     let running: Vec<&ContainerEntry> = containers
         .iter()
         .copied()
         .filter(|c| c.cgroup.is_some())
         .collect();
-    let cg = |f: fn(&super::cgroup::CgroupSample) -> u64| {
-        move |c: &ContainerEntry| c.cgroup.as_ref().map(f)
-    };
+    let cg = |f: fn(&CgroupSample) -> u64| move |c: &ContainerEntry| c.cgroup.as_ref().map(f);
     let at = running.iter().map(|c| c.at).max().unwrap_or(p.at);
     let cpu = sum(&running, cg(|s| s.cpu_ns)).map(|ns| CpuUsage {
         timestamp: at,
@@ -119,6 +148,18 @@ pub fn pod_stats(p: &PodEntry, containers: &[&ContainerEntry], fs_mount: &str) -
         timestamp: at,
         process_count: v(sum(&running, |c| c.cgroup.as_ref()?.pids).unwrap_or(0)),
     });
+    (cpu, memory, process)
+}
+
+/// The CRI stats of one pod: CPU, memory and processes from the pod's own
+/// cgroup (what its containers and its overhead use, as containerd reads
+/// the sandbox's cgroup parent), or its running containers' sums where it
+/// has none to itself; its network; each container's own.
+pub fn pod_stats(p: &PodEntry, containers: &[&ContainerEntry], fs_mount: &str) -> PodSandboxStats {
+    let (cpu, memory, process) = match &p.cgroup {
+        Some(s) => pod_usage_from_cgroup(p, s),
+        None => pod_usage_summed(p, containers),
+    };
     PodSandboxStats {
         attributes: Some(PodSandboxAttributes {
             id: p.pod.id.clone(),
@@ -143,5 +184,51 @@ pub fn pod_stats(p: &PodEntry, containers: &[&ContainerEntry], fs_mount: &str) -
             ..Default::default()
         }),
         windows: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::cadvisor::tests::{container, pod};
+
+    fn usage(s: &PodSandboxStats) -> (u64, u64, u64, Option<u64>) {
+        let l = s.linux.as_ref().unwrap();
+        let val = |x: &Option<UInt64Value>| x.as_ref().map(|v| v.value);
+        (
+            val(&l.cpu.as_ref().unwrap().usage_core_nano_seconds).unwrap(),
+            val(&l.memory.as_ref().unwrap().usage_bytes).unwrap(),
+            val(&l.process.as_ref().unwrap().process_count).unwrap(),
+            val(&l.cpu.as_ref().unwrap().usage_nano_cores),
+        )
+    }
+
+    #[test]
+    fn a_pod_with_its_own_cgroup_reports_it_else_its_containers_sums() {
+        let (a, mut b) = (container(), container());
+        b.id = "c2".into();
+        if let Some(cg) = b.cgroup.as_mut() {
+            cg.memory_usage = 10;
+        }
+        let mut p = pod();
+        // No cgroup of its own: the two containers' sums.
+        let s = pod_stats(&p, &[&a, &b], "/m");
+        assert_eq!(usage(&s), (5_000_000_000, 10, 4, Some(2)));
+        assert_eq!(s.linux.unwrap().containers.len(), 2);
+        // Its own cgroup (containers plus overhead) wins.
+        p.cgroup = Some(CgroupSample {
+            cpu_ns: 6_000_000_000,
+            memory_usage: 100,
+            working_set: 90,
+            pids: Some(5),
+            memory_limit: Some(1000),
+            ..Default::default()
+        });
+        p.nano_cores = Some(7);
+        let s = pod_stats(&p, &[&a, &b], "/m");
+        assert_eq!(usage(&s), (6_000_000_000, 100, 5, Some(7)));
+        let m = s.linux.unwrap().memory.unwrap();
+        assert_eq!(m.available_bytes.map(|v| v.value), Some(910));
+        assert_eq!(m.timestamp, p.at);
     }
 }

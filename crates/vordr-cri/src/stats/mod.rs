@@ -54,13 +54,19 @@ pub struct ContainerEntry {
     cgroup_path: Option<PathBuf>,
 }
 
-/// One pod's last sample (its CPU and memory are its containers' sums).
+/// One pod's last sample.
 #[derive(Debug, Clone)]
 pub struct PodEntry {
     pub pod: Arc<PodRecord>,
     pub labels: HashMap<String, String>,
     pub annotations: HashMap<String, String>,
     pub at: i64,
+    /// The pod's own cgroup (its containers and its overhead), read when
+    /// the pod has one to itself; `None` otherwise, and then the pod's CPU
+    /// and memory are its containers' sums.
+    pub cgroup: Option<CgroupSample>,
+    /// CPU use of the pod's cgroup between its last two samples.
+    pub nano_cores: Option<u64>,
     /// Interfaces of the pod's network namespace; `None` for host-network
     /// pods and namespaces that could not be read.
     pub net: Option<Vec<IfaceSample>>,
@@ -206,6 +212,8 @@ impl StatsCache {
                 annotations: json_map(&p.annotations),
                 at: crate::state::ids::now_ns(),
                 net,
+                cgroup: None,
+                nano_cores: None,
                 pod: Arc::new(p),
             })
         });
@@ -341,12 +349,34 @@ impl StatsCache {
             next.containers.insert(c.id.clone(), Arc::new(e));
         }
         let nets = pod_networks(&pods, &containers);
-        for (p, net) in pods.into_iter().zip(nets) {
+        let mut sharing: HashMap<&str, usize> = HashMap::new();
+        for p in &pods {
+            *sharing.entry(p.cgroup_parent.as_str()).or_default() += 1;
+        }
+        let own: Vec<bool> = pods
+            .iter()
+            .map(|p| own_cgroup(&p.cgroup_parent, sharing[p.cgroup_parent.as_str()]))
+            .collect();
+        for ((p, net), own) in pods.into_iter().zip(nets).zip(own) {
+            let at = crate::state::ids::now_ns();
+            let cgroup = own
+                .then(|| cgroup::read_cgroup(&self.cgroup_root, Path::new(&p.cgroup_parent)))
+                .flatten();
+            let before = prev.pods.get(&p.id);
+            let nano_cores = match (
+                before.and_then(|b| Some((b.at, b.cgroup.as_ref()?))),
+                &cgroup,
+            ) {
+                (Some((then, b)), Some(now)) => nano_cores((then, b.cpu_ns), (at, now.cpu_ns)),
+                _ => None,
+            };
             let e = PodEntry {
                 labels: json_map(&p.labels),
                 annotations: json_map(&p.annotations),
-                at: crate::state::ids::now_ns(),
+                at,
                 net,
+                cgroup,
+                nano_cores,
                 pod: Arc::new(p),
             };
             next.pods.insert(e.pod.id.clone(), Arc::new(e));
@@ -363,6 +393,14 @@ impl StatsCache {
         *guard = Arc::new(next);
         Ok(())
     }
+}
+
+/// Whether a pod's cgroup parent (as stored: a path inside the
+/// hierarchies) is the pod's own, `pods_using_it` pods having it: not the
+/// root, and no other pod's. Kubelet gives each pod its own; a parent that
+/// pods share would count each pod's neighbours as its own.
+fn own_cgroup(parent: &str, pods_using_it: usize) -> bool {
+    pods_using_it == 1 && !parent.trim_matches('/').is_empty()
 }
 
 /// The network counters of each pod, in order: through a running
@@ -450,6 +488,15 @@ mod tests {
         // Extremes do not overflow.
         assert_eq!(nano_cores((0, 0), (1, u64::MAX)), None);
         assert_eq!(nano_cores((i64::MIN, 0), (i64::MAX, 1)), Some(0));
+    }
+
+    #[test]
+    fn a_pod_cgroup_is_read_only_when_it_is_the_pods_own() {
+        assert!(own_cgroup("/kubepods/burstable/pod1", 1));
+        assert!(own_cgroup("/kubepods.slice/kubepods-pod1.slice", 1));
+        assert!(!own_cgroup("/shared", 2));
+        assert!(!own_cgroup("/", 1));
+        assert!(!own_cgroup("", 1));
     }
 
     #[test]
