@@ -31,6 +31,12 @@ test-cgroup2 PLAN="scripts/guest/cgroup2.txt":
 test-systemd DRIVER="systemd":
     ./scripts/guest/systemd.sh {{DRIVER}}
 
+# By hand, not in CI: CRITEST=/path/to/critest (v1.32, built outside the
+# repository); images from the test bench's registry store (docs/testing-cgroup2.md).
+# critest's runtime specs against Vordr in the cgroup v2 guest, one driver.
+critest-cgroup2 DRIVER="systemd":
+    ./scripts/guest/critest.sh {{DRIVER}}
+
 # Formatting and lints, as CI runs them; the deploy/k8s manifests against
 # the Kubernetes 1.35 schemas.
 check:
