@@ -43,6 +43,37 @@ fn cgroup_dirs(pid: u32) -> (PathBuf, PathBuf) {
     }
 }
 
+/// The cgroup v2 directory of process `pid`: in the unified tree, or in
+/// the v2 hierarchy a hybrid host mounts beside the v1 controllers; `None`
+/// when the process has none of its own there (the v2 root: on a hybrid
+/// host, a runtime need not put containers in the v2 hierarchy).
+fn v2_dir(pid: u32) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let path = text
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))?
+        .trim_start_matches('/');
+    if path.is_empty() {
+        return None;
+    }
+    let hybrid = std::path::Path::new("/sys/fs/cgroup/unified/cgroup.procs");
+    Some(match hybrid.exists() {
+        true => PathBuf::from("/sys/fs/cgroup/unified").join(path),
+        false => PathBuf::from("/sys/fs/cgroup").join(path),
+    })
+}
+
+/// The `some` total of a pressure file, in nanoseconds.
+fn psi_some_total_ns(file: PathBuf) -> u64 {
+    let text = std::fs::read_to_string(&file).unwrap();
+    let some = text.lines().find_map(|l| l.strip_prefix("some ")).unwrap();
+    let total = some
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("total="))
+        .unwrap();
+    total.parse::<u64>().unwrap() * 1000
+}
+
 fn read_u64(p: PathBuf) -> u64 {
     std::fs::read_to_string(&p)
         .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
@@ -225,6 +256,28 @@ async fn stats_match_the_cgroup_files() {
         "busy loop at {rate} nanocores"
     );
     assert!(total > v(&st.cpu.unwrap().usage_core_nano_seconds));
+    // Pressure stall information where the kernel keeps it for the cgroup
+    // (its v2 directory): CPU, memory and I/O, never ahead of the files.
+    let psi_dir = v2_dir(busy_pid).filter(|d| d.join("cpu.pressure").exists());
+    if let Some(psi_dir) = psi_dir {
+        for (kind, psi) in [
+            ("cpu", c.psi.as_ref()),
+            ("memory", st2.memory.as_ref().and_then(|m| m.psi.as_ref())),
+            ("io", st2.io.as_ref().and_then(|i| i.psi.as_ref())),
+        ] {
+            let some = psi
+                .and_then(|p| p.some.as_ref())
+                .unwrap_or_else(|| panic!("{kind} psi: {st2:?}"));
+            let file = psi_some_total_ns(psi_dir.join(format!("{kind}.pressure")));
+            assert!(
+                some.total <= file,
+                "{kind}: {some:?} vs {file} ns in the file"
+            );
+            assert!((0.0..=100.0).contains(&some.avg10), "{kind}: {some:?}");
+        }
+    } else {
+        eprintln!("the container has no cgroup v2 directory with PSI here: not checked");
+    }
 
     // The pod: its own cgroup (the containers' parent), network, processes.
     let ps =

@@ -167,7 +167,46 @@ const NET_TX_ERRORS: Def = def(
     &["interface"],
 );
 
-const ALL: [&Def; 23] = [
+/// Pressure stall metrics (cAdvisor's `PressureMetrics`, kubelet's
+/// KubeletPSI): `waiting` is the `some` line, `stalled` the `full` one.
+const PSI_CPU_STALLED: Def = def(
+    "container_pressure_cpu_stalled_seconds_total",
+    "Total time duration no tasks in the container could make progress due to CPU congestion.",
+    Counter,
+    &[],
+);
+const PSI_CPU_WAITING: Def = def(
+    "container_pressure_cpu_waiting_seconds_total",
+    "Total time duration tasks in the container have waited due to CPU congestion.",
+    Counter,
+    &[],
+);
+const PSI_MEM_STALLED: Def = def(
+    "container_pressure_memory_stalled_seconds_total",
+    "Total time duration no tasks in the container could make progress due to memory congestion.",
+    Counter,
+    &[],
+);
+const PSI_MEM_WAITING: Def = def(
+    "container_pressure_memory_waiting_seconds_total",
+    "Total time duration tasks in the container have waited due to memory congestion.",
+    Counter,
+    &[],
+);
+const PSI_IO_STALLED: Def = def(
+    "container_pressure_io_stalled_seconds_total",
+    "Total time duration no tasks in the container could make progress due to IO congestion.",
+    Counter,
+    &[],
+);
+const PSI_IO_WAITING: Def = def(
+    "container_pressure_io_waiting_seconds_total",
+    "Total time duration tasks in the container have waited due to IO congestion.",
+    Counter,
+    &[],
+);
+
+const ALL: [&Def; 29] = [
     &CPU_USAGE,
     &CPU_USER,
     &CPU_SYSTEM,
@@ -196,6 +235,12 @@ const ALL: [&Def; 23] = [
         kind: Gauge,
         extra: &[],
     },
+    &PSI_CPU_STALLED,
+    &PSI_CPU_WAITING,
+    &PSI_MEM_STALLED,
+    &PSI_MEM_WAITING,
+    &PSI_IO_STALLED,
+    &PSI_IO_WAITING,
 ];
 
 /// Every metric ListPodSandboxMetrics can return.
@@ -276,6 +321,17 @@ fn container_metrics(p: &PodEntry, c: &ContainerEntry, fs_mount: &str) -> Contai
             out.push(&PROCESSES, &[], n);
         }
         out.push(ALL[22], &[], u64::try_from(c.at).unwrap_or(0) / NS_PER_S);
+        for (pressure, stalled, waiting) in [
+            (s.psi.cpu, &PSI_CPU_STALLED, &PSI_CPU_WAITING),
+            (s.psi.memory, &PSI_MEM_STALLED, &PSI_MEM_WAITING),
+            (s.psi.io, &PSI_IO_STALLED, &PSI_IO_WAITING),
+        ] {
+            if let Some(p) = pressure {
+                let full = p.full.map_or(0, |l| l.total_ns);
+                out.push(stalled, &[], full / NS_PER_S);
+                out.push(waiting, &[], p.some.total_ns / NS_PER_S);
+            }
+        }
     }
     if let Some(fs) = c.fs {
         out.push(&FS_USAGE, &[fs_mount], fs.bytes);
@@ -333,7 +389,7 @@ pub(crate) mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::stats::cgroup::CgroupSample;
+    use crate::stats::cgroup::{CgroupSample, Pressure, Psi, PsiLine};
     use crate::stats::net::IfaceSample;
     use crate::stats::FsSample;
 
@@ -389,6 +445,20 @@ pub(crate) mod tests {
                 cpu_ns: 2_500_000_000,
                 swap: Some(1),
                 pids: Some(2),
+                psi: Psi {
+                    cpu: Some(Pressure {
+                        some: PsiLine {
+                            total_ns: 3_200_000_000,
+                            ..Default::default()
+                        },
+                        full: Some(PsiLine {
+                            total_ns: 1_100_000_000,
+                            ..Default::default()
+                        }),
+                    }),
+                    memory: Some(Pressure::default()),
+                    io: Some(Pressure::default()),
+                },
                 ..Default::default()
             }),
             nano_cores: Some(1),
@@ -453,5 +523,11 @@ pub(crate) mod tests {
             .unwrap();
         assert_eq!(rx.label_values[0], "POD");
         assert_eq!(rx.label_values[6], "eth0");
+        let value = |name: &str| {
+            let m = all.iter().find(|m| m.name == name).unwrap();
+            m.value.as_ref().unwrap().value
+        };
+        assert_eq!(value("container_pressure_cpu_waiting_seconds_total"), 3);
+        assert_eq!(value("container_pressure_cpu_stalled_seconds_total"), 1);
     }
 }

@@ -9,8 +9,36 @@ const NS_PER_TICK: u64 = 10_000_000;
 /// v1 writes an unlimited memory limit as the largest page-aligned i64.
 const V1_UNLIMITED: u64 = 0x7FFF_FFFF_FFFF_F000;
 
+/// One line of a `*.pressure` file.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PsiLine {
+    /// Total stall time, nanoseconds (the file counts microseconds).
+    pub total_ns: u64,
+    pub avg10: f64,
+    pub avg60: f64,
+    pub avg300: f64,
+}
+
+/// A `*.pressure` file: `some` (at least one task stalled) and `full`
+/// (all of them).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Pressure {
+    pub some: PsiLine,
+    pub full: Option<PsiLine>,
+}
+
+/// Pressure stall information of a cgroup, where the kernel keeps it (a
+/// cgroup v2 directory: the unified tree, or the v2 hierarchy beside the v1
+/// controllers on a hybrid host).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Psi {
+    pub cpu: Option<Pressure>,
+    pub memory: Option<Pressure>,
+    pub io: Option<Pressure>,
+}
+
 /// What one read of a cgroup gives.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct CgroupSample {
     /// CPU time in all modes, nanoseconds.
     pub cpu_ns: u64,
@@ -34,6 +62,7 @@ pub struct CgroupSample {
     pub pids: Option<u64>,
     /// Times the cgroup hit its memory limit (v1 `failcnt`, v2 `max` events).
     pub memory_failcnt: u64,
+    pub psi: Psi,
 }
 
 impl CgroupSample {
@@ -59,6 +88,41 @@ fn field(text: &str, key: &str) -> Option<u64> {
         let (k, v) = l.split_once(' ')?;
         (k == key).then(|| v.trim().parse().ok()).flatten()
     })
+}
+
+/// Parses a `*.pressure` file: `None` unless it has a valid `some` line.
+fn pressure(text: &str) -> Option<Pressure> {
+    let line = |kind: &str| -> Option<PsiLine> {
+        let rest = text
+            .lines()
+            .find_map(|l| l.strip_prefix(kind)?.strip_prefix(' '))?;
+        let mut out = PsiLine::default();
+        for kv in rest.split_whitespace() {
+            let (k, v) = kv.split_once('=')?;
+            match k {
+                "avg10" => out.avg10 = v.parse().ok()?,
+                "avg60" => out.avg60 = v.parse().ok()?,
+                "avg300" => out.avg300 = v.parse().ok()?,
+                "total" => out.total_ns = v.parse::<u64>().ok()?.saturating_mul(1000),
+                _ => {}
+            }
+        }
+        Some(out)
+    };
+    Some(Pressure {
+        some: line("some")?,
+        full: line("full"),
+    })
+}
+
+/// The pressure files of the cgroup v2 directory `dir`.
+fn read_psi(dir: &Path) -> Psi {
+    let p = |name: &str| read(&dir.join(name)).as_deref().and_then(pressure);
+    Psi {
+        cpu: p("cpu.pressure"),
+        memory: p("memory.pressure"),
+        io: p("io.pressure"),
+    }
 }
 
 /// Reads the cgroup at `rel` (absolute inside the hierarchy, as
@@ -98,6 +162,8 @@ fn read_v1(root: &Path, rel: &Path) -> Option<CgroupSample> {
         swap,
         pids: read_u64(&root.join("pids").join(rel).join("pids.current")),
         memory_failcnt: read_u64(&mem.join("memory.failcnt")).unwrap_or(0),
+        // A hybrid host's v2 hierarchy holds the same cgroup, with PSI.
+        psi: read_psi(&root.join("unified").join(rel)),
     })
 }
 
@@ -124,6 +190,7 @@ fn read_v2(dir: &Path) -> Option<CgroupSample> {
         swap: read_u64(&dir.join("memory.swap.current")),
         pids: read_u64(&dir.join("pids.current")),
         memory_failcnt: field(&events, "max").unwrap_or(0),
+        psi: read_psi(dir),
     })
 }
 
@@ -159,6 +226,16 @@ mod tests {
                 ("memory.swap.current", "8192\n"),
                 ("memory.events", "low 0\nhigh 0\nmax 4\noom 1\noom_kill 1\n"),
                 ("pids.current", "7\n"),
+                (
+                    "cpu.pressure",
+                    "some avg10=1.50 avg60=0.25 avg300=0.05 total=1234\n\
+                     full avg10=0.00 avg60=0.00 avg300=0.00 total=56\n",
+                ),
+                (
+                    "memory.pressure",
+                    "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
+                ),
+                ("io.pressure", "garbage\n"),
             ],
         );
         let s = read_cgroup(root.path(), Path::new("/kubepods/pod1/vordr-c1")).unwrap();
@@ -178,6 +255,22 @@ mod tests {
                 swap: Some(8192),
                 pids: Some(7),
                 memory_failcnt: 4,
+                psi: Psi {
+                    cpu: Some(Pressure {
+                        some: PsiLine {
+                            total_ns: 1_234_000,
+                            avg10: 1.5,
+                            avg60: 0.25,
+                            avg300: 0.05,
+                        },
+                        full: Some(PsiLine {
+                            total_ns: 56_000,
+                            ..Default::default()
+                        }),
+                    }),
+                    memory: Some(Pressure::default()),
+                    io: None,
+                },
             }
         );
         assert_eq!(s.available(), None);
@@ -232,8 +325,18 @@ mod tests {
                 swap: None,
                 pids: Some(2),
                 memory_failcnt: 2,
+                psi: Psi::default(),
             }
         );
+        // A hybrid host: the v2 hierarchy's copy of the cgroup has PSI.
+        write(
+            &root.path().join("unified").join(rel),
+            &[("io.pressure", "some avg10=0.00 avg60=0.00 avg300=0.00 total=9\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=8\n")],
+        );
+        let s = read_cgroup(root.path(), Path::new("/vordr/vordr-c2")).unwrap();
+        let io = s.psi.io.unwrap();
+        assert_eq!((io.some.total_ns, io.full.unwrap().total_ns), (9000, 8000));
+        assert_eq!((s.psi.cpu, s.psi.memory), (None, None));
         // With swap accounting and a limit.
         write(
             &root.path().join("memory").join(rel),

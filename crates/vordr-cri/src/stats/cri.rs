@@ -2,11 +2,36 @@
 
 use k8s_cri::v1::*;
 
-use super::cgroup::CgroupSample;
+use super::cgroup::{CgroupSample, Pressure, PsiLine};
 use super::{ContainerEntry, PodEntry};
 
 fn v(value: u64) -> Option<UInt64Value> {
     Some(UInt64Value { value })
+}
+
+fn psi_data(l: &PsiLine) -> PsiData {
+    PsiData {
+        total: l.total_ns,
+        avg10: l.avg10,
+        avg60: l.avg60,
+        avg300: l.avg300,
+    }
+}
+
+/// A pressure file as CRI's PsiStats (a missing `full` line as zeros).
+fn psi(p: Option<Pressure>) -> Option<PsiStats> {
+    p.map(|p| PsiStats {
+        full: Some(p.full.as_ref().map(psi_data).unwrap_or_default()),
+        some: Some(psi_data(&p.some)),
+    })
+}
+
+/// The cgroup's I/O pressure; I/O has nothing else in the CRI.
+fn io_usage(at: i64, s: &CgroupSample) -> Option<IoUsage> {
+    s.psi.io.map(|p| IoUsage {
+        timestamp: at,
+        psi: psi(Some(p)),
+    })
 }
 
 /// The CRI stats of one container; `fs_mount` is the filesystem holding
@@ -23,22 +48,9 @@ pub fn container_stats(e: &ContainerEntry, fs_mount: &str) -> ContainerStats {
             labels: e.labels.clone(),
             annotations: e.annotations.clone(),
         }),
-        cpu: cg.map(|s| CpuUsage {
-            timestamp: e.at,
-            usage_core_nano_seconds: v(s.cpu_ns),
-            usage_nano_cores: e.nano_cores.and_then(v),
-            ..Default::default()
-        }),
-        memory: cg.map(|s| MemoryUsage {
-            timestamp: e.at,
-            working_set_bytes: v(s.working_set),
-            available_bytes: s.available().and_then(v),
-            usage_bytes: v(s.memory_usage),
-            rss_bytes: v(s.rss),
-            page_faults: v(s.page_faults),
-            major_page_faults: v(s.major_page_faults),
-            ..Default::default()
-        }),
+        cpu: cg.map(|s| cpu_usage(e.at, s, e.nano_cores)),
+        memory: cg.map(|s| memory_usage(e.at, s)),
+        io: cg.and_then(|s| io_usage(e.at, s)),
         swap: cg.and_then(|s| s.swap).map(|swap| SwapUsage {
             timestamp: e.at,
             swap_usage_bytes: v(swap),
@@ -52,7 +64,6 @@ pub fn container_stats(e: &ContainerEntry, fs_mount: &str) -> ContainerStats {
             used_bytes: v(fs.bytes),
             inodes_used: v(fs.inodes),
         }),
-        ..Default::default()
     }
 }
 
@@ -89,39 +100,55 @@ fn net_usage(p: &PodEntry) -> Option<NetworkUsage> {
     })
 }
 
-/// CPU, memory and process counts of a pod from its own cgroup.
-fn pod_usage_from_cgroup(
-    p: &PodEntry,
-    s: &CgroupSample,
-) -> (Option<CpuUsage>, Option<MemoryUsage>, Option<ProcessUsage>) {
-    let cpu = CpuUsage {
-        timestamp: p.at,
+/// A cgroup's CPU use at `at`, with its rate when there is one.
+fn cpu_usage(at: i64, s: &CgroupSample, nano_cores: Option<u64>) -> CpuUsage {
+    CpuUsage {
+        timestamp: at,
         usage_core_nano_seconds: v(s.cpu_ns),
-        usage_nano_cores: p.nano_cores.and_then(v),
-        ..Default::default()
-    };
-    let memory = MemoryUsage {
-        timestamp: p.at,
+        usage_nano_cores: nano_cores.and_then(v),
+        psi: psi(s.psi.cpu),
+    }
+}
+
+/// A cgroup's memory use at `at`.
+fn memory_usage(at: i64, s: &CgroupSample) -> MemoryUsage {
+    MemoryUsage {
+        timestamp: at,
         working_set_bytes: v(s.working_set),
         available_bytes: s.available().and_then(v),
         usage_bytes: v(s.memory_usage),
         rss_bytes: v(s.rss),
         page_faults: v(s.page_faults),
         major_page_faults: v(s.major_page_faults),
-        ..Default::default()
-    };
+        psi: psi(s.psi.memory),
+    }
+}
+
+/// What a pod uses: CPU, memory, I/O pressure and processes.
+type PodUsage = (
+    Option<CpuUsage>,
+    Option<MemoryUsage>,
+    Option<IoUsage>,
+    Option<ProcessUsage>,
+);
+
+/// A pod's use from its own cgroup.
+fn pod_usage_from_cgroup(p: &PodEntry, s: &CgroupSample) -> PodUsage {
     let process = ProcessUsage {
         timestamp: p.at,
         process_count: v(s.pids.unwrap_or(0)),
     };
-    (Some(cpu), Some(memory), Some(process))
+    (
+        Some(cpu_usage(p.at, s, p.nano_cores)),
+        Some(memory_usage(p.at, s)),
+        io_usage(p.at, s),
+        Some(process),
+    )
 }
 
-/// CPU, memory and process counts of a pod as its running containers' sums.
-fn pod_usage_summed(
-    p: &PodEntry,
-    containers: &[&ContainerEntry],
-) -> (Option<CpuUsage>, Option<MemoryUsage>, Option<ProcessUsage>) {
+/// A pod's CPU, memory and process counts as its running containers' sums.
+/// Pressure is not summed: it is a share of time, not a quantity.
+fn pod_usage_summed(p: &PodEntry, containers: &[&ContainerEntry]) -> PodUsage {
     let running: Vec<&ContainerEntry> = containers
         .iter()
         .copied()
@@ -148,7 +175,7 @@ fn pod_usage_summed(
         timestamp: at,
         process_count: v(sum(&running, |c| c.cgroup.as_ref()?.pids).unwrap_or(0)),
     });
-    (cpu, memory, process)
+    (cpu, memory, None, process)
 }
 
 /// The CRI stats of one pod: CPU, memory and processes from the pod's own
@@ -156,7 +183,7 @@ fn pod_usage_summed(
 /// the sandbox's cgroup parent), or its running containers' sums where it
 /// has none to itself; its network; each container's own.
 pub fn pod_stats(p: &PodEntry, containers: &[&ContainerEntry], fs_mount: &str) -> PodSandboxStats {
-    let (cpu, memory, process) = match &p.cgroup {
+    let (cpu, memory, io, process) = match &p.cgroup {
         Some(s) => pod_usage_from_cgroup(p, s),
         None => pod_usage_summed(p, containers),
     };
@@ -177,11 +204,11 @@ pub fn pod_stats(p: &PodEntry, containers: &[&ContainerEntry], fs_mount: &str) -
             memory,
             network: net_usage(p),
             process,
+            io,
             containers: containers
                 .iter()
                 .map(|c| container_stats(c, fs_mount))
                 .collect(),
-            ..Default::default()
         }),
         windows: None,
     }
