@@ -80,7 +80,21 @@ pub fn resolve_parent(driver: CgroupDriver, parent: &str) -> Result<String, Stri
             } else {
                 parent
             };
-            expand_slice(p)
+            if !p.contains('/') {
+                return expand_slice(p);
+            }
+            // A slice's path, as containerd and CRI-O take it (critest
+            // sends "/test.slice"): its last element names the slice, and
+            // it must be that slice's own path.
+            let path = p.trim_end_matches('/');
+            let name = path.rsplit('/').next().unwrap_or_default();
+            let expanded = expand_slice(name)?;
+            if expanded != path {
+                return Err(format!(
+                    "{p:?} is not the path of the systemd slice {name:?} (that is {expanded:?})"
+                ));
+            }
+            Ok(expanded)
         }
     }
 }
@@ -250,6 +264,21 @@ mod tests {
         assert!(resolve_parent(d, "/kubepods/burstable").is_err());
         assert!(resolve_parent(d, "a--b.slice").is_err());
         assert!(resolve_parent(d, "a/b.slice").is_err());
+        // A slice's own path, as critest sends it, is that slice.
+        assert_eq!(resolve_parent(d, "/test.slice").unwrap(), "/test.slice");
+        assert_eq!(
+            resolve_parent(
+                d,
+                "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1.slice/"
+            )
+            .unwrap(),
+            "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1.slice"
+        );
+        let e = resolve_parent(d, "/kubepods.slice/pod1.slice").unwrap_err();
+        assert!(e.contains("\"/pod1.slice\""), "{e}");
+        assert!(resolve_parent(d, "/").is_err());
+        assert!(resolve_parent(d, "/-.slice").is_err());
+        assert!(resolve_parent(d, "/kubepods").is_err());
     }
 
     #[test]
