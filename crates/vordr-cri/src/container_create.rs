@@ -93,6 +93,7 @@ pub async fn create_container(
             Status::not_found(format!("image {image_name:?} not found: pull it first"))
         })?;
     let handler = crate::container::handler::for_container(rt, &pod, &config)?;
+    rt.require_rro(&pod.runtime_handler, &config)?;
     let lowers = image_lowers(rt, &image)?;
     let img = image_config(rt, &image)?;
     let id = new_id();

@@ -108,12 +108,12 @@ pub async fn status(rt: &Runtime, req: StatusRequest) -> StatusResponse {
         runtime_handlers: std::iter::once(String::new())
             .chain(rt.config.runtime.handlers.keys().cloned())
             .map(|name| RuntimeHandler {
-                name,
                 features: Some(RuntimeHandlerFeatures {
-                    recursive_read_only_mounts: false,
+                    recursive_read_only_mounts: rt.rro_support(&name),
                     // User-namespaced pods need idmapped layers and volumes.
                     user_namespaces: rt.idmap_support().is_ok(),
                 }),
+                name,
             })
             .collect(),
         features: Some(RuntimeFeatures {

@@ -127,6 +127,11 @@ pub async fn serve(
         }
         Err(e) => tracing::warn!("idmapped mount probe: {e}"),
     }
+    let probe_rt = rt.clone();
+    let rro = tokio::task::spawn_blocking(move || probe_rt.rro_support(""))
+        .await
+        .unwrap_or(false);
+    tracing::info!("recursive read-only mounts (default handler): {rro}");
     match rt.network_health().await {
         Ok(v) => tracing::info!(netavark = %v, "network plugin ready"),
         Err(e) => tracing::warn!("network not ready: {e}"),

@@ -32,6 +32,8 @@ struct BindRequest {
     /// Host path with symlinks resolved.
     source: PathBuf,
     readonly: bool,
+    /// Read-only all the way down: submounts of the source too (`rro`).
+    recursive_readonly: bool,
     propagation: i32,
     /// Index in the CRI `mounts` list; `None` for the pod's own files.
     cri_index: Option<usize>,
@@ -180,15 +182,20 @@ fn plan_with(
             _ => "rprivate",
         };
         let access = if b.readonly { "ro" } else { "rw" };
+        let mut options = vec![
+            "rbind".to_string(),
+            propagation.to_string(),
+            access.to_string(),
+        ];
+        if b.recursive_readonly {
+            // mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY) by the runtime.
+            options.push("rro".to_string());
+        }
         let mut m = Mount::default();
         m.set_destination(PathBuf::from(&b.container_path));
         m.set_typ(Some("bind".to_string()));
         m.set_source(Some(b.source));
-        m.set_options(Some(vec![
-            "rbind".to_string(),
-            propagation.to_string(),
-            access.to_string(),
-        ]));
+        m.set_options(Some(options));
         mounts.push(m);
     }
     Ok(MountPlan {
@@ -257,6 +264,18 @@ fn cri_binds(
                 format!("{:?} is not an absolute path", m.container_path),
             ));
         }
+        if m.recursive_read_only {
+            let rro = format!("mounts[{i}].recursive_read_only");
+            if !m.readonly {
+                return Err(invalid(rro, "needs readonly: true"));
+            }
+            if m.propagation != MountPropagation::PropagationPrivate as i32 {
+                return Err(invalid(
+                    rro,
+                    "needs propagation PROPAGATION_PRIVATE (mounts arriving later would not be read-only)",
+                ));
+            }
+        }
         let field = format!("mounts[{i}].host_path");
         if m.host_path.is_empty() {
             return Err(invalid(field, "must not be empty"));
@@ -279,6 +298,7 @@ fn cri_binds(
             container_path: m.container_path.clone(),
             source,
             readonly: m.readonly,
+            recursive_readonly: m.recursive_read_only,
             propagation: m.propagation,
             cri_index: Some(i),
         });
@@ -332,6 +352,7 @@ fn pod_bind(dst: &str, path: &Path, readonly: bool) -> Result<BindRequest, SpecE
         container_path: dst.to_string(),
         source,
         readonly,
+        recursive_readonly: false,
         propagation: MountPropagation::PropagationPrivate as i32,
         cri_index: None,
     })
@@ -738,6 +759,57 @@ mod tests {
             err.to_string().starts_with("mounts[0].container_path:"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn recursive_read_only_needs_readonly_and_private() {
+        let pod = PodPaths {
+            ipcns: Some("/x".into()),
+            ..Default::default()
+        };
+        let run = |readonly: bool, prop: MountPropagation| {
+            let mut m = cri_mount("/data", Path::new("/"), prop);
+            m.readonly = readonly;
+            m.recursive_read_only = true;
+            let config = ContainerConfig {
+                mounts: vec![
+                    cri_mount("/a", Path::new("/"), MountPropagation::PropagationPrivate),
+                    m,
+                ],
+                ..Default::default()
+            };
+            const SHARED: &str = "1 0 0:1 / / rw shared:1 - ext4 /dev/vda rw\n";
+            plan_with(&config, &sc(), &pod, false, &[], fake_mountinfo(SHARED))
+        };
+        let plan = run(true, MountPropagation::PropagationPrivate).expect("rro");
+        assert_eq!(options(&plan, "/data"), ["rbind", "rprivate", "ro", "rro"]);
+        assert_eq!(options(&plan, "/a"), ["rbind", "rprivate", "rw"]);
+        for (readonly, prop, why) in [
+            (
+                false,
+                MountPropagation::PropagationPrivate,
+                "needs readonly",
+            ),
+            (
+                true,
+                MountPropagation::PropagationHostToContainer,
+                "PROPAGATION_PRIVATE",
+            ),
+            (
+                true,
+                MountPropagation::PropagationBidirectional,
+                "PROPAGATION_PRIVATE",
+            ),
+        ] {
+            let err = run(readonly, prop).unwrap_err();
+            assert!(err.is_invalid_argument(), "{err}");
+            assert!(
+                err.to_string()
+                    .starts_with("mounts[1].recursive_read_only:")
+                    && err.to_string().contains(why),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -59,9 +59,14 @@ fn cgroup_v2_only() -> bool {
 
 /// The configured runc handler, or runc from PATH.
 fn runc_handler(rt: &Runtime) -> vordr_config::RuntimeHandler {
-    rt.config
-        .runtime
-        .handlers
+    runc_of(&rt.config.runtime.handlers)
+}
+
+/// The first runc handler of `handlers`, or runc from PATH.
+pub fn runc_of(
+    handlers: &std::collections::BTreeMap<String, vordr_config::RuntimeHandler>,
+) -> vordr_config::RuntimeHandler {
+    handlers
         .values()
         .find(|h| h.kind == "runc")
         .cloned()

@@ -11,6 +11,7 @@ pub(crate) mod image_volume;
 pub(crate) mod judge;
 pub(crate) mod reported;
 pub(crate) mod rootfs;
+pub(crate) mod rro;
 
 use tonic::Status;
 use vordr_store::{ContainerRecord, Lookup};

@@ -84,6 +84,8 @@ pub struct Runtime {
     self_ref: std::sync::OnceLock<std::sync::Weak<Runtime>>,
     /// Whether idmapped layers and volumes work here (probed once).
     pub(crate) idmap: std::sync::OnceLock<crate::container::idmap::Support>,
+    /// Which handlers make recursive read-only mounts (probed once).
+    pub(crate) rro: std::sync::OnceLock<std::collections::BTreeMap<String, bool>>,
     /// Prometheus metrics (the process's one set), served when
     /// `server.metrics_address` is set.
     pub metrics: &'static crate::metrics::Metrics,
@@ -157,6 +159,7 @@ impl Runtime {
             inflight: Arc::default(),
             self_ref: std::sync::OnceLock::new(),
             idmap: std::sync::OnceLock::new(),
+            rro: std::sync::OnceLock::new(),
             metrics: crate::metrics::Metrics::global(),
             stats: crate::stats::StatsCache::default(),
             events,
