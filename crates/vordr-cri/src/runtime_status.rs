@@ -117,7 +117,9 @@ pub async fn status(rt: &Runtime, req: StatusRequest) -> StatusResponse {
             })
             .collect(),
         features: Some(RuntimeFeatures {
-            supplemental_groups_policy: false,
+            // Merge and Strict (vordr-spec's user module); ContainerStatus
+            // reports the user from the spec.
+            supplemental_groups_policy: true,
         }),
     }
 }

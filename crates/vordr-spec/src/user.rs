@@ -1,6 +1,8 @@
 //! The container's uid, gid and additional gids, resolved against the
 //! rootfs's `/etc/passwd` and `/etc/group` like containerd's `WithUser`,
-//! `WithAdditionalGIDs` and `WithSupplementalGroups`.
+//! `WithAdditionalGIDs` and `WithSupplementalGroups`, under the config's
+//! `supplemental_groups_policy` (KEP-3619): Merge (the default) adds the
+//! groups the image's `/etc/group` lists the user in, Strict does not.
 //!
 //! The two files are opened with every symlink and `..` resolved as if the
 //! rootfs were `/` (openat2 `RESOLVE_IN_ROOT`, or a component-wise walk on
@@ -16,7 +18,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use k8s_cri::v1::LinuxContainerSecurityContext;
+use k8s_cri::v1::{LinuxContainerSecurityContext, SupplementalGroupsPolicy};
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::{Mode, SFlag};
@@ -61,6 +63,19 @@ pub(crate) fn resolve(
     sc: &LinuxContainerSecurityContext,
     image: &ImageConfig,
 ) -> Result<ResolvedUser, SpecError> {
+    let strict = match SupplementalGroupsPolicy::try_from(sc.supplemental_groups_policy) {
+        Ok(SupplementalGroupsPolicy::Merge) => false,
+        Ok(SupplementalGroupsPolicy::Strict) => true,
+        Err(_) => {
+            return Err(invalid(
+                "linux.security_context.supplemental_groups_policy",
+                format!(
+                    "{} is not a SupplementalGroupsPolicy (Merge = 0, Strict = 1)",
+                    sc.supplemental_groups_policy
+                ),
+            ))
+        }
+    };
     let db = RootfsDb::new(rootfs);
     let (userstr, field) = user_string(sc, image)?;
     let (uid, gid) = if userstr.is_empty() {
@@ -80,8 +95,12 @@ pub(crate) fn resolve(
         "0".to_string()
     };
 
+    // The primary gid is always one of them (containerd's
+    // ensureAdditionalGids); /etc/group membership only under Merge.
     let mut gids = BTreeSet::from([gid]);
-    gids.extend(membership_gids(&db, &member)?);
+    if !strict {
+        gids.extend(membership_gids(&db, &member)?);
+    }
     for (i, g) in sc.supplemental_groups.iter().enumerate() {
         let g = u32::try_from(*g).map_err(|_| {
             invalid(
@@ -659,6 +678,69 @@ video:x:44:daemon
             resolve(root.path(), &s, &img("")).expect("name:gid"),
             user(1000, 7, &[7, 10, 29, 300])
         );
+    }
+
+    #[test]
+    fn supplemental_groups_policy_merge_and_strict() {
+        let root = rootfs();
+        // app (1000, primary 1001) is listed in wheel (10) and audio (29).
+        let mut s = sc();
+        s.run_as_user = Some(Int64Value { value: 1000 });
+        s.supplemental_groups = vec![1234];
+        // Merge, the default (0): the image's groups, the primary gid and
+        // the requested ones.
+        assert_eq!(
+            resolve(root.path(), &s, &img("")).expect("merge"),
+            user(1000, 1001, &[10, 29, 1001, 1234])
+        );
+        s.supplemental_groups_policy = SupplementalGroupsPolicy::Merge as i32;
+        assert_eq!(
+            resolve(root.path(), &s, &img("")).expect("merge"),
+            user(1000, 1001, &[10, 29, 1001, 1234])
+        );
+        // Strict: the primary gid and the requested ones only.
+        s.supplemental_groups_policy = SupplementalGroupsPolicy::Strict as i32;
+        assert_eq!(
+            resolve(root.path(), &s, &img("")).expect("strict"),
+            user(1000, 1001, &[1001, 1234])
+        );
+        // Names are still resolved through the image's files under Strict.
+        let mut named = sc();
+        named.supplemental_groups_policy = SupplementalGroupsPolicy::Strict as i32;
+        assert_eq!(
+            resolve(root.path(), &named, &img("app:staff")).expect("strict names"),
+            user(1000, 50, &[50])
+        );
+        named.run_as_username = "app".into();
+        named.run_as_group = Some(Int64Value { value: 7 });
+        named.supplemental_groups = vec![7, 300];
+        assert_eq!(
+            resolve(root.path(), &named, &img("")).expect("strict username"),
+            user(1000, 7, &[7, 300])
+        );
+        // Root's wheel membership goes too.
+        let mut root_strict = sc();
+        root_strict.supplemental_groups_policy = SupplementalGroupsPolicy::Strict as i32;
+        assert_eq!(
+            resolve(root.path(), &root_strict, &img("")).expect("strict root"),
+            user(0, 0, &[0])
+        );
+    }
+
+    #[test]
+    fn unknown_supplemental_groups_policy_is_invalid() {
+        let root = rootfs();
+        for v in [2, -1, 99] {
+            let mut s = sc();
+            s.supplemental_groups_policy = v;
+            let err = resolve(root.path(), &s, &img("app")).unwrap_err();
+            assert!(err.is_invalid_argument(), "{err}");
+            assert!(
+                err.to_string()
+                    .starts_with("linux.security_context.supplemental_groups_policy:"),
+                "{err}"
+            );
+        }
     }
 
     #[test]
