@@ -16,6 +16,7 @@
 # critest.log (ginkgo -v), junit.xml, vordr.log, console.log, journal.txt.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/stage.sh"
 # One compound command: bash reads it whole before running it, so an edit
 # of this file during a run cannot change what the run does.
 {
@@ -30,17 +31,7 @@ IMAGES="${CRITEST_IMAGES:-/work/shared/testbed/critest-images.yaml}"
 [ -f "$IMAGES" ] || guest_die "no critest images file $IMAGES"
 cd "$GUEST_REPO"
 t0=$(guest_now)
-"$(dirname "$0")/fetch-qemu.sh"
-"$(dirname "$0")/build-image.sh"
-t1=$(guest_now)
-cargo build -q -p vordr -p vordr-shim
-IN="$(mktemp -d "$GUEST_DIR/in-critest.XXXXXX")"
-OUT="$GUEST_DIR/out-critest-$DRIVER"
-trap 'rm -rf "$IN"' EXIT
-mkdir -p "$IN/bin"
-for b in vordr containerd-shim-vordr-v1; do
-  ln "target/debug/$b" "$IN/bin/$b" 2>/dev/null || cp "target/debug/$b" "$IN/bin/$b"
-done
+guest_stage critest "$DRIVER"
 cp "$CRITEST" "$IN/bin/critest"
 cp "$IMAGES" "$IN/critest-images.yaml"
 cp -a "$REGISTRY" "$IN/registry"

@@ -9,6 +9,7 @@
 #   systemd.sh [DRIVER] [TIMEOUT_SECONDS]
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/stage.sh"
 # One compound command: bash reads it whole before running it, so an edit
 # of this file during a run cannot change what the run does.
 {
@@ -16,17 +17,7 @@ guest_require_root
 DRIVER="${1:-systemd}" LIMIT="${2:-1500}"
 cd "$GUEST_REPO"
 t0=$(guest_now)
-"$(dirname "$0")/fetch-qemu.sh"
-"$(dirname "$0")/build-image.sh"
-t1=$(guest_now)
-cargo build -q -p vordr -p vordr-shim
-IN="$(mktemp -d "$GUEST_DIR/in-systemd.XXXXXX")"
-OUT="$GUEST_DIR/out-systemd-$DRIVER"
-trap 'rm -rf "$IN"' EXIT
-mkdir -p "$IN/bin"
-for b in vordr containerd-shim-vordr-v1; do
-  ln "target/debug/$b" "$IN/bin/$b" 2>/dev/null || cp "target/debug/$b" "$IN/bin/$b"
-done
+guest_stage systemd "$DRIVER"
 "$(dirname "$0")/oci-busybox.sh" "$IN/image"
 echo "$DRIVER" >"$IN/driver"
 guest_log "host build and staging took $(guest_since "$t1") s"
